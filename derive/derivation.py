@@ -1,0 +1,163 @@
+"""The Derivation: the single record every output reads.
+
+A Derivation is data, not behaviour: forward nodes, the edges of the graph with their
+local partials and contributions, the adjoints (as an unevaluated sum, in terms of the
+nodes, in terms of the inputs, numerically), the final gradients, and free-form worked
+``sections`` (used by layer derivations and exact worked examples). ``reports/`` renders
+it; ``kernels/`` compiles it; ``derive.verify`` checks answers against it. None of them
+differentiates anything again.
+
+Conventions
+-----------
+* Expressions are SymPy objects (scalars or matrix expressions); values are SymPy numbers
+  (exact where the inputs were exact), Python floats, or NumPy / nested-list arrays.
+* The adjoint of node ``v`` is written with the symbol returned by :func:`bar`, named
+  ``v_bar``; printers typeset it as :math:`\\bar v`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import sympy as sp
+
+BAR_SUFFIX = "_bar"
+
+
+def bar(name, shape=None):
+    """The adjoint symbol of ``name``: a Symbol (scalar) or MatrixSymbol (``shape``)."""
+    if shape is None:
+        return sp.Symbol(name + BAR_SUFFIX)
+    return sp.MatrixSymbol(name + BAR_SUFFIX, *shape)
+
+
+def is_bar(symbol):
+    """True if ``symbol`` is an adjoint symbol made by :func:`bar`."""
+    return getattr(symbol, "name", "").endswith(BAR_SUFFIX)
+
+
+@dataclass
+class Node:
+    """One forward step ``name = definition(inputs)``; leaves have ``definition=None``."""
+
+    name: str
+    definition: Any = None
+    inputs: tuple = ()
+    role: str = "node"  # "input" | "param" | "node"
+    value: Any = None
+    shape: Any = None  # None for scalars, else a tuple of ints / SymPy symbols
+    note: str = ""
+
+
+@dataclass
+class Edge:
+    """The edge ``src -> dst``: local partial d dst / d src and its adjoint contribution."""
+
+    src: str
+    dst: str
+    partial: Any
+    contribution: Any
+    value: Any = None  # numeric value of the contribution, when values were given
+
+
+@dataclass
+class Adjoint:
+    """The adjoint of one node, written four ways (see the module docstring)."""
+
+    name: str
+    as_sum: Any  # sum over outgoing edges of bar(dst) * partial, unevaluated
+    in_nodes: Any  # in terms of node symbols (and their adjoints substituted)
+    in_inputs: Any  # in terms of the graph's inputs, simplified
+    value: Any = None
+    shape: Any = None
+
+
+@dataclass
+class Gradient:
+    """A final gradient d output / d name."""
+
+    name: str
+    expression: Any
+    value: Any = None
+    shape: Any = None
+
+
+@dataclass
+class Step:
+    """A worked step ``lhs = rhs[0] = rhs[1] = ...`` with an optional remark.
+
+    ``lhs`` and the items of ``rhs`` are SymPy objects or LaTeX strings (a string is
+    taken as LaTeX as-is; give plain words through ``note``).
+    """
+
+    lhs: Any
+    rhs: list = field(default_factory=list)
+    note: str = ""
+
+
+@dataclass
+class Section:
+    """A titled block of worked steps with optional prose before them."""
+
+    title: str
+    steps: list = field(default_factory=list)
+    text: str = ""
+
+
+@dataclass
+class Derivation:
+    """Everything derived about one problem, in order, ready for every output."""
+
+    title: str
+    kind: str = "graph"
+    output: str | None = None
+    wrt: list = field(default_factory=list)
+    nodes: list = field(default_factory=list)
+    edges: list = field(default_factory=list)
+    adjoints: list = field(default_factory=list)
+    gradients: dict = field(default_factory=dict)  # name -> Gradient
+    sections: list = field(default_factory=list)  # worked Sections after the graph parts
+    notes: list = field(default_factory=list)  # conventions used, stated once each
+    result: Any = None  # the final answer of a worked example
+    meta: dict = field(default_factory=dict)  # source file, problem kind, options
+
+    # -- lookup -------------------------------------------------------------------------
+    def node(self, name):
+        """The Node called ``name`` (KeyError if none)."""
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def adjoint(self, name):
+        """The Adjoint of node ``name`` (KeyError if none)."""
+        for a in self.adjoints:
+            if a.name == name:
+                return a
+        raise KeyError(name)
+
+    def edges_from(self, name):
+        """Outgoing edges of ``name``, one per use (fan-out shows as several)."""
+        return [e for e in self.edges if e.src == name]
+
+    def note(self, text):
+        """State a convention once."""
+        if text not in self.notes:
+            self.notes.append(text)
+
+    # -- display (reports are imported lazily: derive never depends on them) -----------
+    def to_dict(self):
+        """The documented JSON structure (see reports.json_out)."""
+        from reports import json_out
+
+        return json_out.to_dict(self)
+
+    def _repr_markdown_(self):
+        from reports import render
+
+        return render(self, "md")
+
+    def _repr_latex_(self):
+        from reports import latex_out
+
+        return latex_out.display_math(self)
