@@ -1,0 +1,129 @@
+"""SymPy functions the courses use that SymPy lacks, each with its convention stated.
+
+* ``sigmoid(x) = 1 / (1 + exp(-x))``, with sigma' = sigma (1 - sigma) so derivatives
+  stay in terms of sigma (as exam answers are written).
+* ``relu(x) = max(x, 0)``; ReLU'(0) = 0 by convention (``Heaviside(x, 0)``).
+* ``maximum(a, b)``: the derivative routes to the first maximum on a tie, as max-pool
+  does (d/da = H(a - b) with H(0) = 1, d/db = H(b - a) with H(0) = 0).
+"""
+import sympy as sp
+
+#: Conventions a derivation states when it meets a non-differentiable point.
+CONVENTIONS = {
+    "relu": "ReLU'(0) = 0 by convention (the subgradient 0 is used at the kink).",
+    "maximum": "max(a, b) routes the gradient to the first maximum on a tie.",
+    "Abs": "|x|'(0) = 0 by convention (sign(0) = 0).",
+    "Max": "max(a, b) routes the gradient to the first maximum on a tie.",
+    "Min": "min(a, b) routes the gradient to the first minimum on a tie.",
+}
+
+
+class sigmoid(sp.Function):
+    """The logistic function ``1 / (1 + exp(-x))``.
+
+    >>> x = sp.Symbol("x"); sigmoid(x).diff(x)
+    (1 - sigmoid(x))*sigmoid(x)
+    """
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_zero:
+            return sp.S.Half
+        return None
+
+    def fdiff(self, argindex=1):
+        s = sigmoid(self.args[0])
+        return s * (1 - s)
+
+    def _eval_rewrite_as_exp(self, x, **kwargs):
+        return 1 / (1 + sp.exp(-x))
+
+    def _eval_evalf(self, prec):
+        return self.rewrite(sp.exp)._eval_evalf(prec)
+
+    def _eval_is_real(self):
+        return self.args[0].is_real
+
+    def _eval_is_positive(self):
+        return True if self.args[0].is_real else None
+
+    def _latex(self, printer):
+        return r"\sigma\left(%s\right)" % printer._print(self.args[0])
+
+
+class relu(sp.Function):
+    """The rectifier ``max(x, 0)`` with ReLU'(0) = 0.
+
+    >>> relu(sp.Integer(-3)), relu(sp.Rational(1, 2))
+    (0, 1/2)
+    """
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_number and x.is_extended_real:
+            return x if x > 0 else sp.S.Zero
+        return None
+
+    def fdiff(self, argindex=1):
+        return sp.Heaviside(self.args[0], 0)
+
+    def _eval_rewrite_as_Max(self, x, **kwargs):
+        return sp.Max(x, 0)
+
+    def _eval_evalf(self, prec):
+        return sp.Max(self.args[0], 0)._eval_evalf(prec)
+
+    def _latex(self, printer):
+        return r"\operatorname{ReLU}\left(%s\right)" % printer._print(self.args[0])
+
+
+class maximum(sp.Function):
+    """``max(a, b)`` whose derivative goes to the first maximum on a tie."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, a, b):
+        if a.is_number and b.is_number and a.is_extended_real and b.is_extended_real:
+            return a if a >= b else b
+        return None
+
+    def fdiff(self, argindex=1):
+        a, b = self.args
+        if argindex == 1:
+            return sp.Heaviside(a - b, 1)
+        return sp.Heaviside(b - a, 0)
+
+    def _eval_rewrite_as_Max(self, a, b, **kwargs):
+        return sp.Max(a, b)
+
+    def _eval_evalf(self, prec):
+        return sp.Max(*self.args)._eval_evalf(prec)
+
+    def _latex(self, printer):
+        return r"\max\left(%s, %s\right)" % tuple(printer._print(a) for a in self.args)
+
+
+def softplus(x):
+    """``log(1 + exp(x))``, composed (its derivative is sigmoid)."""
+    return sp.log(1 + sp.exp(x))
+
+
+def kinks(expr, subs):
+    """Conventions that apply where ``expr`` sits on a kink once ``subs`` are put in.
+
+    Returns the CONVENTIONS keys of the functions in ``expr`` whose argument, with the
+    values ``subs`` substituted, is exactly at a non-differentiable point (ReLU at 0, a
+    tie in max, |0|).
+    """
+    found = []
+    for f in expr.atoms(relu, maximum, sp.Abs, sp.Max, sp.Min):
+        args = [a.xreplace(subs) for a in f.args]
+        at_kink = args[0].is_zero if len(args) == 1 else (args[0] - args[1]).is_zero
+        if at_kink:
+            found.append(type(f).__name__)
+    return sorted(set(found))
