@@ -1,0 +1,218 @@
+"""The ``derivekit`` command line (also ``python -m derive``).
+
+This is the one module that wires derive/, reports/ and kernels/ together; it imports
+them lazily so ``derivekit grad`` does not pay for numba. Every command prints a clear
+one-line error and exits non-zero on bad input; no text given to it is ever executed.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import sysconfig
+
+from .errors import DeriveError, InputError
+
+FORMATS = ("text", "md", "tex", "html", "json")
+EXIT_BAD_INPUT = 2
+
+
+def main(argv=None):
+    """Run the CLI; returns the exit code (0 ok, 1 a check failed, 2 bad input)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        return args.run(args) or 0
+    except DeriveError as exc:
+        print(f"derivekit {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"derivekit {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="derivekit", description="Worked gradients, fast "
+                                "kernels and verdicts from one symbolic definition.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    c = sub.add_parser("demo", help="render the bundled examples (the main job)")
+    c.add_argument("-o", "--out", default="derivekit-demo", help="folder to write into")
+    c.add_argument("--no-pdf", action="store_true", help="skip PDF even if pdflatex exists")
+    c.set_defaults(run=cmd_demo)
+
+    c = sub.add_parser("grad", help="differentiate one expression, node by node")
+    c.add_argument("expression")
+    c.add_argument("--wrt", help="comma-separated names (default: every input)")
+    c.add_argument("--at", help="values, e.g. x=1,y=1/2 (exact unless a float is given)")
+    _output_options(c)
+    c.set_defaults(run=cmd_grad)
+
+    c = sub.add_parser("solve", help="solve a problem file (YAML)")
+    c.add_argument("problem")
+    _output_options(c)
+    c.set_defaults(run=cmd_solve)
+
+    c = sub.add_parser("layer", help="derive a layer's gradients and render them")
+    c.add_argument("name", nargs="?", help="layer name (omit to list them)")
+    c.add_argument("--option", "-p", action="append", default=[], metavar="KEY=VALUE",
+                   help="layer option, e.g. -p bias=false (repeatable)")
+    _output_options(c)
+    c.set_defaults(run=cmd_layer)
+
+    c = sub.add_parser("check", help="check hand-derived answers against a problem")
+    c.add_argument("problem")
+    c.add_argument("answers", help="ANSWERS.yaml, or a folder of them (one per student)")
+    _output_options(c)
+    c.set_defaults(run=cmd_check)
+
+    c = sub.add_parser("train", help="train a model from a config file or flags")
+    c.add_argument("config", nargs="?")
+    c.add_argument("rest", nargs=argparse.REMAINDER)
+    c.set_defaults(run=cmd_train)
+
+    c = sub.add_parser("bench", help="speed against the installed peers")
+    c.add_argument("rest", nargs=argparse.REMAINDER)
+    c.set_defaults(run=cmd_bench)
+    return p
+
+
+def _output_options(c):
+    c.add_argument("-o", "--out", help="write to FILE (.pdf .tex .md .html .json)")
+    c.add_argument("--format", "-f", choices=FORMATS, help="print this format to stdout")
+
+
+# -- commands ---------------------------------------------------------------------------
+def cmd_grad(args):
+    from .api import grad
+
+    d = grad(args.expression, wrt=args.wrt, at=_values(args.at) if args.at else None)
+    return _emit(d, args)
+
+
+def cmd_solve(args):
+    from .api import solve
+
+    return _emit(solve(args.problem), args)
+
+
+def cmd_layer(args):
+    from . import tensor
+
+    if not args.name:
+        print("\n".join(tensor.layer_names()))
+        return 0
+    options = dict(_key_value(o, "--option") for o in args.option)
+    return _emit(tensor.layer_derivation(args.name, **options), args)
+
+
+def cmd_check(args):
+    from .verify import cli_check
+
+    return cli_check(args.problem, args.answers, out=args.out, fmt=args.format)
+
+
+def cmd_train(args):
+    from kernels import cli as kcli
+
+    return kcli.train_main(([args.config] if args.config else []) + args.rest)
+
+
+def cmd_bench(args):
+    from kernels import bench
+
+    return bench.main(args.rest)
+
+
+def cmd_demo(args):
+    """Render every bundled example to md/html/json/tex (and pdf with pdflatex)."""
+    import shutil
+
+    import reports
+
+    from .api import solve
+
+    folder = examples_folder()
+    os.makedirs(args.out, exist_ok=True)
+    formats = ["md", "html", "json", "tex"]
+    if shutil.which("pdflatex") and not args.no_pdf:
+        formats.append("pdf")
+    written = []
+    for name in DEMO_PROBLEMS:
+        derivations = solve(os.path.join(folder, name))
+        stem = os.path.splitext(os.path.basename(name))[0]
+        for fmt in formats:
+            written.append(reports.write(derivations, os.path.join(args.out, f"{stem}.{fmt}")))
+        d = derivations[0]
+        grads = ", ".join(f"d{d.output}/d{k} = {g.value}" for k, g in d.gradients.items()
+                          if g.value is not None)
+        print(f"  {d.title}: {grads}")
+    if "pdf" not in formats:
+        print("  (no PDF: pdflatex is not installed; the .tex files compile with it)")
+    print(f"derivekit demo: wrote {len(written)} files to {os.path.abspath(args.out)}")
+    return 0
+
+
+DEMO_PROBLEMS = ["rnn.yaml", "decompose.yaml", "bce_sigmoid.yaml", "mlp_2_2_1.yaml"]
+
+
+def examples_folder():
+    """The examples/ folder: beside the package (a checkout) or installed data files."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for folder in (os.path.join(here, "examples"),
+                   os.path.join(sysconfig.get_path("data"), "share", "derivekit", "examples")):
+        if os.path.isfile(os.path.join(folder, DEMO_PROBLEMS[0])):
+            return folder
+    raise InputError("bundled examples not found (reinstall derivekit)")
+
+
+# -- output -----------------------------------------------------------------------------
+def _emit(derivation, args):
+    """Write to -o FILE, print a format, or print a short text summary."""
+    import reports
+
+    if args.out:
+        path = reports.write(derivation, args.out)
+        print(f"wrote {path}")
+    elif args.format and args.format != "text":
+        print(reports.render(derivation, args.format))
+    else:
+        print(summary(derivation))
+    return 0
+
+
+def summary(derivations):
+    """Plain text for a terminal: each gradient as expression and value."""
+    lines = []
+    for d in derivations if isinstance(derivations, list) else [derivations]:
+        lines.append(d.title)
+        for name, g in d.gradients.items():
+            value = "" if g.value is None else f" = {g.value}"
+            lines.append(f"  d{d.output}/d{name} = {g.expression}{value}")
+        if d.result is not None and not d.gradients:
+            lines.append(f"  result: {d.result}")
+        lines.extend(f"  note: {n}" for n in d.notes)
+    return "\n".join(lines)
+
+
+def _values(text):
+    from .parse import parse_number
+
+    return {k: parse_number(v, where=f"--at {k}")
+            for k, v in (_key_value(p, "--at") for p in text.split(",") if p.strip())}
+
+
+def _key_value(text, flag):
+    from .parse import check_identifier
+
+    if "=" not in text:
+        raise InputError(f"expected KEY=VALUE, got {text!r}", where=flag)
+    key, value = (s.strip() for s in text.split("=", 1))
+    return check_identifier(key, flag), value
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
