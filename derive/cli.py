@@ -96,7 +96,8 @@ def cmd_grad(args):
 def cmd_solve(args):
     from .api import solve
 
-    return _emit(solve(args.problem), args)
+    derivations = solve(args.problem)
+    return _emit(derivations[0] if len(derivations) == 1 else derivations, args)
 
 
 def cmd_layer(args):

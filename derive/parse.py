@@ -217,9 +217,8 @@ def _check_power(base, exp, parser, node):
 
 
 def _literal(node, parser):
-    """A literal keyword/argument value: number, string, or tuple/list of them."""
-    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str)) \
-            and not isinstance(node.value, bool):
+    """A literal keyword/argument value: number, string, True/False, or a list of them."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str)):
         return node.value
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) \
             and isinstance(node.operand, ast.Constant) \
@@ -227,7 +226,8 @@ def _literal(node, parser):
         return -node.operand.value
     if isinstance(node, (ast.Tuple, ast.List)):
         return [_literal(e, parser) for e in node.elts]
-    raise parser.error("only literal numbers, strings and lists are allowed here", node)
+    raise parser.error("only literal numbers, strings, True/False and lists are allowed "
+                       "here", node)
 
 
 def number(value):
