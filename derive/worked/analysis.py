@@ -1,0 +1,326 @@
+"""Analysis derivations: stacked linear maps collapse, and initialisation variances.
+
+* ``linear_collapse``: ``W2 (W1 x + b1) + b2 = (W2 W1) x + (W2 b1 + b2)``, proved with
+  matrix symbols (any sizes) and checked entry by entry at given sizes; with numbers,
+  the collapsed ``W*`` and ``b*``.
+* ``conv_collapse``: stacked convolutions (no nonlinearity between) are one convolution
+  whose kernel is the composition of the kernels; found by running the stack on a
+  symbolic input and reading off the coefficients, then checked at every output position.
+* ``init_variance``: the Xavier/Glorot and Kaiming/He variance derivations.
+
+The gradient-flow derivations (products of Jacobians) live in :mod:`.jacobians`.
+"""
+from __future__ import annotations
+
+import itertools
+
+import sympy as sp
+
+from ..derivation import Derivation, Section, Step
+from ..errors import InputError, ShapeError
+from ..problem import check_keys, get, problem_kind
+from .common import array, dims, key_choice, key_int, matrix, shape, tidy, with_approx
+
+_NONLINEAR_NOTE = ("With a nonlinearity between the layers (e.g. ReLU) the composition is no "
+                   "longer affine, which is why deep networks need activations.")
+
+
+# -- stacked linear layers ------------------------------------------------------------------
+@problem_kind("linear_collapse")
+def linear_collapse(spec, where):
+    """Prove that stacked Linear layers equal one Linear layer; collapse given numbers."""
+    check_keys(spec, {"kind", "title", "layers", "sizes", "weights", "biases"}, where)
+    d = Derivation(title=get(spec, "title", where, default="Stacked linear layers collapse"),
+                   kind="linear_collapse")
+    if "weights" in spec:
+        Ws, bs = _numeric_layers(spec, where)
+        n = len(Ws)
+    else:
+        n = key_int(spec, "layers", where, 2, minimum=2)
+        Ws = bs = None
+    sizes = get(spec, "sizes", where, types=list, default=None)
+    if sizes is None:
+        sizes = [shape(Ws[0])[1]] + [shape(W)[0] for W in Ws] if Ws else [2] * (n + 1)
+    if len(sizes) != n + 1:
+        raise ShapeError(f"{n} layers need {n + 1} sizes (input, then each output), got "
+                         f"{len(sizes)}", where=f"{where}: sizes")
+    W_star, b_star = _prove_linear(d, n, sizes)
+    d.note(_NONLINEAR_NOTE)
+    d.result = {"W": W_star, "b": b_star}
+    if Ws is not None:
+        d.result = _collapse_numbers(d, Ws, bs)
+    return d
+
+
+def _numeric_layers(spec, where):
+    Ws = get(spec, "weights", where, types=list)
+    Ws = [array(W, f"{where}: weights[{i}]", ndim=2, name="a weight") for i, W in enumerate(Ws)]
+    bs = get(spec, "biases", where, types=list, default=None)
+    bs = [[sp.Integer(0)] * shape(W)[0] for W in Ws] if bs is None else \
+        [array(b, f"{where}: biases[{i}]", ndim=1, name="a bias") for i, b in enumerate(bs)]
+    if len(Ws) < 2 or len(bs) != len(Ws):
+        raise ShapeError(f"need at least two layers and one bias per layer (got {len(Ws)} "
+                         f"weights, {len(bs)} biases)", where=f"{where}: biases")
+    for i in range(len(Ws)):
+        if len(bs[i]) != shape(Ws[i])[0]:
+            raise ShapeError(f"bias {i + 1} has {len(bs[i])} entries but W{i + 1} is "
+                             f"{dims(shape(Ws[i]))}", where=f"{where}: biases[{i}]")
+        if i and shape(Ws[i])[1] != shape(Ws[i - 1])[0]:
+            raise ShapeError(f"W{i + 1} is {dims(shape(Ws[i]))} but layer {i} outputs "
+                             f"{shape(Ws[i - 1])[0]} values", where=f"{where}: weights[{i}]")
+    return Ws, bs
+
+
+def _prove_linear(d, n, sizes):
+    """Matrix-symbol proof, then an entry-wise check at ``sizes``; returns (W*, b*)."""
+    x = sp.MatrixSymbol("x", sizes[0], 1)
+    Ws = [sp.MatrixSymbol(f"W_{i + 1}", sizes[i + 1], sizes[i]) for i in range(n)]
+    bs = [sp.MatrixSymbol(f"b_{i + 1}", sizes[i + 1], 1) for i in range(n)]
+    steps, h = [], x
+    for i in range(n):
+        prev = sp.MatrixSymbol(f"h_{i}", sizes[i], 1) if i else x
+        h = Ws[i] * h + bs[i]
+        steps.append(Step(f"h_{{{i + 1}}}", [Ws[i] * prev + bs[i], h] if i else [h]))
+    expanded = sp.expand(h)
+    W_star = sp.MatMul(*reversed(Ws))
+    b_star = sp.Add(*[sp.MatMul(*reversed(Ws[k + 1:]), bs[k]) if k + 1 < n else bs[k]
+                      for k in range(n)])
+    steps.append(Step(f"h_{{{n}}}", [expanded],
+                      "expand the products (matrix products distribute over sums)"))
+    steps.append(Step("W^{*}", [W_star]))
+    steps.append(Step("b^{*}", [b_star]))
+    residual = sp.expand(expanded - (W_star * x + b_star))
+    steps.append(Step(f"h_{{{n}}} - (W^{{*}} x + b^{{*}})", [residual],
+                      "zero for every size: one Linear layer with W* and b* computes the same map"))
+    d.sections.append(Section("Proof with matrix symbols", steps))
+    check = sp.simplify(sp.Matrix(expanded.as_explicit() - (W_star * x + b_star).as_explicit()))
+    d.sections.append(Section(f"Entry-by-entry check at sizes {' -> '.join(map(str, sizes))}", [
+        Step(f"h_{{{n}}} - (W^{{*}} x + b^{{*}})", [check],
+             "every entry expands to 0")]))
+    if any(v != 0 for v in check):
+        raise AssertionError("the collapse check failed")  # cannot happen: a proof, kept honest
+    return W_star, b_star
+
+
+def _collapse_numbers(d, Ws, bs):
+    W = sp.Matrix(Ws[0])
+    b = sp.Matrix(bs[0])
+    steps = []
+    for i in range(1, len(Ws)):
+        Wi = sp.Matrix(Ws[i])
+        b = Wi * b + sp.Matrix(bs[i])
+        W = Wi * W
+        steps.append(Step(f"W^{{*}}_{{{i + 1}}}", [rf"W_{{{i + 1}}} W^{{*}}_{{{i}}}" if i > 1
+                                                   else r"W_{2} W_{1}", W.applyfunc(tidy)]))
+        steps.append(Step(f"b^{{*}}_{{{i + 1}}}", [rf"W_{{{i + 1}}} b^{{*}}_{{{i}}} + b_{{{i + 1}}}"
+                                                   if i > 1 else r"W_{2} b_{1} + b_{2}",
+                                                   b.T.applyfunc(tidy)]))
+    d.sections.append(Section("With the given numbers", steps))
+    return {"W": W.applyfunc(tidy).tolist(), "b": [tidy(v) for v in b]}
+
+
+# -- stacked convolutions ------------------------------------------------------------------
+@problem_kind("conv_collapse")
+def conv_collapse(spec, where):
+    """Stacked (cross-correlation) convolutions equal one convolution: the combined kernel."""
+    check_keys(spec, {"kind", "title", "kernels", "kernel_sizes", "biases", "strides"}, where)
+    kernels = _kernels(spec, where)
+    nd = len(shape(kernels[0]))
+    strides = get(spec, "strides", where, types=list, default=[1] * len(kernels))
+    if len(strides) != len(kernels) or any(not isinstance(s, int) or s < 1 for s in strides):
+        raise ShapeError("one positive stride per layer", where=f"{where}: strides")
+    biases = get(spec, "biases", where, types=list, default=None)
+    biases = [sp.Integer(0)] * len(kernels) if biases is None else \
+        [array(b, f"{where}: biases[{i}]", ndim=0) for i, b in enumerate(biases)]
+    if len(biases) != len(kernels):
+        raise ShapeError(f"{len(biases)} biases for {len(kernels)} layers",
+                         where=f"{where}: biases")
+    d = Derivation(title=get(spec, "title", where, default="Stacked convolutions collapse"),
+                   kind="conv_collapse")
+    d.note("Convolutions here are cross-correlations (no flip), single channel, no padding.")
+    size = [1] * nd  # receptive field of one output of the stack, per axis
+    jump = [1] * nd
+    for k, s in zip(kernels, strides):
+        size = [sz + (kk - 1) * j for sz, kk, j in zip(size, shape(k), jump)]
+        jump = [j * s for j in jump]
+    x = _symbolic_input([sz + (n_out - 1) * j for sz, j, n_out in zip(size, jump, [2] * nd)])
+    steps, y = [], x
+    for i, (k, s, b) in enumerate(zip(kernels, strides, biases)):
+        y = _correlate(y, k, s, b)
+        steps.append(Step(f"y^{{({i + 1})}}", [_conv_formula(nd, i, s)]))
+    combined, bias = _read_kernel(y, x, size, nd)
+    d.sections.append(Section("The stack", steps))
+    d.sections.append(Section("Combined kernel (coefficients of one output)", [
+        Step("K^{*}", [matrix(combined)], f"size {dims(tuple(size))}, stride "
+                                          f"{'x'.join(map(str, jump))}"),
+        Step("b^{*}", [bias], "each bias passes through the later kernels' sums")]))
+    single = _correlate(x, combined, jump[0] if nd == 1 else jump, bias)
+    residual = sp.expand(sp.Add(*[(a - b) ** 2 for a, b in zip(_flat(y), _flat(single))]))
+    d.sections.append(Section("Check at every output position", [
+        Step(r"\sum (y_{\text{stack}} - y_{\text{single}})^2", [residual],
+             "the stack and the single convolution agree at every position of a symbolic input")]))
+    d.note(_NONLINEAR_NOTE)
+    d.result = {"kernel": combined, "bias": bias, "stride": jump[0] if nd == 1 else jump}
+    return d
+
+
+def _kernels(spec, where):
+    if ("kernels" in spec) == ("kernel_sizes" in spec):
+        raise InputError("give exactly one of 'kernels' (numbers) and 'kernel_sizes' "
+                         "(symbolic entries)", where=where)
+    if "kernels" in spec:
+        ks = get(spec, "kernels", where, types=list)
+        ks = [array(k, f"{where}: kernels[{i}]", ndim=(1, 2), name="a kernel")
+              for i, k in enumerate(ks)]
+    else:
+        sizes = get(spec, "kernel_sizes", where, types=list)
+        ks = [_symbolic_kernel(s, i, f"{where}: kernel_sizes[{i}]") for i, s in enumerate(sizes)]
+    if len(ks) < 2 or len({len(shape(k)) for k in ks}) != 1:
+        raise ShapeError("need at least two kernels of the same dimension",
+                         where=f"{where}: kernels")
+    return ks
+
+
+def _symbolic_kernel(size, i, where):
+    size = [size] if isinstance(size, int) else size
+    if not size or any(not isinstance(s, int) or s < 1 for s in size) or len(size) > 2:
+        raise ShapeError(f"expected a positive size or [rows, cols], got {size!r}", where=where)
+    letter = "abcdefgh"[i % 8]
+    if len(size) == 1:
+        return [sp.Symbol(f"{letter}_{a}") for a in range(size[0])]
+    return [[sp.Symbol(f"{letter}_{{{a}{b}}}") for b in range(size[1])] for a in range(size[0])]
+
+
+def _symbolic_input(size):
+    if len(size) == 1:
+        return [sp.Symbol(f"x_{i}") for i in range(size[0])]
+    return [[sp.Symbol(f"x_{{{i},{j}}}") for j in range(size[1])] for i in range(size[0])]
+
+
+def _correlate(x, k, stride, bias):
+    """Valid cross-correlation of a 1-D or 2-D nested list (stride int or per axis)."""
+    if not isinstance(x[0], list):
+        s = stride if isinstance(stride, int) else stride[0]
+        return [sp.expand(sp.Add(*[x[i * s + a] * k[a] for a in range(len(k))]) + bias)
+                for i in range((len(x) - len(k)) // s + 1)]
+    s = (stride, stride) if isinstance(stride, int) else stride
+    rows = (len(x) - len(k)) // s[0] + 1
+    cols = (len(x[0]) - len(k[0])) // s[1] + 1
+    return [[sp.expand(sp.Add(*[x[i * s[0] + a][j * s[1] + b] * k[a][b]
+                                for a in range(len(k)) for b in range(len(k[0]))]) + bias)
+             for j in range(cols)] for i in range(rows)]
+
+
+def _read_kernel(y, x, size, nd):
+    """The coefficients of the first stacked output in the input entries, and the constant."""
+    first = y[0] if nd == 1 else y[0][0]
+    if nd == 1:
+        kernel = [tidy(first.coeff(x[a])) for a in range(size[0])]
+    else:
+        kernel = [[tidy(first.coeff(x[a][b])) for b in range(size[1])] for a in range(size[0])]
+    const = tidy(first.subs({s: 0 for s in _flat(x)}))
+    return kernel, const
+
+
+def _conv_formula(nd, i, s):
+    prev = "x" if i == 0 else f"y^{{({i})}}"
+    k = f"K^{{({i + 1})}}"
+    if nd == 1:
+        return rf"\sum_a {prev}_{{{s} j + a}}\,{k}_a + b_{{{i + 1}}}"
+    return rf"\sum_{{a,b}} {prev}_{{{s} i + a,\,{s} j + b}}\,{k}_{{a,b}} + b_{{{i + 1}}}"
+
+
+def _flat(nested):
+    return list(itertools.chain.from_iterable(nested)) if isinstance(nested[0], list) else nested
+
+
+# -- initialisation --------------------------------------------------------------------------
+@problem_kind("init_variance")
+def init_variance(spec, where):
+    """Xavier/Glorot and Kaiming/He: the weight variance that keeps signals at unit scale."""
+    check_keys(spec, {"kind", "title", "n_in", "n_out", "init", "depth"}, where)
+    which = key_choice(spec, "init", where, ("xavier", "kaiming", "both"), "both")
+    n_in_v, n_out_v = key_int(spec, "n_in", where), key_int(spec, "n_out", where)
+    depth = key_int(spec, "depth", where)
+    n_in, n_out = sp.symbols("n_in n_out", positive=True)
+    s2 = sp.Symbol(r"\sigma_w^2", positive=True)
+    subs = {k: v for k, v in ((n_in, n_in_v), (n_out, n_out_v)) if v is not None}
+    d = Derivation(title=get(spec, "title", where, default="Initialisation variance"),
+                   kind="init_variance")
+    d.note("Weights and inputs are independent with zero mean, so Var(w x) = Var(w) Var(x) "
+           "and the variances of a sum of independent terms add.")
+    result = {}
+    if which in ("xavier", "both"):
+        result["xavier"] = _xavier(d, n_in, n_out, s2, subs, depth)
+    if which in ("kaiming", "both"):
+        result["kaiming"] = _kaiming(d, n_in, s2, subs, depth)
+    d.result = result
+    return d
+
+
+def _summary(var, subs):
+    """variance, std and uniform bound (U(-a, a) has variance a^2/3), substituted."""
+    values = {"variance": var, "std": sp.sqrt(var), "uniform_bound": sp.sqrt(3 * var)}
+    return {k: tidy(v.subs(subs)) for k, v in values.items()}
+
+
+def _summary_steps(var, subs, prefix):
+    out = _summary(var, subs)
+    steps = [Step(r"\sigma_w", [sp.sqrt(var), *([out["std"]] if subs else [])],
+                  "normal initialisation N(0, sigma_w^2)"),
+             Step("a", [sp.sqrt(3 * var), *with_approx(out["uniform_bound"])] if subs
+                  else [sp.sqrt(3 * var)], "uniform U(-a, a): a^2 / 3 = sigma_w^2")]
+    return steps, out
+
+
+def _xavier(d, n_in, n_out, s2, subs, depth):
+    var_x = sp.Symbol(r"\operatorname{Var}(x)")
+    steps = [
+        Step(r"\operatorname{Var}(y_j)", [r"\sum_{i=1}^{n_{in}} \operatorname{Var}(w_{ji} x_i)",
+                                          n_in * s2 * var_x], "forward pass, y = W x"),
+        Step(r"\sigma_w^2", [sp.solve(sp.Eq(n_in * s2, 1), s2)[0]],
+             "keep Var(y) = Var(x): n_in sigma_w^2 = 1"),
+        Step(r"\operatorname{Var}\left(\frac{\partial L}{\partial x_i}\right)",
+             [r"n_{out}\,\sigma_w^2 \operatorname{Var}\left(\frac{\partial L}{\partial y}\right)"],
+             "backward pass: the gradient is a sum over the n_out outputs"),
+        Step(r"\sigma_w^2", [sp.solve(sp.Eq(n_out * s2, 1), s2)[0]],
+             "keep the gradient variance: n_out sigma_w^2 = 1"),
+    ]
+    var = 2 / (n_in + n_out)
+    steps.append(Step(r"\sigma_w^2", [var, *([tidy(var.subs(subs))] if subs else [])],
+                      "Xavier/Glorot: the harmonic compromise of the two conditions"))
+    more, out = _summary_steps(var, subs, "xavier")
+    steps += more + _depth_steps(n_in * s2, s2, var, subs, depth)
+    d.sections.append(Section("Xavier / Glorot (linear or tanh units)", steps))
+    return out
+
+
+def _kaiming(d, n_in, s2, subs, depth):
+    var_z = sp.Symbol(r"\operatorname{Var}(z)")
+    steps = [
+        Step(r"\mathbb{E}[x_i^2]", [r"\mathbb{E}[\operatorname{ReLU}(z_i)^2]", var_z / 2],
+             "z symmetric about 0: half its mass is zeroed, the other half keeps its square"),
+        Step(r"\operatorname{Var}(y_j)", [r"n_{in}\,\sigma_w^2\,\mathbb{E}[x_i^2]",
+                                          n_in * s2 * var_z / 2]),
+        Step(r"\sigma_w^2", [sp.solve(sp.Eq(n_in * s2 / 2, 1), s2)[0],
+                             *([tidy((2 / n_in).subs(subs))] if subs else [])],
+             "keep Var(y) = Var(z): n_in sigma_w^2 / 2 = 1 (Kaiming/He, fan-in mode)"),
+    ]
+    var = 2 / n_in
+    more, out = _summary_steps(var, subs, "kaiming")
+    steps += more + _depth_steps(n_in * s2 / 2, s2, var, subs, depth)
+    d.sections.append(Section("Kaiming / He (ReLU units)", steps))
+    return out
+
+
+def _depth_steps(gain, s2, var, subs, depth):
+    """Var after L layers = gain^L Var(input): 1 at the chosen variance, else explodes/vanishes."""
+    L = sp.Symbol("L", positive=True, integer=True)
+    steps = [Step(r"\operatorname{Var}(y_L)", [gain ** L * sp.Symbol(r"\operatorname{Var}(y_0)")],
+                  "the per-layer factor compounds over L layers")]
+    if depth is not None and subs.get(sp.Symbol("n_in", positive=True)) is not None:
+        for name, value in (("chosen", var), ("sigma_w^2 = 1", sp.Integer(1))):
+            factor = tidy((gain.subs(s2, value) ** depth).subs(subs))
+            steps.append(Step(rf"\text{{factor after {depth} layers}}",
+                              [*with_approx(factor)], f"with {name}"))
+    return steps

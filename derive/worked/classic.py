@@ -1,0 +1,304 @@
+"""Classic non-gradient worked examples: the perceptron rule, k-nearest neighbours, decoding.
+
+* ``perceptron``: Rosenblatt's rule ``w <- w + eta (y - y_hat) x`` on AND / OR / NAND / XOR
+  (or given data) until an epoch makes no mistake; XOR never gets there, and the derivation
+  proves why (no line separates it) and detects the cycle.
+* ``knn``: distances (L1, L2 or both) from a query to every training point, the k nearest,
+  and the majority vote (a tie goes to the class of the nearest tied neighbour).
+* ``decoding``: greedy, beam and exhaustive search on a given tree of log-probabilities.
+"""
+from __future__ import annotations
+
+import sympy as sp
+
+from ..derivation import Derivation, Section, Step
+from ..errors import InputError, ShapeError
+from ..problem import check_keys, get, problem_kind
+from .common import (EXACT_NOTE, all_exact, array, key_choice, key_int, key_number, ltx, matrix,
+                     sum_tex, tex, tidy, with_approx)
+
+_GATES = {
+    "AND": [0, 0, 0, 1], "OR": [0, 1, 1, 1], "NAND": [1, 1, 1, 0], "NOR": [1, 0, 0, 0],
+    "XOR": [0, 1, 1, 0],
+}
+_INPUTS = [[0, 0], [0, 1], [1, 0], [1, 1]]
+
+
+# -- perceptron ----------------------------------------------------------------------------
+@problem_kind("perceptron")
+def perceptron(spec, where):
+    """Perceptron learning rule, example by example, epoch by epoch."""
+    check_keys(spec, {"kind", "title", "function", "X", "y", "w", "b", "lr", "epochs",
+                      "step_at_zero"}, where)
+    X, y, name = _data(spec, where)
+    n = len(X[0])
+    w = array(get(spec, "w", where, default=[0] * n), f"{where}: w", ndim=1, name="w")
+    if len(w) != n:
+        raise ShapeError(f"w has {len(w)} entries but inputs have {n}", where=f"{where}: w")
+    b = key_number(spec, "b", where, sp.Integer(0))
+    lr = key_number(spec, "lr", where, sp.Integer(1))
+    epochs = key_int(spec, "epochs", where, 10)
+    at_zero = key_choice(spec, "step_at_zero", where, (0, 1), 0)
+    d = Derivation(title=get(spec, "title", where,
+                             default=f"Perceptron on {name or 'the given data'}"),
+                   kind="perceptron")
+    d.note(f"Prediction y_hat = step(w . x + b) with step(z) = 1 for z > 0, 0 for z < 0 and "
+           f"step(0) = {at_zero}. Update on every example: w <- w + eta (y - y_hat) x, "
+           f"b <- b + eta (y - y_hat), eta = {lr}.")
+    if all_exact(X, w, b, lr):
+        d.note(EXACT_NOTE)
+    seen, converged = {}, False
+    for epoch in range(1, epochs + 1):
+        state = (tuple(w), b)
+        if state in seen:
+            d.sections.append(Section("Cycle", [], text=(
+                f"The weights at the start of epoch {epoch} equal those at the start of epoch "
+                f"{seen[state]}: the rule repeats forever and will never converge.")))
+            break
+        seen[state] = epoch
+        w, b, mistakes = _epoch(d, X, y, w, b, lr, at_zero, epoch)
+        if mistakes == 0:
+            converged = True
+            break
+    d.sections.append(Section("Result", [Step("w", [matrix(w)]), Step("b", [b])], text=(
+        f"Converged after {epoch} epoch(s): every example is classified correctly."
+        if converged else f"Not converged after {epoch} epoch(s).")))
+    if not converged:
+        _xor_proof(d, X, y)
+    d.result = {"w": w, "b": b, "converged": converged, "epochs": epoch}
+    return d
+
+
+def _data(spec, where):
+    if "function" in spec:
+        if "X" in spec or "y" in spec:
+            raise InputError("give either 'function' or 'X' and 'y'", where=where)
+        name = str(get(spec, "function", where)).upper()
+        if name not in _GATES:
+            raise InputError(f"unknown function {name!r} (known: {', '.join(_GATES)})",
+                             where=f"{where}: function")
+        return ([[sp.Integer(v) for v in x] for x in _INPUTS],
+                [sp.Integer(v) for v in _GATES[name]], name)
+    X = array(get(spec, "X", where), f"{where}: X", ndim=2, name="X")
+    y = array(get(spec, "y", where), f"{where}: y", ndim=1, name="y")
+    if len(y) != len(X):
+        raise ShapeError(f"{len(X)} examples but {len(y)} labels", where=f"{where}: y")
+    if any(v not in (0, 1) for v in y):
+        raise InputError("labels must be 0 or 1", where=f"{where}: y")
+    return X, y, None
+
+
+def _epoch(d, X, y, w, b, lr, at_zero, epoch):
+    steps, mistakes = [], 0
+    for i, (x, target) in enumerate(zip(X, y)):
+        z = tidy(sp.Add(*[wi * xi for wi, xi in zip(w, x)]) + b)
+        pred = sp.Integer(1 if z > 0 else 0 if z < 0 else at_zero)
+        err = target - pred
+        pairs = " + ".join(rf"{tex(wi)} \cdot {tex(xi)}" for wi, xi in zip(w, x))
+        steps.append(Step(f"z_{{{i + 1}}}", [rf"w \cdot x_{{{i + 1}}} + b",
+                                             f"{pairs} + {tex(b)}", z],
+                          f"x = ({', '.join(map(str, x))}), y = {target}, y_hat = {pred}"))
+        if err != 0:
+            mistakes += 1
+            w = [tidy(wi + lr * err * xi) for wi, xi in zip(w, x)]
+            b = tidy(b + lr * err)
+            steps.append(Step("w", [r"w + \eta (y - \hat y) x", matrix(w)],
+                              f"mistake: y - y_hat = {err}"))
+            steps.append(Step("b", [r"b + \eta (y - \hat y)", b]))
+    d.sections.append(Section(f"Epoch {epoch}", steps,
+                              text=f"{mistakes} mistake(s) in this epoch."))
+    return w, b, mistakes
+
+
+def _xor_proof(d, X, y):
+    """No (w1, w2, b) classifies XOR: the four inequalities contradict each other."""
+    if [list(map(int, x)) for x in X] != _INPUTS or list(map(int, y)) != _GATES["XOR"]:
+        return
+    d.sections.append(Section("Why XOR cannot be learned", [
+        Step(r"(0,0) \mapsto 0", [r"b \le 0"]),
+        Step(r"(0,1) \mapsto 1", [r"w_2 + b > 0"]),
+        Step(r"(1,0) \mapsto 1", [r"w_1 + b > 0"]),
+        Step(r"(1,1) \mapsto 0", [r"w_1 + w_2 + b \le 0"]),
+        Step(r"\text{adding the middle two}", [r"w_1 + w_2 + 2b > 0",
+                                               r"w_1 + w_2 + b > -b \ge 0"],
+             "contradicts the last line: no line separates XOR"),
+    ], text="A perceptron outputs 1 exactly on one side of the line w . x + b = 0. XOR's "
+            "positive points (0,1), (1,0) and negative points (0,0), (1,1) are not linearly "
+            "separable, so the perceptron convergence theorem does not apply and the rule "
+            "cycles. A hidden layer (e.g. XOR = AND(OR, NAND)) fixes it."))
+
+
+# -- k nearest neighbours -----------------------------------------------------------------------
+@problem_kind("knn")
+def knn(spec, where):
+    """k-nearest-neighbour classification of one or more queries."""
+    check_keys(spec, {"kind", "title", "X", "y", "query", "k", "metric"}, where)
+    X = array(get(spec, "X", where), f"{where}: X", ndim=2, name="X")
+    labels = get(spec, "y", where, types=list)
+    if len(labels) != len(X):
+        raise ShapeError(f"{len(X)} training points but {len(labels)} labels", where=f"{where}: y")
+    q = array(get(spec, "query", where), f"{where}: query", ndim=(1, 2), name="query")
+    queries = q if isinstance(q[0], list) else [q]
+    if len(queries[0]) != len(X[0]):
+        raise ShapeError(f"queries have {len(queries[0])} features, training points "
+                         f"{len(X[0])}", where=f"{where}: query")
+    k = key_int(spec, "k", where, 1)
+    if k > len(X):
+        raise ShapeError(f"k = {k} but there are only {len(X)} training points",
+                         where=f"{where}: k")
+    metric = key_choice(spec, "metric", where, ("l1", "l2", "both"), "l2")
+    d = Derivation(title=get(spec, "title", where, default=f"{k}-nearest neighbours"),
+                   kind="knn")
+    d.note("L1: sum_i |x_i - q_i|; L2: sqrt(sum_i (x_i - q_i)^2). Majority vote over the k "
+           "nearest; a tied vote goes to the class of the nearest tied neighbour; equal "
+           "distances keep the training order.")
+    result = {}
+    for m in (("l1", "l2") if metric == "both" else (metric,)):
+        result[m] = [_classify(d, X, labels, qq, k, m, j, len(queries))
+                     for j, qq in enumerate(queries)]
+        if len(queries) == 1:
+            result[m] = result[m][0]
+    d.result = result if metric == "both" else result[metric]
+    return d
+
+
+def _classify(d, X, labels, q, k, metric, j, n_q):
+    steps, dists = [], []
+    for i, x in enumerate(X):
+        if metric == "l1":
+            terms = [rf"\left|{ltx(a)} - {tex(b)}\right|" for a, b in zip(x, q)]
+            dist = tidy(sp.Add(*[sp.Abs(a - b) for a, b in zip(x, q)]))
+            rhs = [sum_tex(terms), *with_approx(dist)]
+        else:
+            terms = [rf"\left({ltx(a)} - {tex(b)}\right)^2" for a, b in zip(x, q)]
+            dist = tidy(sp.sqrt(sp.Add(*[(a - b) ** 2 for a, b in zip(x, q)])))
+            rhs = [rf"\sqrt{{{sum_tex(terms)}}}", *with_approx(dist)]
+        dists.append(dist)
+        steps.append(Step(f"d_{{{i + 1}}}", rhs, f"label {labels[i]}"))
+    order = sorted(range(len(X)), key=lambda i: (dists[i], i))[:k]
+    votes = {}
+    for i in order:
+        votes[labels[i]] = votes.get(labels[i], 0) + 1
+    top = max(votes.values())
+    winner = next(labels[i] for i in order if votes[labels[i]] == top)
+    steps.append(Step(r"\text{nearest}", [", ".join(f"{i + 1}" for i in order)],
+                      f"the {k} smallest distances"))
+    steps.append(Step(r"\text{votes}", [", ".join(rf"\text{{{lab}}}: {c}"
+                                                  for lab, c in votes.items())]))
+    steps.append(Step(r"\hat y", [rf"\text{{{winner}}}"]))
+    title = f"{metric.upper()} distance" + (f", query {j + 1}" if n_q > 1 else "")
+    d.sections.append(Section(title, steps, text=f"Query q = ({', '.join(map(str, q))})."))
+    return winner
+
+
+# -- decoding ---------------------------------------------------------------------------------
+@problem_kind("decoding")
+def decoding(spec, where):
+    """Greedy, beam and exhaustive search on a tree of next-token log-probabilities."""
+    check_keys(spec, {"kind", "title", "tree", "beam"}, where)
+    tree = _tree(get(spec, "tree", where, types=dict), f"{where}: tree")
+    width = key_int(spec, "beam", where, 2)
+    d = Derivation(title=get(spec, "title", where, default="Greedy, beam and exhaustive search"),
+                   kind="decoding")
+    d.note("A sequence's score is the sum of its tokens' log-probabilities (the log of the "
+           "product of probabilities). A leaf ends the sequence.")
+    greedy = _greedy(d, tree)
+    beam = _beam(d, tree, width)
+    best = _exhaustive(d, tree)
+    d.sections.append(Section("Comparison", [
+        Step(r"\text{greedy}", [_seq_tex(greedy[0]), *with_approx(greedy[1])]),
+        Step(rf"\text{{beam ({width})}}", [_seq_tex(beam[0]), *with_approx(beam[1])]),
+        Step(r"\text{exhaustive}", [_seq_tex(best[0]), *with_approx(best[1])])],
+        text="Greedy commits to the locally best token; beam search keeps the best few "
+             "prefixes; only exhaustive search is guaranteed to find the best sequence."))
+    d.result = {name: {"sequence": seq, "score": score}
+                for name, (seq, score) in (("greedy", greedy), ("beam", beam),
+                                           ("exhaustive", best))}
+    return d
+
+
+def _tree(node, where):
+    """{token: {logp|p: number, next: {...}}} -> {token: (logp, subtree)}."""
+    if not node:
+        raise InputError("an empty set of next tokens", where=where)
+    out = {}
+    for token, entry in node.items():
+        w = f"{where}.{token}"
+        if not isinstance(entry, dict):
+            raise InputError("expected {logp: number, next: {...}} or {p: ...}", where=w)
+        check_keys(entry, {"logp", "p", "next"}, w)
+        if ("logp" in entry) == ("p" in entry):
+            raise InputError("give exactly one of 'logp' and 'p'", where=w)
+        if "p" in entry:
+            p = key_number(entry, "p", w)
+            if not 0 < p <= 1:
+                raise InputError(f"probability must be in (0, 1], got {p}", where=f"{w}.p")
+            logp = sp.log(p)
+        else:
+            logp = key_number(entry, "logp", w)
+            if logp > 0:
+                raise InputError(f"a log-probability cannot be positive, got {logp}",
+                                 where=f"{w}.logp")
+        nxt = entry.get("next")
+        out[str(token)] = (logp, _tree(nxt, f"{w}.next") if nxt else None)
+    return out
+
+
+def _greedy(d, tree):
+    seq, score, steps, node = [], sp.Integer(0), [], tree
+    while node:
+        token = max(node, key=lambda t: node[t][0])
+        options = ", ".join(rf"\text{{{t}}}: {ltx(lp)}" for t, (lp, _) in node.items())
+        score = score + node[token][0]
+        seq.append(token)
+        steps.append(Step(rf"\text{{step {len(seq)}}}", [options, rf"\text{{{token}}}"],
+                          "the most probable next token"))
+        node = node[token][1]
+    steps.append(Step(r"\text{score}", [_seq_tex(seq), *with_approx(tidy(score))]))
+    d.sections.append(Section("Greedy", steps))
+    return seq, tidy(score)
+
+
+def _beam(d, tree, width):
+    beams = [([], sp.Integer(0), tree)]  # (prefix, score, subtree or None when finished)
+    steps, depth = [], 0
+    while any(node for _, _, node in beams):
+        depth += 1
+        cands = []
+        for seq, score, node in beams:
+            if node is None:
+                cands.append((seq, score, None))
+                continue
+            cands += [(seq + [t], score + lp, sub) for t, (lp, sub) in node.items()]
+        cands.sort(key=lambda c: -c[1])
+        beams = cands[:width]
+        listed = "; ".join(rf"{_seq_tex(s)}: {ltx(tidy(v))}" for s, v, _ in cands)
+        steps.append(Step(rf"\text{{depth {depth}}}", [listed,
+                                                       ", ".join(_seq_tex(s) for s, _, _ in beams)],
+                          f"candidates, then the best {width} kept (finished sequences compete)"))
+    seq, score, _ = beams[0]
+    d.sections.append(Section(f"Beam search (width {width})", steps))
+    return seq, tidy(score)
+
+
+def _exhaustive(d, tree):
+    paths = []
+
+    def walk(node, seq, score):
+        for t, (lp, sub) in node.items():
+            if sub:
+                walk(sub, seq + [t], score + lp)
+            else:
+                paths.append((seq + [t], tidy(score + lp)))
+
+    walk(tree, [], sp.Integer(0))
+    steps = [Step(_seq_tex(s), [*with_approx(v)]) for s, v in paths]
+    best = max(paths, key=lambda p: p[1])
+    d.sections.append(Section("Exhaustive search (every complete sequence)", steps,
+                              text=f"The best of {len(paths)} sequences is "
+                                   f"{' '.join(best[0])}."))
+    return best
+
+
+def _seq_tex(seq):
+    return r"\text{" + " ".join(seq) + "}"

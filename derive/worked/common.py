@@ -1,0 +1,213 @@
+"""What every worked-example kind shares: reading numbers and arrays, and typesetting them.
+
+Numbers from a problem file become SymPy numbers: YAML ints are exact, strings such as
+``"1/2"`` or ``"sqrt(2)"`` are parsed by the whitelist parser (exact), floats stay floats
+(``sympy.Float``). Arrays are nested Python lists of such numbers, checked rectangular.
+"""
+from __future__ import annotations
+
+import sympy as sp
+
+from ..errors import InputError, ShapeError
+from ..parse import parse_number
+from ..problem import get
+
+#: Shown once in every worked example whose inputs were exact.
+EXACT_NOTE = "Inputs are exact, so every value is kept exact (fractions and radicals)."
+
+
+# -- reading ----------------------------------------------------------------------------
+def number(value, where):
+    """One number from a problem file (int exact, float kept, string parsed exactly)."""
+    if isinstance(value, sp.Basic) and value.is_number:
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise InputError(f"expected a number, got {value!r:.40}", where=where)
+    return parse_number(value, where=where)
+
+
+def array(value, where, ndim=None, name="value"):
+    """A (nested) list of numbers, rectangular; ``ndim`` is an int or a tuple of allowed ranks.
+
+    Returns the nested list of SymPy numbers (a scalar for rank 0).
+    """
+    out = _read(value, where)
+    rank = len(shape(out))
+    allowed = (ndim,) if isinstance(ndim, int) else ndim
+    if allowed is not None and rank not in allowed:
+        want = " or ".join(str(r) for r in allowed)
+        raise ShapeError(f"{name} must have {want} dimension(s), got shape "
+                         f"{dims(shape(out))}", where=where)
+    return out
+
+
+def _read(value, where):
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise ShapeError("empty list (sizes must be positive)", where=where)
+        items = [_read(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        first = shape(items[0])
+        for i, item in enumerate(items[1:], 1):
+            if shape(item) != first:
+                raise ShapeError(f"inconsistent shapes: entry {i} has shape {dims(shape(item))}"
+                                 f" but entry 0 has {dims(first)}", where=where)
+        return items
+    return number(value, where)
+
+
+def shape(nested):
+    """The shape of a rectangular nested list (``()`` for a scalar)."""
+    dims_ = []
+    while isinstance(nested, list):
+        dims_.append(len(nested))
+        nested = nested[0]
+    return tuple(dims_)
+
+
+def dims(shape_):
+    """``(3, 4)`` as ``"3x4"`` for messages."""
+    return "x".join(str(s) for s in shape_) or "scalar"
+
+
+def key_number(spec, key, where, default=None):
+    """``spec[key]`` as a number (``default`` if absent, which may be None)."""
+    if key not in spec:
+        return default
+    return number(spec[key], f"{where}: {key}")
+
+
+def key_int(spec, key, where, default=None, minimum=1):
+    """``spec[key]`` as a Python int at least ``minimum`` (ShapeError otherwise)."""
+    value = get(spec, key, where, default=default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"expected an integer, got {value!r:.40}", where=f"{where}: {key}")
+    if value < minimum:
+        raise ShapeError(f"must be at least {minimum}, got {value}", where=f"{where}: {key}")
+    return value
+
+
+def key_choice(spec, key, where, choices, default):
+    """``spec[key]`` as one of ``choices`` (strings)."""
+    value = get(spec, key, where, default=default)
+    if value not in choices:
+        raise InputError(f"expected one of {', '.join(map(str, choices))}; got {value!r:.40}",
+                         where=f"{where}: {key}")
+    return value
+
+
+def key_bool(spec, key, where, default):
+    """``spec[key]`` as a bool."""
+    return get(spec, key, where, types=bool, default=default)
+
+
+def all_exact(*arrays):
+    """True if every number in the (nested) arguments is exact (no Float anywhere)."""
+    for a in arrays:
+        if isinstance(a, list):
+            if not all_exact(*a):
+                return False
+        elif a is not None and isinstance(a, sp.Basic) and a.has(sp.Float):
+            return False
+    return True
+
+
+# -- arithmetic ---------------------------------------------------------------------------
+def tidy(value):
+    """A value in its simplest exact form (Floats are left as they are)."""
+    value = sp.sympify(value)
+    if value.is_Number or value.has(sp.Float):
+        return value
+    if value.is_algebraic:
+        simpler = sp.radsimp(value)  # rationalises denominators, exactly
+    elif sp.count_ops(value) <= 40:  # bounded: simplify is slow on large expressions
+        simpler = sp.simplify(value)
+    else:
+        return value
+    return simpler if sp.count_ops(simpler) <= sp.count_ops(value) else value
+
+
+def approx(value, digits=6):
+    """A float of ``value`` rounded to ``digits`` significant figures (for display)."""
+    return sp.Float(sp.N(value, 15), digits)
+
+
+def with_approx(value):
+    """``[value]`` or ``[value, ≈ float]`` when the exact value is not a plain number."""
+    value = sp.sympify(value)
+    if value.is_Rational or value.is_Float:
+        return [value]
+    return [value, r"\approx " + ltx(approx(value))]
+
+
+def mean(values):
+    """The arithmetic mean of a list of numbers (exact when they are)."""
+    return sp.Add(*values) / len(values)
+
+
+def tolist(nested, fn):
+    """Apply ``fn`` to every leaf of a nested list."""
+    if isinstance(nested, list):
+        return [tolist(v, fn) for v in nested]
+    return fn(nested)
+
+
+# -- typesetting ---------------------------------------------------------------------------
+#: Significant digits of a float written inside a worked step (values keep full precision).
+DIGITS = 6
+
+
+def ltx(value):
+    """LaTeX of a number or expression, floats rounded to :data:`DIGITS` significant digits."""
+    value = sp.sympify(value)
+    floats = value.atoms(sp.Float)
+    if floats:
+        value = value.xreplace({f: sp.Float(f, DIGITS) for f in floats})
+    return sp.latex(value)
+
+
+def tex(value):
+    """LaTeX of a number, parenthesised when negative or a sum (for use in a product)."""
+    value = sp.sympify(value)
+    text = ltx(value)
+    if value.could_extract_minus_sign() or isinstance(value, sp.Add):
+        return rf"\left({text}\right)"
+    return text
+
+
+def pow_tex(value):
+    """LaTeX of a number used as the base of a power (parenthesised unless atomic)."""
+    value = sp.sympify(value)
+    if (value.is_Integer and value >= 0) or value.is_Symbol or (value.is_Float and value >= 0):
+        return ltx(value)
+    return rf"\left({ltx(value)}\right)"
+
+
+def sum_tex(terms):
+    """``a + b - c`` from already-typeset terms, turning ``+ -x`` into ``- x``."""
+    out = terms[0] if terms else "0"
+    for t in terms[1:]:
+        out += f" - {t[1:]}" if t.startswith("-") else f" + {t}"
+    return out
+
+
+def products_tex(pairs):
+    """``a_1 \\cdot b_1 + a_2 \\cdot b_2 + ...`` for pairs of numbers."""
+    return sum_tex([rf"{tex(a)} \cdot {tex(b)}" for a, b in pairs])
+
+
+def matrix(nested):
+    """A nested list as a SymPy Matrix (a vector as a row) for display in a Step."""
+    if not isinstance(nested, list):
+        return sp.sympify(nested)
+    if not isinstance(nested[0], list):
+        return sp.Matrix([nested])
+    if isinstance(nested[0][0], list):
+        raise ValueError("matrix() takes at most two dimensions")
+    return sp.Matrix(nested)
+
+
+def sub(name, *indices):
+    """``name_{i,j}`` with 1-based indices, as exam answers number entries."""
+    return f"{name}_{{{','.join(str(i + 1) for i in indices)}}}"

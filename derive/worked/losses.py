@@ -1,0 +1,259 @@
+"""Losses by hand: softmax cross-entropy, multiclass SVM (hinge), binary cross-entropy, MSE.
+
+Scores are one example (a list) or several (a list of lists, one example per row; use
+``layout: columns`` for a table whose columns are the examples, as in the classic
+cat/car/frog table). Labels are 0-based class indices, or class names when ``classes``
+is given. Logarithms are natural.
+"""
+from __future__ import annotations
+
+import sympy as sp
+
+from ..derivation import Derivation, Section, Step
+from ..errors import InputError, ShapeError
+from ..problem import check_keys, get, problem_kind
+from .common import (EXACT_NOTE, all_exact, array, key_bool, key_choice, key_number, ltx, mean,
+                     shape, sum_tex, tex, tidy, with_approx)
+
+_CLASS_KEYS = {"kind", "title", "scores", "label", "labels", "classes", "layout"}
+
+
+@problem_kind("softmax_loss")
+def softmax_loss(spec, where):
+    """Softmax probabilities and the cross-entropy loss ``-log p_y`` per example."""
+    check_keys(spec, _CLASS_KEYS, where)
+    scores, labels, classes, single = _classification(spec, where)
+    d = _start(spec, where, "softmax_loss", "Softmax cross-entropy loss by hand", scores)
+    d.note("Softmax: p_k = exp(s_k) / sum_j exp(s_j); the loss is L = -log p_y "
+           "= log sum_j exp(s_j) - s_y (libraries subtract max_j s_j first so exp cannot "
+           "overflow; the value is the same).")
+    losses = [_softmax_example(d, s, y, i, classes, single) for i, (s, y) in
+              enumerate(zip(scores, labels))]
+    return _finish(d, losses, single)
+
+
+@problem_kind("svm_loss")
+def svm_loss(spec, where):
+    """Multiclass SVM (hinge) loss ``sum_{j != y} max(0, s_j - s_y + margin)`` per example."""
+    check_keys(spec, _CLASS_KEYS | {"margin"}, where)
+    scores, labels, classes, single = _classification(spec, where)
+    margin = key_number(spec, "margin", where, sp.Integer(1))
+    d = _start(spec, where, "svm_loss", "Multiclass SVM loss by hand", scores)
+    d.note(f"Multiclass SVM (hinge) loss with margin Delta = {margin}: "
+           "L_i = sum over j != y_i of max(0, s_j - s_{y_i} + Delta).")
+    losses = [_svm_example(d, s, y, margin, i, classes, single) for i, (s, y) in
+              enumerate(zip(scores, labels))]
+    return _finish(d, losses, single)
+
+
+@problem_kind("bce")
+def bce(spec, where):
+    """Binary cross-entropy of probabilities (or logits, through the sigmoid) and targets."""
+    check_keys(spec, {"kind", "title", "probs", "logits", "targets", "reduction"}, where)
+    if ("probs" in spec) == ("logits" in spec):
+        raise InputError("give exactly one of 'probs' and 'logits'", where=where)
+    key = "probs" if "probs" in spec else "logits"
+    values = _vector(spec, key, where)
+    targets = _vector(spec, "targets", where, like=values)
+    reduction = key_choice(spec, "reduction", where, ("mean", "sum", "none"), "mean")
+    d = _start(spec, where, "bce", "Binary cross-entropy by hand", values + targets)
+    d.note("BCE: l_i = -[y_i log p_i + (1 - y_i) log(1 - p_i)].")
+    if key == "logits":
+        values = _sigmoid_section(d, values)
+    losses = []
+    steps = []
+    for i, (p, y) in enumerate(zip(values, targets)):
+        if not 0 <= y <= 1:
+            raise InputError(f"target {y} is not in [0, 1]", where=f"{where}: targets[{i}]")
+        if (p <= 0 and y != 0) or (p >= 1 and y != 1) or not 0 <= p <= 1:
+            raise InputError(f"probability {p} gives log(0) or is outside [0, 1]",
+                             where=f"{where}: {key}[{i}]")
+        terms = [t for t, c in ((y * sp.log(p) if y != 0 else 0, y),
+                                ((1 - y) * sp.log(1 - p) if y != 1 else 0, 1 - y)) if c != 0]
+        loss = tidy(-sp.Add(*terms))
+        losses.append(loss)
+        steps.append(Step(f"l_{{{i + 1}}}", [
+            rf"-\left[y_{{{i + 1}}} \log p_{{{i + 1}}} + (1 - y_{{{i + 1}}}) "
+            rf"\log(1 - p_{{{i + 1}}})\right]",
+            rf"-\left[{tex(y)} \log {tex(p)} + {tex(1 - y)} \log {tex(1 - p)}\right]",
+            *with_approx(loss)]))
+    d.sections.append(Section("Per-example losses", steps))
+    return _reduce(d, losses, reduction, "l")
+
+
+@problem_kind("mse")
+def mse(spec, where):
+    """Mean squared error of predictions and targets (optionally with the factor 1/2)."""
+    check_keys(spec, {"kind", "title", "predictions", "targets", "reduction", "half"}, where)
+    preds = array(get(spec, "predictions", where), f"{where}: predictions", ndim=(1, 2),
+                  name="predictions")
+    targets = array(get(spec, "targets", where), f"{where}: targets", ndim=(1, 2), name="targets")
+    if shape(preds) != shape(targets):
+        raise ShapeError(f"predictions have shape {shape(preds)} but targets {shape(targets)}",
+                         where=f"{where}: targets")
+    reduction = key_choice(spec, "reduction", where, ("mean", "sum"), "mean")
+    half = key_bool(spec, "half", where, False)
+    flat_p, flat_t = _flat(preds), _flat(targets)
+    d = _start(spec, where, "mse", "Mean squared error by hand", flat_p + flat_t)
+    steps, sq = [], []
+    for i, (p, t) in enumerate(zip(flat_p, flat_t)):
+        sq.append(tidy((p - t) ** 2))
+        steps.append(Step(rf"(\hat y_{{{i + 1}}} - y_{{{i + 1}}})^2",
+                          [rf"\left({ltx(p)} - {tex(t)}\right)^2", sq[-1]]))
+    d.sections.append(Section("Squared errors", steps,
+                              text="Entries are taken in row-major order." if
+                              isinstance(preds[0], list) else ""))
+    factor = sp.Rational(1, 2) if half else 1
+    total = sp.Add(*sq)
+    value = tidy(factor * (total / len(sq) if reduction == "mean" else total))
+    pre = r"\frac{1}{2}" if half else ""
+    lhs = r"\frac{1}{%d}\sum_i" % len(sq) if reduction == "mean" else r"\sum_i"
+    d.sections.append(Section("Loss", [Step("L", [
+        rf"{pre}{lhs} (\hat y_i - y_i)^2",
+        rf"{pre}\frac{{{sum_tex([ltx(v) for v in sq])}}}{{{len(sq)}}}"
+        if reduction == "mean" else rf"{pre}\left({sum_tex([ltx(v) for v in sq])}\right)",
+        value])]))
+    d.result = value
+    return d
+
+
+# -- shared -------------------------------------------------------------------------------
+def _classification(spec, where):
+    """(scores per example, label index per example, class names, single-example flag)."""
+    scores = array(get(spec, "scores", where), f"{where}: scores", ndim=(1, 2), name="scores")
+    single = not isinstance(scores[0], list)
+    if single:
+        scores = [scores]
+    elif key_choice(spec, "layout", where, ("rows", "columns"), "rows") == "columns":
+        scores = [list(col) for col in zip(*scores)]
+    n_classes = len(scores[0])
+    classes = get(spec, "classes", where, types=list, default=None)
+    if classes is not None and len(classes) != n_classes:
+        raise ShapeError(f"{len(classes)} class names for {n_classes} scores per example",
+                         where=f"{where}: classes")
+    if n_classes < 2:
+        raise ShapeError("need at least two classes", where=f"{where}: scores")
+    key = "label" if "label" in spec else "labels"
+    raw = get(spec, key, where)
+    raw = raw if isinstance(raw, list) else [raw]
+    if len(raw) != len(scores):
+        raise ShapeError(f"{len(raw)} label(s) for {len(scores)} example(s)",
+                         where=f"{where}: {key}")
+    labels = [_label(v, classes, n_classes, f"{where}: {key}") for v in raw]
+    return scores, labels, classes, single
+
+
+def _label(value, classes, n, where):
+    if isinstance(value, str):
+        if classes is None or value not in classes:
+            raise InputError(f"unknown class {value!r} (give 'classes' to use names)",
+                             where=where)
+        return classes.index(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < n:
+        raise InputError(f"label must be a class index 0..{n - 1}, got {value!r:.40}",
+                         where=where)
+    return value
+
+
+def _start(spec, where, kind, title, values):
+    d = Derivation(title=get(spec, "title", where, types=str, default=title), kind=kind)
+    if all_exact(values):
+        d.note(EXACT_NOTE)
+    return d
+
+
+def _name(i, single):
+    return "" if single else f"_{{{i + 1}}}"
+
+
+def _softmax_example(d, s, y, i, classes, single):
+    exps = [sp.exp(v) for v in s]
+    total = sp.Add(*exps)
+    steps = [Step(f"e^{{s_{{{k + 1}}}}}", [f"e^{{{ltx(v)}}}", *with_approx(e)])
+             for k, (v, e) in enumerate(zip(s, exps))]
+    steps.append(Step(r"\sum_j e^{s_j}", [sum_tex([ltx(e) for e in exps]), *with_approx(total)]))
+    probs = []
+    for k, e in enumerate(exps):
+        p = tidy(e / total)
+        probs.append(p)
+        steps.append(Step(f"p_{{{k + 1}}}", [rf"\frac{{e^{{s_{{{k + 1}}}}}}}{{\sum_j e^{{s_j}}}}",
+                                             *with_approx(p)], _class(k, classes)))
+    loss = tidy(sp.log(total) - s[y])
+    steps.append(Step(f"L{_name(i, single)}", [
+        rf"-\log p_{{{y + 1}}}", rf"-\log {tex(probs[y])}", *with_approx(loss)],
+        f"the correct class is {_class(y, classes)}"))
+    d.sections.append(Section(f"Example {i + 1}" if not single else "Softmax and loss", steps,
+                              text=f"Scores s = ({', '.join(ltx(v) for v in s)})."))
+    return loss
+
+
+def _svm_example(d, s, y, margin, i, classes, single):
+    steps, terms = [], []
+    for j, v in enumerate(s):
+        if j == y:
+            continue
+        term = sp.Max(0, v - s[y] + margin)
+        terms.append(term)
+        steps.append(Step(rf"\max(0,\ s_{{{j + 1}}} - s_{{{y + 1}}} + \Delta)", [
+            rf"\max\left(0,\ {ltx(v)} - {tex(s[y])} + {tex(margin)}\right)", term],
+            _class(j, classes)))
+    loss = tidy(sp.Add(*terms))
+    steps.append(Step(f"L{_name(i, single)}", [sum_tex([ltx(t) for t in terms]), loss],
+                      f"the correct class is {_class(y, classes)}"))
+    d.sections.append(Section(f"Example {i + 1}" if not single else "Hinge terms", steps,
+                              text=f"Scores s = ({', '.join(ltx(v) for v in s)})."))
+    return loss
+
+
+def _class(k, classes):
+    return str(classes[k]) if classes else f"class {k + 1} (index {k})"
+
+
+def _finish(d, losses, single):
+    if single:
+        d.result = losses[0]
+        return d
+    avg = tidy(mean(losses))
+    d.sections.append(Section("Mean over the examples", [Step("L", [
+        r"\frac{1}{N}\sum_i L_i",
+        r"\frac{%s}{%d}" % (sum_tex([ltx(v) for v in losses]), len(losses)),
+        *with_approx(avg)])]))
+    d.meta["mean"] = avg
+    d.result = losses
+    return d
+
+
+def _reduce(d, losses, reduction, name):
+    if reduction == "none":
+        d.result = losses
+        return d
+    total = tidy(sp.Add(*losses))
+    value = tidy(total / len(losses)) if reduction == "mean" else total
+    lhs = r"\frac{1}{N}\sum_i " if reduction == "mean" else r"\sum_i "
+    d.sections.append(Section("Loss", [Step("L", [lhs + f"{name}_i", *with_approx(value)])]))
+    d.result = value
+    return d
+
+
+def _vector(spec, key, where, like=None):
+    v = array(get(spec, key, where), f"{where}: {key}", ndim=(0, 1), name=key)
+    v = v if isinstance(v, list) else [v]
+    if like is not None and len(v) != len(like):
+        raise ShapeError(f"{len(v)} entries but {len(like)} predictions", where=f"{where}: {key}")
+    return v
+
+
+def _sigmoid_section(d, logits):
+    probs, steps = [], []
+    for i, z in enumerate(logits):
+        p = tidy(1 / (1 + sp.exp(-z)))
+        probs.append(p)
+        steps.append(Step(f"p_{{{i + 1}}}", [
+            rf"\sigma(z_{{{i + 1}}})", rf"\frac{{1}}{{1 + e^{{-z_{{{i + 1}}}}}}}",
+            rf"\frac{{1}}{{1 + e^{{{tex(-z)}}}}}", *with_approx(p)]))
+    d.sections.append(Section("Probabilities from the logits", steps))
+    return probs
+
+
+def _flat(nested):
+    return [v for row in nested for v in row] if isinstance(nested[0], list) else list(nested)

@@ -1,0 +1,239 @@
+"""LayerNorm and BatchNorm by hand: means, variances and normalised values, entry by entry.
+
+LayerNorm normalises each *row* (one example's features); BatchNorm in train mode
+normalises each *column* (one feature across the batch), in eval mode it uses running
+statistics. Both use the biased variance (divide by the count ``n``), as PyTorch does when
+normalising; PyTorch's running variance is updated with the unbiased one (``n - 1``).
+"""
+from __future__ import annotations
+
+import sympy as sp
+
+from ..derivation import Derivation, Section, Step
+from ..errors import InputError, ShapeError
+from ..problem import check_keys, get, problem_kind
+from .common import (EXACT_NOTE, all_exact, array, dims, key_choice, key_number, ltx, matrix,
+                     shape, sub, sum_tex, tex, tidy)
+
+_NORM_KEYS = {"kind", "title", "X", "eps", "gamma", "beta"}
+_BN_KEYS = _NORM_KEYS | {"mode", "running_mean", "running_var", "momentum"}
+
+
+@problem_kind("layernorm")
+def layernorm(spec, where):
+    """LayerNorm of each row of ``X``: ``y = gamma * (x - mu) / sqrt(var + eps) + beta``."""
+    check_keys(spec, _NORM_KEYS, where)
+    X, eps, gamma, beta = _read_common(spec, where)
+    d = _derivation(spec, where, "layernorm", "LayerNorm by hand", X, eps)
+    d.note("LayerNorm normalises each row (one example) over its features.")
+    rows = []
+    for i, row in enumerate(X):
+        steps, normed = _normalise(row, i, "row", eps, f"{where}: X row {i + 1}")
+        d.sections.append(Section(f"Row {i + 1}", steps))
+        rows.append(normed)
+    Y = _affine(d, rows, gamma, beta, where)
+    d.result = Y
+    return d
+
+
+@problem_kind("batchnorm")
+def batchnorm(spec, where):
+    """BatchNorm of ``X`` (rows are examples) in train mode (batch statistics) or eval mode."""
+    check_keys(spec, _BN_KEYS, where)
+    X, eps, gamma, beta = _read_common(spec, where)
+    mode = key_choice(spec, "mode", where, ("train", "eval"), "train")
+    d = _derivation(spec, where, "batchnorm", f"BatchNorm ({mode} mode) by hand", X, eps)
+    n_feat = len(X[0])
+    running = _running(spec, where, n_feat)
+    if mode == "train":
+        cols = _train_columns(d, X, eps, where)
+        if any(k in spec for k in ("running_mean", "running_var", "momentum")):
+            _running_update(d, X, running, key_number(spec, "momentum", where, sp.Rational(1, 10)))
+    else:
+        cols = _eval_columns(d, X, eps, running, where)
+    Y = _affine(d, _transpose(cols), gamma, beta, where)
+    if mode == "eval":
+        _training_false_section(d, X, eps, running, spec)
+    d.result = Y
+    return d
+
+
+# -- reading -----------------------------------------------------------------------------
+def _read_common(spec, where):
+    X = array(get(spec, "X", where), f"{where}: X", ndim=(1, 2), name="X")
+    if not isinstance(X[0], list):
+        X = [X]
+    eps = key_number(spec, "eps", where, sp.Integer(0))
+    if eps < 0:
+        raise InputError(f"eps must be non-negative, got {eps}", where=f"{where}: eps")
+    gamma = _per_feature(spec, "gamma", where, len(X[0]))
+    beta = _per_feature(spec, "beta", where, len(X[0]))
+    return X, eps, gamma, beta
+
+
+def _per_feature(spec, key, where, n):
+    """A per-feature vector (a scalar is broadcast); None when absent."""
+    if key not in spec:
+        return None
+    value = array(spec[key], f"{where}: {key}", ndim=(0, 1), name=key)
+    if not isinstance(value, list):
+        return [value] * n
+    if len(value) != n:
+        raise ShapeError(f"has {len(value)} entries but X has {n} features",
+                         where=f"{where}: {key}")
+    return value
+
+
+def _running(spec, where, n):
+    mean = _per_feature(spec, "running_mean", where, n) or [sp.Integer(0)] * n
+    var = _per_feature(spec, "running_var", where, n) or [sp.Integer(1)] * n
+    return mean, var
+
+
+def _derivation(spec, where, kind, title, X, eps):
+    d = Derivation(title=get(spec, "title", where, types=str, default=title), kind=kind)
+    d.sections.append(Section("Input", [Step("X", [matrix(X)], f"shape {dims(shape(X))}"),
+                                        Step(r"\varepsilon", [eps])]))
+    if all_exact(X, eps):
+        d.note(EXACT_NOTE)
+    d.note("The variance is the biased one (divide by n), as PyTorch uses to normalise.")
+    if eps == 0:
+        d.note("eps = 0" + ("" if "eps" in spec else " (none given)")
+               + ", so the normalised values are exact z-scores.")
+    return d
+
+
+# -- the arithmetic, one group (row or column) at a time ---------------------------------
+def _normalise(values, k, what, eps, where):
+    """Steps for mean, variance and normalised values of one group; (steps, normalised)."""
+    n = len(values)
+    idx = (lambda j: (k, j)) if what == "row" else (lambda j: (j, k))
+    mu_tex, var_tex = sub(r"\mu", k), sub(r"\sigma^2", k)
+    group = "j" if what == "row" else "i"
+    x_sym = r"x_{%s}" % (f"{k + 1},{group}" if what == "row" else f"{group},{k + 1}")
+    mu = tidy(sp.Add(*values) / n)
+    var = tidy(sp.Add(*[(v - mu) ** 2 for v in values]) / n)
+    steps = [
+        Step(mu_tex, [rf"\frac{{1}}{{{n}}}\sum_{group} {x_sym}",
+                      rf"\frac{{{sum_tex([ltx(v) for v in values])}}}{{{n}}}", mu]),
+        Step(var_tex, [rf"\frac{{1}}{{{n}}}\sum_{group} \left({x_sym} - {mu_tex}\right)^2",
+                       r"\frac{%s}{%d}" % (sum_tex([rf"\left({ltx(v)} - {tex(mu)}\right)^2"
+                                                    for v in values]), n), var]),
+    ]
+    if var + eps == 0:
+        raise InputError(f"division by zero: the {what} is constant (variance 0 and eps = 0)",
+                         where=where)
+    denom = sp.sqrt(var + eps)
+    normed = []
+    for j, v in enumerate(values):
+        x_hat = tidy((v - mu) / denom)
+        normed.append(x_hat)
+        steps.append(Step(sub(r"\hat{x}", *idx(j)), [
+            rf"\frac{{{sub('x', *idx(j))} - {mu_tex}}}{{\sqrt{{{var_tex} + \varepsilon}}}}",
+            rf"\frac{{{ltx(v)} - {tex(mu)}}}{{\sqrt{{{ltx(var)} + {ltx(eps)}}}}}",
+            x_hat]))
+    return steps, normed
+
+
+def _train_columns(d, X, eps, where):
+    cols = []
+    for j, col in enumerate(_transpose(X)):
+        steps, normed = _normalise(col, j, "column", eps, f"{where}: X column {j + 1}")
+        d.sections.append(Section(f"Feature {j + 1} (column {j + 1}, over the batch)", steps))
+        cols.append(normed)
+    return cols
+
+
+def _eval_columns(d, X, eps, running, where):
+    mean, var = running
+    cols = []
+    for j, col in enumerate(_transpose(X)):
+        if var[j] + eps <= 0:
+            raise InputError(f"division by zero: running variance {var[j]} + eps is not "
+                             f"positive", where=f"{where}: running_var[{j}]")
+        steps, normed = [], []
+        for i, v in enumerate(col):
+            x_hat = tidy((v - mean[j]) / sp.sqrt(var[j] + eps))
+            normed.append(x_hat)
+            steps.append(Step(sub(r"\hat{x}", i, j), [
+                rf"\frac{{{sub('x', i, j)} - \hat\mu_{{{j + 1}}}}}"
+                rf"{{\sqrt{{\hat\sigma^2_{{{j + 1}}} + \varepsilon}}}}",
+                rf"\frac{{{ltx(v)} - {tex(mean[j])}}}"
+                rf"{{\sqrt{{{ltx(var[j])} + {ltx(eps)}}}}}", x_hat]))
+        d.sections.append(Section(f"Feature {j + 1} with running statistics", steps))
+        cols.append(normed)
+    d.note("Eval mode normalises with the running statistics, not the batch's: each "
+           "example's output does not depend on the rest of the batch.")
+    return cols
+
+
+def _affine(d, rows, gamma, beta, where):
+    if gamma is None and beta is None:
+        d.sections.append(Section("Output", [Step("Y", [matrix(rows)],
+                                                  "no gamma or beta given: Y = X-hat")]))
+        return rows
+    gamma = gamma or [sp.Integer(1)] * len(rows[0])
+    beta = beta or [sp.Integer(0)] * len(rows[0])
+    steps, out = [], []
+    for i, row in enumerate(rows):
+        out.append([])
+        for j, x_hat in enumerate(row):
+            y = tidy(gamma[j] * x_hat + beta[j])
+            out[-1].append(y)
+            x_hat_tex = sub(r"\hat{x}", i, j)
+            steps.append(Step(sub("y", i, j), [
+                rf"\gamma_{{{j + 1}}} {x_hat_tex} + \beta_{{{j + 1}}}",
+                rf"{tex(gamma[j])} \cdot {tex(x_hat)} + {tex(beta[j])}", y]))
+    steps.append(Step("Y", [matrix(out)]))
+    d.sections.append(Section("Scale and shift", steps))
+    return out
+
+
+def _running_update(d, X, running, momentum):
+    """PyTorch's update: ``r <- (1 - m) r + m * stat`` with the unbiased batch variance."""
+    n = len(X)
+    steps = []
+    for j, col in enumerate(_transpose(X)):
+        mu = sp.Add(*col) / n
+        unbiased = sp.Add(*[(v - mu) ** 2 for v in col]) / (n - 1) if n > 1 else None
+        new_mean = tidy((1 - momentum) * running[0][j] + momentum * mu)
+        steps.append(Step(rf"\hat\mu_{{{j + 1}}}", [
+            rf"(1 - m)\,\hat\mu_{{{j + 1}}} + m\,\mu_{{{j + 1}}}",
+            rf"{tex(1 - momentum)} \cdot {tex(running[0][j])} + {tex(momentum)} \cdot {tex(mu)}",
+            new_mean]))
+        if unbiased is not None:
+            new_var = tidy((1 - momentum) * running[1][j] + momentum * unbiased)
+            steps.append(Step(rf"\hat\sigma^2_{{{j + 1}}}", [
+                rf"(1 - m)\,\hat\sigma^2_{{{j + 1}}} + m\,\frac{{n}}{{n-1}}\sigma^2_{{{j + 1}}}",
+                rf"{tex(1 - momentum)} \cdot {tex(running[1][j])} + {tex(momentum)} \cdot "
+                rf"{tex(tidy(unbiased))}", new_var]))
+    d.sections.append(Section("Running statistics after this batch", steps,
+                              text=f"Momentum m = {momentum}. The running variance uses the "
+                                   "unbiased batch variance (divide by n - 1), as PyTorch does."))
+
+
+def _training_false_section(d, X, eps, running, spec):
+    """What goes wrong when a model is trained in eval mode (training=False) by mistake."""
+    given = "running_mean" in spec or "running_var" in spec
+    text = ("If a model is trained with training=False (model.eval()) by mistake, BatchNorm "
+            "uses the running statistics at every step and never updates them. They stay at "
+            "their initial values, mean 0 and variance 1, so y = gamma * x / sqrt(1 + eps) + "
+            "beta: the layer does not normalise at all, the gradient does not flow through "
+            "batch statistics, and the network trains as if BatchNorm were an affine layer.")
+    steps = [Step(r"\hat{x}", [r"\frac{x - 0}{\sqrt{1 + \varepsilon}}",
+                               rf"\frac{{x}}{{\sqrt{{{ltx(1 + eps)}}}}}"],
+                  "initial running statistics")]
+    try:
+        contrast = [[tidy(v) for v in col] for col in
+                    [_normalise(c, j, "column", eps, "")[1] for j, c in enumerate(_transpose(X))]]
+        steps.append(Step(r"\hat{X}_{\text{train mode}}", [matrix(_transpose(contrast))],
+                          "the same batch normalised with its own statistics, for contrast"))
+    except InputError:
+        pass  # a constant column: train mode would divide by zero, nothing to contrast
+    if not given:
+        text += " The running statistics here were not given, so the initial ones were used."
+    d.sections.append(Section("Trained with training=False by mistake", steps, text=text))
+
+
+def _transpose(rows):
+    return [list(col) for col in zip(*rows)]
