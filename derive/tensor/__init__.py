@@ -1,0 +1,87 @@
+"""Tensor calculus in index notation: layers defined once, gradients derived, matrix form.
+
+Modules
+-------
+``index``     index expressions (``ISum``, ``LogSumExp``, ``Argmax``), differentiation with
+              respect to one element, Kronecker-delta elimination, canonical forms
+``ops``       the element-wise definitions of every op (shared by layers and v-notation)
+``graph``     ``TensorGraph``: named tensors defined element by element
+``backward``  the reverse sweep and the ``Program`` built from it
+``matrix``    recognition of index forms as matrix algebra (``MatNode`` trees)
+``display``   matrix forms as SymPy matrix expressions; index forms with readable indices
+``evaluate``  the float64 NumPy evaluator of index expressions
+``record``    a sweep written into the shared ``Derivation`` fields
+``layers`` / ``losses`` / ``norms``  the layer library; ``model``: Sequential, Network
+``catalog``   layer names and ``layer_derivation`` (``derivekit layer NAME``)
+``vnotation`` the ``tensor_graph`` problem kind (exam v-notation)
+
+Kernel interface (stable; also /work/notes/tensor_interface.md)
+-----------------------------------------------------------------
+``program(model, wrt=None) -> Program`` for a Layer, Sequential, Network, TensorGraph or a
+Derivation made by this package (``derivation.meta["program"]``).
+
+``Program`` fields: ``tensors`` (name -> ``TensorInfo(name, shape, role, dtype, meta)``;
+role in input | target | label | param | state | mask | node | adjoint; dtype "float" or
+"int"), ``forward``, ``updates`` (state updates after forward, e.g. BatchNorm running
+statistics: target is the state name), ``backward`` (lists of ``Assignment``),
+``output`` (node name), ``seed`` (``<output>_bar``, the upstream adjoint, an input of the
+backward pass; ones / 1.0 for a loss), ``grads`` (wrt name -> adjoint array name, e.g.
+``"W1" -> "W1_bar"``), ``dims`` (dimension Symbols to bind from array shapes),
+``constants`` (Symbol -> float: ``epsilon``, ``momentum``), ``random`` (mask name ->
+``{"dist": "bernoulli", "keep": 1 - p, "seed": s, "name": mask}``). ``Program.run(values,
+upstream)`` returns every array (forward, ``<state>_new``, adjoints).
+
+``Assignment(target, indices, rhs, matrix, mode="=", lhs=None)`` means
+``for indices: target[lhs or indices] (mode) rhs``. ``indices`` are ``sympy.Idx`` (loop
+variable ``.label``, range ``0..upper``); 0-d targets have ``indices == ()``.
+
+Index form (``rhs``): ``Indexed(IndexedBase(name), *idx)`` (an index is an Idx, an
+integer expression of Idx, or a label element such as ``y[n]``); ``Symbol`` for 0-d
+tensors, constants and dimensions; ``ISum(body, *idx)``; ``LogSumExp(body, *idx)`` (print
+with the max subtracted; softmax is ``exp(z[n,i] - LogSumExp(z[n,k], k))``);
+``KroneckerDelta(a, b)`` (1.0 if equal); ``Argmax(body, idx)`` (forward only); ``Add``,
+``Mul``, ``Pow``, numbers; elementwise functions ``exp log tanh sqrt Abs sign Heaviside
+Piecewise`` and ``sigmoid relu`` (derive.functions), ``softplus step leaky_relu elu``
+(derive.tensor.functions). ``evaluate.NUMPY_FUNCTIONS`` maps each to NumPy.
+
+Matrix form (``matrix``, or None when not recognised): a tree of ``matrix.MatNode`` with
+``.axes`` (Idx per array axis) and ``.shape``: ``Ref(name)``, ``Const(value)``,
+``Transpose(a)``, ``MatMul(a, b, ta, tb)`` (np.dot with transpose flags, operands of rank
+1 or 2), ``Outer(a, b)``, ``Hadamard(*ops)``, ``Add(*ops)``, ``Scale(c, a)``,
+``Map(fn, *ops)`` (fn a sympy.Lambda applied entry by entry), ``Reduce(a, axis)`` (sum
+over the axis numbers of ``a``), ``Broadcast(a)`` (to ``.axes``: insert size-1 axes),
+``OneHot(label)``, ``Gather(a, label)`` (``a[arange(B), y]``), ``Softmax(a, axis)``,
+``LogSumExpNode(a, axis)``. Elementwise operands are already aligned to the result's axes.
+``node.numpy(env)`` computes it (``env``: an ``evaluate.Env``).
+
+Naming in Sequential: blocks numbered from 1, up at each layer with parameters: ``W1, b1,
+z1, a1, gamma2, beta2, running_mean2, m3`` ...; input ``x: [B, in]``, labels ``y``, loss
+``L``.
+"""
+from .api import evaluate, program
+from .backward import build_program  # noqa: F401  (for kernels)
+from .catalog import LAYER_NAMES, layer_derivation, layer_names, make_layer
+from .graph import TensorGraph
+from .index import ISum, LogSumExp
+from .layers import (ELU, GELU, AddLayer, Layer, LeakyReLU, Linear, LogSoftmax, MatMul,
+                     MulLayer, ReLU, Sigmoid, Softmax, Softplus, Step, Tanh)
+from .losses import (BCE, L1, L2, MSE, BCEWithLogits, CrossEntropy, ElasticNet, Hinge,
+                     ZeroOne)
+from .model import Network, Sequential
+from .norms import BatchNorm, Dropout, LayerNorm
+from .program import Assignment, Program, TensorInfo
+from . import vnotation  # noqa: F401  (registers the tensor_graph problem kind)
+
+SoftmaxCrossEntropy = CrossEntropy
+
+__all__ = [
+    "evaluate", "program", "layer_derivation", "layer_names", "LAYER_NAMES", "make_layer",
+    "Sequential", "Network", "TensorGraph", "Layer",
+    "Linear", "MatMul", "AddLayer", "MulLayer",
+    "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "GELU", "ELU", "Softplus", "Step",
+    "Softmax", "LogSoftmax",
+    "MSE", "BCE", "BCEWithLogits", "CrossEntropy", "SoftmaxCrossEntropy", "Hinge", "ZeroOne",
+    "L1", "L2", "ElasticNet",
+    "LayerNorm", "BatchNorm", "Dropout",
+    "Program", "Assignment", "TensorInfo", "ISum", "LogSumExp",
+]

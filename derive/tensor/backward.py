@@ -1,0 +1,233 @@
+"""The reverse sweep over a tensor graph, and the Program built from it.
+
+For every node ``u`` on a path from a ``wrt`` tensor to the output, in reverse definition
+order, each consumer ``c`` contributes ``Σ_I c̄[I] ∂c[I]/∂u[K]`` (derived element-wise by
+:func:`~derive.tensor.index.vjp`, deltas eliminated) and ``ū[K]`` is their simplified sum:
+micrograd's loop, with index expressions for numbers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+from ..derivation import BAR_SUFFIX
+from ..errors import InputError, NotDifferentiableError
+from .index import (Conventions, Fresh, IndexOp, canonical, eliminate, free_indices,
+                    simplify_index, subs_index, vjp)
+from .matrix import recognise
+from .program import Assignment, Program, TensorInfo
+
+
+@dataclass
+class EdgeRecord:
+    """Edge ``src -> dst``: the element partial and the contribution to ``src``'s adjoint."""
+
+    src: str
+    dst: str
+    partial: sp.Expr  # ∂dst[I]/∂src[K] (free: dst.indices + K), deltas kept where needed
+    contribution: sp.Expr  # Σ_I dst_bar[I] ∂dst[I]/∂src[K] (free: K)
+    raw: sp.Expr = None  # the partial as differentiated, before delta elimination
+
+
+@dataclass
+class Sweep:
+    """Everything the reverse sweep derived, in index form."""
+
+    graph: object
+    wrt: list
+    order: list  # nodes whose adjoint was derived, in sweep order (output first)
+    indices: dict  # name -> the Idx of its adjoint assignment
+    adjoints: dict  # name -> rhs (index form, simplified)
+    edges: list = field(default_factory=list)
+    aliases: dict = field(default_factory=dict)  # name -> name whose adjoint it equals
+    conventions: list = field(default_factory=list)
+
+    def bar_element(self, name, indices=None):
+        node = self.graph.nodes[name]
+        idx = self.indices[name] if indices is None else indices
+        return sp.IndexedBase(name + BAR_SUFFIX)[tuple(idx)] if node.shape \
+            else sp.Symbol(name + BAR_SUFFIX)
+
+
+def check_wrt(graph, wrt, where="wrt"):
+    """The wrt list checked: known, float tensors (labels and masks have no gradient)."""
+    if wrt is None:
+        wrt = [n.name for n in graph.leaves()
+               if n.role in ("param", "input") and n.dtype == "float"]
+    wrt = list(wrt)
+    for name in wrt:
+        if name not in graph.nodes:
+            raise InputError(f"'{name}' is not a tensor of the graph (known: "
+                             f"{', '.join(graph.nodes)})", where=where)
+        node = graph.nodes[name]
+        if node.dtype == "int" or node.role in ("label", "mask", "state"):
+            raise InputError(f"'{name}' is a {node.role} ({node.dtype}); it has no gradient",
+                             where=where)
+    return wrt
+
+
+def sweep(graph, wrt=None):
+    """Derive the adjoint of every node between ``wrt`` and the output."""
+    wrt = check_wrt(graph, wrt)
+    out = graph.output
+    need = graph.ancestors(out) & graph.descendants(wrt)
+    conv = Conventions()
+    s = Sweep(graph, wrt, [out], {out: graph.nodes[out].indices}, {})
+    for name in reversed(list(graph.nodes)):
+        if name not in need or name == out:
+            continue
+        node = graph.nodes[name]
+        K = tuple(Fresh.idx(size, "k") for size in node.shape)
+        s.indices[name] = K
+        terms = []
+        for c in graph.consumers(name):
+            if c in need:
+                terms.append(_edge(s, graph.nodes[c], node, K, conv))
+        s.adjoints[name] = simplify_index(sp.Add(*terms))
+        s.order.append(name)
+        alias = _alias_of(s, name)
+        if alias:
+            s.aliases[name] = alias
+    s.conventions = conv.used
+    return s
+
+
+def _edge(s, consumer, node, K, conv):
+    c_bar = s.bar_element(consumer.name, consumer.indices)
+    try:
+        contrib, partial = vjp(consumer.rhs, consumer.indices, c_bar, node.symbol, K, conv)
+    except NotDifferentiableError as exc:
+        raise NotDifferentiableError(
+            f"no gradient of '{consumer.name}' ({consumer.text or consumer.layer}) with "
+            f"respect to '{node.name}': {exc.message}", where=f"node {consumer.name}") from None
+    raw = partial
+    partial = simplify_index(eliminate(partial)) if partial != 0 else partial
+    s.edges.append(EdgeRecord(node.name, consumer.name, partial, contrib, raw))
+    return contrib
+
+
+def _alias_of(s, name):
+    """The node whose adjoint equals ``name``'s exactly (v̄5 = v̄6), if any."""
+    rhs, K = s.adjoints[name], s.indices[name]
+    if isinstance(rhs, sp.Indexed) and tuple(rhs.indices) == tuple(K):
+        base = str(rhs.base)
+    elif isinstance(rhs, sp.Symbol) and not K:
+        base = str(rhs)
+    else:
+        return None
+    target = base[: -len(BAR_SUFFIX)]
+    if base.endswith(BAR_SUFFIX) and s.graph.nodes[target].shape == s.graph.nodes[name].shape:
+        return s.aliases.get(target, target)
+    return None
+
+
+def substitute_aliases(expr, aliases):
+    """Replace the adjoints of alias nodes by the adjoints they equal."""
+    if not aliases:
+        return expr
+    mapping = {}
+    for a, b in aliases.items():
+        mapping[sp.IndexedBase(a + BAR_SUFFIX)] = sp.IndexedBase(b + BAR_SUFFIX)
+        mapping[sp.Symbol(a + BAR_SUFFIX)] = sp.Symbol(b + BAR_SUFFIX)
+    return expr.xreplace(mapping)
+
+
+# -- reuse of forward values ----------------------------------------------------------------
+
+
+def reuse_forward(expr, graph):
+    """Replace sub-expressions equal to a forward node's definition by that node.
+
+    ``exp(z[n,j] - LSE_k z[n,k])`` becomes ``p[n,j]`` when ``p`` is that softmax; the
+    backward pass then reads stored activations instead of recomputing them.
+    """
+    patterns = [n for n in graph.nodes.values()
+                if n.rhs is not None and not isinstance(n.rhs, (sp.Indexed, sp.Symbol))
+                and not n.rhs.is_Number]
+    if not patterns:
+        return expr
+    return _reuse(expr, patterns)
+
+
+def _reuse(e, patterns):
+    for node in patterns:
+        if type(e) is type(node.rhs):
+            m = _match(node, e)
+            if m is not None:
+                return node.element(m)
+    if not e.args or isinstance(e, (sp.Indexed, sp.Idx)):
+        return e
+    args = [_reuse(a, patterns) for a in e.args]
+    if isinstance(e, IndexOp):
+        return type(e)(args[0], *e.indices)
+    return e.func(*args) if any(a is not b for a, b in zip(args, e.args)) else e
+
+
+def _match(node, e):
+    """Indices ``m`` with ``node.rhs`` at ``m`` equal to ``e``, or None."""
+    keep = tuple(free_indices(e))
+    target = canonical(e, keep)
+    for p in _outer_indexed(node.rhs):
+        for q in _outer_indexed(e):
+            if q.base != p.base:
+                continue
+            mapping = {a: b for a, b in zip(p.indices, q.indices) if a in node.indices}
+            if len(mapping) != len(node.indices):
+                continue
+            if canonical(subs_index(node.rhs, mapping), keep) == target:
+                return tuple(mapping[i] for i in node.indices)
+    return None
+
+
+def _outer_indexed(e):
+    """Tensor elements of ``e`` outside any reduction (their indices are free)."""
+    if isinstance(e, sp.Indexed):
+        return [e]
+    if isinstance(e, IndexOp) or not e.args:
+        return []
+    return [x for a in e.args for x in _outer_indexed(a)]
+
+
+# -- the program --------------------------------------------------------------------------------
+
+
+def build_program(graph, wrt=None, reuse=True, matrix=True):
+    """The :class:`Program` of ``graph``: forward, updates, backward (index + matrix form)."""
+    s = sweep(graph, wrt)
+    tensors = _tensor_infos(graph, s)
+    forward = [_assign(n.name, n.indices, n.rhs, tensors, matrix)
+               for n in graph.nodes.values() if n.rhs is not None and not n.meta.get("update")]
+    updates = [_assign(n.meta["update"], n.indices, n.rhs, tensors, matrix)
+               for n in graph.nodes.values() if n.meta.get("update")]
+    backward = []
+    for name in s.order[1:]:
+        if name in s.aliases:
+            continue
+        rhs = substitute_aliases(s.adjoints[name], s.aliases)
+        if reuse:
+            rhs = reuse_forward(rhs, graph)
+        backward.append(_assign(name + BAR_SUFFIX, s.indices[name], rhs, tensors, matrix))
+    grads = {w: s.aliases.get(w, w) + BAR_SUFFIX for w in s.wrt}
+    random = {n.name: dict(n.meta["random"], name=n.name) for n in graph.nodes.values()
+              if n.meta.get("random")}
+    return Program(tensors, forward, backward, updates, graph.output,
+                   graph.output + BAR_SUFFIX, grads, tuple(graph.dims()),
+                   dict(graph.constants), random, graph.title), s
+
+
+def _assign(target, indices, rhs, tensors, matrix):
+    node = recognise(rhs, indices, tensors) if matrix else None
+    return Assignment(target, tuple(indices), rhs, node)
+
+
+def _tensor_infos(graph, s):
+    infos = {}
+    for n in graph.nodes.values():
+        if n.meta.get("update"):
+            continue
+        infos[n.name] = TensorInfo(n.name, n.shape, n.role, n.dtype, dict(n.meta))
+    for name in s.order:
+        bar = name + BAR_SUFFIX
+        infos[bar] = TensorInfo(bar, graph.nodes[name].shape, "adjoint")
+    return infos

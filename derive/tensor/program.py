@@ -1,0 +1,214 @@
+"""A Program: the forward pass and the VJPs of a tensor graph as ordered assignments.
+
+This is what ``kernels/`` prints as numba source and what :func:`derive.evaluate` runs
+with NumPy; both read the same assignments, so they agree by construction. The contract
+is documented in :mod:`derive.tensor` (and /work/notes/tensor_interface.md).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from ..errors import InputError, ShapeError
+from .evaluate import Env, evaluate_expr
+from .graph import shape_str
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One named array of a program."""
+
+    name: str
+    shape: tuple
+    role: str  # input | target | label | param | state | mask | node | adjoint
+    dtype: str = "float"
+    meta: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """``for indices: target[lhs] (mode) rhs``; see the package docstring.
+
+    ``rhs`` is the index form (always correct); ``matrix`` the recognised matrix form
+    (a :class:`~derive.tensor.matrix.MatNode`) or None.
+    """
+
+    target: str
+    indices: tuple
+    rhs: Any
+    matrix: Any = None
+    mode: str = "="
+    lhs: tuple | None = None
+
+    @property
+    def shape(self):
+        return tuple(i.upper + 1 for i in self.indices)
+
+
+@dataclass
+class Program:
+    """Forward, state updates and backward of one graph (see the package docstring)."""
+
+    tensors: dict
+    forward: list
+    backward: list
+    updates: list
+    output: str
+    seed: str
+    grads: dict
+    dims: tuple
+    constants: dict
+    random: dict = field(default_factory=dict)
+    title: str = ""
+
+    def names(self, role):
+        return [t.name for t in self.tensors.values() if t.role == role]
+
+    @property
+    def inputs(self):
+        return [t.name for t in self.tensors.values()
+                if t.role in ("input", "target", "label")]
+
+    @property
+    def params(self):
+        return self.names("param")
+
+    @property
+    def state(self):
+        return self.names("state")
+
+    # -- running ------------------------------------------------------------------------
+    def bind(self, values):
+        """Dimension values from the arrays given (ShapeError on a mismatch)."""
+        dims = {}
+        for name, value in values.items():
+            info = self.tensors.get(name)
+            if info is None or info.role in ("node", "adjoint"):
+                continue
+            _bind_one(info, np.shape(value), dims)
+        return dims
+
+    def environment(self, values, upstream=None):
+        """An :class:`Env` with inputs, dims, constants, masks and the seed in place."""
+        values = dict(values)
+        for name, spec in self.random.items():
+            if name not in values:
+                values[name] = mask_values(spec, self, values)
+        dims = self.bind(values)
+        _check_resolved(self, dims)
+        arrays = {}
+        for name, value in values.items():
+            info = self.tensors.get(name)
+            if info is None:
+                raise InputError(f"'{name}' is not a tensor of this model (known: "
+                                 f"{', '.join(self.leaf_names())})")
+            arrays[name] = _as_array(info, value, dims)
+        missing = [n for n in self.leaf_names() if n not in arrays]
+        if missing:
+            raise InputError(f"no value for '{missing[0]}' "
+                             f"{shape_str(self.tensors[missing[0]].shape)}")
+        env = Env(arrays, dims, self.constants)
+        out_shape = [env.scalar(s) for s in self.tensors[self.output].shape]
+        seed = np.ones([int(s) for s in out_shape]) if upstream is None else upstream
+        seed = np.asarray(seed, dtype=float)
+        if seed.shape != tuple(int(s) for s in out_shape):
+            raise ShapeError(f"upstream gradient has shape {seed.shape}, the output "
+                             f"'{self.output}' has shape {tuple(int(s) for s in out_shape)}")
+        env.arrays[self.seed] = seed
+        return env
+
+    def leaf_names(self):
+        return [t.name for t in self.tensors.values()
+                if t.role not in ("node", "adjoint")]
+
+    def run(self, values, upstream=None, backward=True):
+        """Every array: leaves, forward nodes, new state (``<name>_new``), adjoints."""
+        env = self.environment(values, upstream)
+        run_assignments(self.forward, env, self.tensors)
+        new = {}
+        for a in self.updates:
+            new[a.target + "_new"] = evaluate_expr(a.rhs, a.indices, env)
+        if backward:
+            run_assignments(self.backward, env, self.tensors)
+        env.arrays.update(new)
+        return env.arrays
+
+
+def run_assignments(assignments, env, tensors):
+    """Execute assignments in order, writing into ``env.arrays``."""
+    for a in assignments:
+        value = evaluate_expr(a.rhs, a.indices, env)
+        if a.mode == "=":
+            env.arrays[a.target] = value
+            continue
+        shape = [int(env.scalar(s)) for s in tensors[a.target].shape]
+        target = env.arrays.setdefault(a.target, np.zeros(shape))
+        _scatter_add(target, a, value, env)
+
+
+def _scatter_add(target, a, value, env):
+    """``target[lhs(I)] += value[I]`` for every I (repeated targets accumulate)."""
+    grids = np.meshgrid(*[np.arange(env.size(i)) for i in a.indices], indexing="ij")
+    where = []
+    for expr in a.lhs:
+        f = sp.lambdify([i.label for i in a.indices], expr.xreplace(
+            {i: i.label for i in a.indices}), "numpy")
+        where.append(np.broadcast_to(f(*grids), value.shape).astype(int))
+    np.add.at(target, tuple(where), value)
+
+
+def _bind_one(info, got, dims):
+    if len(got) != len(info.shape):
+        raise ShapeError(f"tensor '{info.name}' has shape {shape_str(info.shape)}, the value "
+                         f"given has shape {list(got)}")
+    for want, size in zip(info.shape, got):
+        if want.is_Integer:
+            if int(want) != size:
+                raise ShapeError(f"tensor '{info.name}' has shape {shape_str(info.shape)}, "
+                                 f"the value given has shape {list(got)}")
+            continue
+        if isinstance(want, sp.Symbol):
+            if dims.setdefault(want, size) != size:
+                raise ShapeError(f"dimension {want} is {dims[want]} elsewhere but {size} in "
+                                 f"'{info.name}' (shape {list(got)})")
+
+
+def _check_resolved(program, dims):
+    for sym in program.dims:
+        if sym not in dims:
+            users = [t for t in program.tensors.values() if sym in
+                     set().union(*[s.free_symbols for s in t.shape] or [set()])]
+            user = users[0] if users else None
+            where = f" (used by {user.name} {shape_str(user.shape)})" if user else ""
+            raise InputError(f"dimension symbol '{sym}' is not determined by the values "
+                             f"given{where}")
+
+
+def _as_array(info, value, dims):
+    arr = np.asarray(value)
+    if info.dtype == "int":
+        if arr.size and not np.all(np.mod(arr, 1) == 0):
+            raise InputError(f"'{info.name}' holds integer labels, got non-integers")
+        arr = arr.astype(np.int64)
+        classes = info.meta.get("classes")
+        if classes is not None and arr.size:
+            c = int(sp.sympify(classes).xreplace(dims))
+            if arr.min() < 0 or arr.max() >= c:
+                raise InputError(f"labels in '{info.name}' must lie in 0..{c - 1}, got "
+                                 f"{arr.min()}..{arr.max()}")
+        return arr
+    arr = arr.astype(float)
+    if not np.all(np.isfinite(arr)):
+        raise InputError(f"'{info.name}' contains NaN or Inf")
+    return arr
+
+
+def mask_values(spec, program, values):
+    """A Dropout keep-mask drawn from its seed (Bernoulli with P(keep) = ``keep``)."""
+    dims = program.bind({k: v for k, v in values.items() if k in program.tensors})
+    shape = [int(sp.sympify(s).xreplace(dims)) for s in program.tensors[spec["name"]].shape]
+    rng = np.random.default_rng(spec.get("seed", 0))
+    return (rng.random(shape) < spec["keep"]).astype(float)

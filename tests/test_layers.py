@@ -1,0 +1,212 @@
+"""Layer derivations (index form -> deltas -> matrix form), composition, and evaluate."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import derive as dv
+import derive.tensor as dt
+from derive.errors import InputError, ShapeError, UnsupportedError
+from derive.tensor.matrix import MatMul, Reduce, Ref
+
+
+def test_linear_gradients_in_matrix_form():
+    d = dt.layer_derivation("linear")
+    assert str(d.gradients["W"].expression) == "z_bar.T*x"  # W_bar = Z_bar^T X
+    assert str(d.gradients["b"].expression) == "ones(1, B)*z_bar"  # sum over the batch
+    assert str(d.gradients["x"].expression) == "z_bar*W"  # X_bar = Z_bar W
+    B, h = sp.symbols("B h", integer=True, positive=True)
+    assert d.gradients["b"].expression.shape == (1, h)
+    assert d.gradients["x"].expression.shape == (B, sp.Symbol("d", integer=True, positive=True))
+
+
+def test_linear_sections_show_index_form_deltas_and_matrix_form():
+    d = dt.layer_derivation("linear")
+    section = next(s for s in d.sections if s.title == "Adjoint of W")
+    partial, chain = section.steps
+    assert "KroneckerDelta" in str(partial.rhs[0])  # before elimination
+    assert [str(r) for r in chain.rhs][1:] == ["ISum(x[n, j]*z_bar[n, i], n)", "z_bar.T*x"]
+    assert "KroneckerDelta" in str(chain.rhs[0])
+    assert str(chain.lhs) == "W_bar[i, j]"
+
+
+def test_linear_kernel_program_uses_matmul_with_transpose_flags():
+    prog = dt.Linear(4, 3).program(wrt=["W", "b", "x"])
+    back = {a.target: a.matrix for a in prog.backward}
+    w = back["W_bar"]
+    assert isinstance(w, MatMul) and w.ta and not w.tb and w.a.name == "z_bar"
+    assert isinstance(back["b_bar"], Reduce) and back["b_bar"].axis == (0,)
+    x = back["x_bar"]
+    assert isinstance(x, MatMul) and (x.ta, x.tb) == (False, False) and x.b.name == "W"
+    assert prog.grads == {"W": "W_bar", "b": "b_bar", "x": "x_bar"} and prog.seed == "z_bar"
+    fwd = prog.forward[0].matrix
+    assert isinstance(fwd.ops[0], MatMul) and fwd.ops[0].tb and isinstance(fwd.ops[0].b, Ref)
+
+
+def test_cross_entropy_logit_gradient():
+    d = dt.layer_derivation("cross_entropy")
+    assert str(d.gradients["z"].expression) == "1/B*(-onehot(y) + softmax(z))"
+    z = np.array([[2.0, -1.0, 0.5], [0.1, 0.2, 0.3]])
+    y = np.array([2, 0])
+    out, g = dt.evaluate(dt.CrossEntropy(), {"z": z, "y": y})
+    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    assert np.allclose(g["z"], (p - np.eye(3)[y]) / 2, atol=1e-15)
+
+
+def test_softmax_is_stable_for_large_logits():
+    out, g = dt.evaluate(dt.CrossEntropy(), {"z": np.array([[1000.0, 0.0, -1000.0]]),
+                                             "y": np.array([1])})
+    assert np.isfinite(out) and float(out) == pytest.approx(1000.0)
+    assert np.allclose(g["z"], [[1.0, -1.0, 0.0]])
+
+
+def test_batchnorm_compact_form_equals_the_chain():
+    d = dt.layer_derivation("batchnorm")
+    section = d.sections[-1]
+    assert "compact" in section.title and "(γ/σ)(ȳ − mean(ȳ) − x̂ mean(ȳ ⊙ x̂))" in section.text
+    note = section.steps[0].note
+    err = float(note.split("= ")[1].split(" ")[0])
+    assert err < 1e-12
+    rhs = str(section.steps[0].rhs[0])
+    assert "gamma[i]/sigma[i]" in rhs and "ISum(y_bar[m, i], m)/B" in rhs
+
+
+def test_batchnorm_compact_form_symbolically_on_a_small_batch():
+    from derive.tensor.norms import BatchNorm
+    from derive.tensor.scalar import scalarise
+
+    layer = BatchNorm(features=1)
+    prog = layer.program(wrt=["x"])
+    arrays = scalarise(prog, {"B": 3})
+    K = prog.backward[-1].indices
+    compact = layer.compact({"y": "y", "xhat": "xhat", "sigma": "sigma", "gamma": "gamma"}, K)
+    from derive.tensor.scalar import Scalariser
+
+    sc = Scalariser({"B": 3}, arrays)
+    got = sc.tensor(K, compact)
+    chain = arrays["x_bar"]
+    point = {s: sp.Rational(k + 2, 7) * (-1) ** k
+             for k, s in enumerate(sorted(set().union(*[e.free_symbols for e in chain.ravel()]),
+                                          key=str))}
+    point[sp.Symbol("epsilon", positive=True)] = sp.Rational(1, 100)
+    for a, b in zip(got.ravel(), chain.ravel()):
+        assert sp.nsimplify(sp.N((a - b).xreplace(point), 40), tolerance=1e-30) == 0
+
+
+def test_sequential_summary_with_symbolic_batch():
+    net = dt.Sequential(dt.Linear(64, 128), dt.ReLU(), dt.Linear(128, 10),
+                        loss=dt.SoftmaxCrossEntropy())
+    s = net.summary()
+    assert s.total == 64 * 128 + 128 + 128 * 10 + 10
+    assert [r["output"] for r in s.rows] == ["z1", "a1", "z2", "L"]
+    assert s.rows[0]["params"] == {"W1": (128, 64), "b1": (128,)}
+    assert s.rows[1]["shape"] == (sp.Symbol("B", integer=True, positive=True), 128)
+    assert "total parameters: 9610" in str(s)
+    assert net.parameters() == {"W1": (128, 64), "b1": (128,), "W2": (10, 128), "b2": (10,)}
+
+
+def test_sequential_derive_names_every_parameter_gradient():
+    net = dt.Sequential(dt.Linear(4, 8), dt.Sigmoid(), dt.Linear(8, 2), loss=dt.MSE())
+    d = net.derive()
+    assert set(d.gradients) == {"x", "W1", "b1", "W2", "b2"}
+    assert str(d.gradients["W1"].expression) == "z1_bar.T*x"
+    assert "sigmoid(z1)" in str(d.adjoint("z1").in_nodes)
+
+
+def test_network_with_a_residual_connection_matches_numpy():
+    net = dt.Network()
+    x = net.input("x", ["B", 3])
+    h = net.apply(dt.Linear(3, 3), x)
+    s = net.apply(dt.AddLayer(), net.apply(dt.Tanh(), h), x)
+    y = net.input("y", ["B", 3], role="target")
+    net.set_output(net.apply(dt.MSE(), s, y))
+    rng = np.random.default_rng(4)
+    v = {"x": rng.normal(size=(5, 3)), "y": rng.normal(size=(5, 3)),
+         "W1": rng.normal(size=(3, 3)), "b1": rng.normal(size=3)}
+    out, g = dt.evaluate(net, v, wrt=["x", "W1"])
+    z = v["x"] @ v["W1"].T + v["b1"]
+    r = np.tanh(z) + v["x"] - v["y"]
+    assert float(out) == pytest.approx(np.mean(r ** 2))
+    s_bar = 2 * r / r.size
+    z_bar = s_bar * (1 - np.tanh(z) ** 2)
+    assert np.allclose(g["W1"], z_bar.T @ v["x"])
+    assert np.allclose(g["x"], z_bar @ v["W1"] + s_bar)
+
+
+def test_dropout_mask_is_seeded_and_inverted():
+    layer = dt.Dropout(p=0.5, seed=11)
+    x = np.ones((4, 6))
+    out1, g = dt.evaluate(layer, {"x": x})
+    out2, _ = dt.evaluate(dt.Dropout(p=0.5, seed=11), {"x": x})
+    assert np.array_equal(out1, out2) and set(np.unique(out1)) <= {0.0, 2.0}
+    assert np.array_equal(g["x"], out1)  # upstream ones: gradient = mask / (1 - p)
+    out3, _ = dt.evaluate(dt.Dropout(p=0.5, train=False), {"x": x})
+    assert np.array_equal(out3, x)
+
+
+def test_batchnorm_eval_uses_running_statistics():
+    layer = dt.BatchNorm(features=2, train=False)
+    x = np.array([[1.0, 2.0], [3.0, 5.0]])
+    rm, rv = np.array([1.0, 1.0]), np.array([4.0, 9.0])
+    v = {"x": x, "gamma": np.array([2.0, 1.0]), "beta": np.array([0.0, 1.0]),
+         "running_mean": rm, "running_var": rv}
+    out, g = dt.evaluate(layer, v, wrt=["x"])
+    assert np.allclose(out, v["gamma"] * (x - rm) / np.sqrt(rv + 1e-5) + v["beta"])
+    assert np.allclose(g["x"], np.broadcast_to(v["gamma"] / np.sqrt(rv + 1e-5), x.shape))
+
+
+def test_evaluate_is_exported_at_top_level():
+    values = {"x": np.ones((2, 4)), "W": np.eye(3, 4), "b": np.zeros(3)}
+    out, g = dv.evaluate(dv.Linear(4, 3), values, wrt=["W", "x"], upstream=np.ones((2, 3)))
+    assert out.shape == (2, 3) and np.allclose(g["W"], 2 * np.ones((3, 4)))
+    assert set(g) == {"W", "x"}
+
+
+def test_evaluate_bad_input():
+    lin = dt.Linear(4, 3)
+    good = {"x": np.ones((2, 4)), "W": np.ones((3, 4)), "b": np.zeros(3)}
+    with pytest.raises(ShapeError, match=r"tensor 'W' has shape \[3, 4\].*\[4, 4\]"):
+        dt.evaluate(lin, {**good, "W": np.ones((4, 4))})
+    with pytest.raises(InputError, match="no value for 'b'"):
+        dt.evaluate(lin, {"x": good["x"], "W": good["W"]})
+    with pytest.raises(InputError, match="labels in 'y' must lie in 0..2"):
+        dt.evaluate(dt.CrossEntropy(classes=3), {"z": np.ones((2, 3)), "y": np.array([0, 3])})
+    with pytest.raises(ShapeError, match="upstream gradient has shape"):
+        dt.evaluate(lin, good, upstream=np.ones((3, 3)))
+
+
+def test_sequential_shape_mismatch_names_node_and_shapes():
+    with pytest.raises(ShapeError) as info:
+        dt.Sequential(dt.Linear(4, 8), dt.ReLU(), dt.Linear(6, 2)).graph()
+    msg = str(info.value)
+    assert "[B, 8]" in msg and "6" in msg and "z2" in msg
+
+
+def test_unknown_layer_is_unsupported():
+    with pytest.raises(UnsupportedError, match="unknown layer 'conv9d'"):
+        dt.layer_derivation("conv9d")
+    with pytest.raises(InputError, match="no option 'slope'"):
+        dt.layer_derivation("leaky_relu", slope=0.2)
+
+
+def test_layer_names_cover_the_issue():
+    wanted = {"linear", "matmul", "add", "mul", "sigmoid", "tanh", "relu", "leaky_relu",
+              "gelu", "elu", "softplus", "step", "softmax", "log_softmax", "mse", "bce",
+              "bce_logits", "cross_entropy", "hinge", "zero_one", "l1", "l2", "elastic_net",
+              "layernorm", "batchnorm", "dropout"}
+    assert wanted <= set(dt.LAYER_NAMES)
+
+
+def test_step_and_relu_state_their_conventions():
+    assert any("zero gradient almost everywhere" in n for n in dt.layer_derivation("step").notes)
+    assert any("ReLU'(0) = 0" in n for n in dt.layer_derivation("relu").notes)
+
+
+def test_program_documents_random_masks_and_constants():
+    prog = dt.Sequential(dt.Linear(4, 4), dt.BatchNorm(4), dt.Dropout(0.2, seed=5),
+                         loss=dt.MSE()).program()
+    assert prog.random["m2"]["keep"] == pytest.approx(0.8) and prog.random["m2"]["seed"] == 5
+    assert {str(k) for k in prog.constants} == {"epsilon", "momentum"}
+    assert [a.target for a in prog.updates] == ["running_mean2", "running_var2"]
+    assert prog.tensors["running_mean2"].role == "state"
