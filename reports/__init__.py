@@ -1,0 +1,85 @@
+"""reports: derivations rendered for people (LaTeX, PDF, Markdown, HTML) and programs (JSON).
+
+The renderer is a pipeline, as latexify-py's is: a Derivation (or a list of them) is
+built into a Document of blocks (``parts``), tidied by small passes (``passes``), then
+laid out by one emitter per format (``latex_out``, ``markdown_out``, ``html_out``).
+JSON is the Derivation's own data (``json_out``), not a layout.
+
+>>> import reports
+>>> reports.render(d, "md")            # doctest: +SKIP
+>>> reports.write(d, "rnn.pdf")        # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import os
+
+from derive.errors import InputError
+
+from . import html_out, json_out, latex_out, markdown_out, passes
+from .files import pdf_bytes, replace_atomically
+from .parts import build
+
+FORMATS = ("tex", "md", "html", "json")
+SUFFIXES = {".tex": "tex", ".pdf": "pdf", ".md": "md", ".markdown": "md", ".html": "html",
+            ".htm": "html", ".json": "json"}
+_EMITTERS = {"tex": latex_out.emit, "md": markdown_out.emit, "html": html_out.emit}
+
+
+def document_of(d):
+    """The Document of a Derivation or a list of them, after every pass."""
+    return passes.run(build(d))
+
+
+def render(d, fmt):
+    """Render a Derivation (or a list of them, one document) as text.
+
+    Parameters
+    ----------
+    d : derive.Derivation or list of Derivation
+    fmt : {"tex", "md", "html", "json"}
+
+    Returns
+    -------
+    str
+        A standalone LaTeX file, a Markdown page, an HTML page, or indented JSON.
+    """
+    if fmt == "json":
+        return json_out.dumps(d)
+    if fmt not in _EMITTERS:
+        hint = "; a PDF is made by write()" if fmt == "pdf" else ""
+        raise InputError(f"unknown format {fmt!r} (use {', '.join(FORMATS)}{hint})")
+    return _EMITTERS[fmt](document_of(d))
+
+
+def format_of(path, fmt=None):
+    """The output format named by ``fmt`` or by the suffix of ``path``."""
+    if fmt is not None:
+        fmt = fmt.lower().lstrip(".")
+        if fmt not in FORMATS + ("pdf",):
+            raise InputError(f"unknown format {fmt!r} (use {', '.join(FORMATS)} or pdf)")
+        return fmt
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    if suffix not in SUFFIXES:
+        raise InputError(f"cannot tell the format from the suffix {suffix or '(none)'!r} "
+                         "(use .tex, .pdf, .md, .html or .json)", where=os.fspath(path))
+    return SUFFIXES[suffix]
+
+
+def write(d, path, fmt=None):
+    """Write a Derivation (or a list) to ``path``; the format comes from the suffix.
+
+    ``.pdf`` runs pdflatex in a temporary directory (UnsupportedError when it is not
+    installed). The file appears complete or not at all: it is written next to its
+    destination under a temporary name and then renamed.
+
+    Returns
+    -------
+    path, as given
+    """
+    fmt = format_of(path, fmt)
+    if fmt == "pdf":
+        data = pdf_bytes(render(d, "tex"))
+    else:
+        data = render(d, fmt).encode("utf-8")
+    replace_atomically(path, data)
+    return path

@@ -1,0 +1,97 @@
+"""Getting documents onto disk: pdflatex in a temporary directory, atomic writes.
+
+An output file either appears complete or not at all: it is written under a temporary
+name in the destination's directory and renamed over the destination (``os.replace`` is
+atomic on one file system), so a failed compile or a full disk leaves no half a file.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+
+from derive.errors import DeriveError, InputError, UnsupportedError
+
+PDFLATEX_TIMEOUT = 120  # seconds per run; a document of ours compiles in about one
+MAX_RUNS = 3  # longtable settles its column widths on the second run, rarely a third
+_RERUN = re.compile(r"Rerun (LaTeX|to get)|Table widths have changed")
+
+
+def pdf_bytes(source):
+    """Compile LaTeX ``source`` with pdflatex; the PDF as bytes.
+
+    Raises
+    ------
+    UnsupportedError
+        pdflatex is not installed.
+    DeriveError
+        pdflatex failed (the message quotes its first error and line).
+    """
+    exe = shutil.which("pdflatex")
+    if exe is None:
+        raise UnsupportedError("pdflatex not found: install texlive-latex-base (or write .tex)")
+    with tempfile.TemporaryDirectory(prefix="derivekit-tex-") as tmp:
+        with open(os.path.join(tmp, "doc.tex"), "w", encoding="utf-8") as fh:
+            fh.write(source)
+        for _ in range(MAX_RUNS):
+            log = _run(exe, tmp)
+            if not _RERUN.search(log):
+                break
+        with open(os.path.join(tmp, "doc.pdf"), "rb") as fh:
+            return fh.read()
+
+
+def _run(exe, tmp):
+    """One pdflatex run in ``tmp``; its log (DeriveError on failure)."""
+    cmd = [exe, "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape", "doc.tex"]
+    try:
+        proc = subprocess.run(cmd, cwd=tmp, capture_output=True, stdin=subprocess.DEVNULL,
+                              timeout=PDFLATEX_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise DeriveError(f"pdflatex took longer than {PDFLATEX_TIMEOUT} s") from None
+    log_path = os.path.join(tmp, "doc.log")
+    log = ""
+    if os.path.exists(log_path):
+        with open(log_path, encoding="latin-1") as fh:
+            log = fh.read()
+    if proc.returncode != 0 or not os.path.exists(os.path.join(tmp, "doc.pdf")):
+        raise DeriveError(f"pdflatex failed: {first_error(log)}")
+    return log
+
+
+def first_error(log):
+    """The first ``! ...`` error of a TeX log and its ``l.N`` line, on one line."""
+    lines = log.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("! "):
+            where = next((x.strip() for x in lines[i + 1:i + 12] if x.startswith("l.")), "")
+            return line[2:].strip() + (f" (at {where})" if where else "")
+    return "no error message in the log"
+
+
+def replace_atomically(path, data):
+    """Write ``data`` (bytes) to ``path`` via a temporary file and a rename."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
+                                   suffix=".part")
+    except OSError as exc:
+        raise InputError(f"cannot write here ({exc.strerror})", where=path) from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

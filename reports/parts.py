@@ -1,0 +1,157 @@
+"""Derivation -> Document: one builder per part of a worked solution.
+
+The parts, in reading order, each skipped when the Derivation has nothing for it: the
+forward table, the graph, the backward pass, the final gradients, the notes
+(conventions), the worked sections, and the result.
+"""
+from __future__ import annotations
+
+import sympy as sp
+
+from .backward import backward_blocks, expr_math, shape_math
+from .document import Document, Equations, Heading, Items, Math, Prose, Row, Table
+from .graph import graph_blocks
+from .printer import latex, shape_tex, symbol_tex, visible_len
+from .values import array_tex, classify, value_tex
+
+ROLE_WORDS = {"input": "input", "param": "parameter"}
+
+
+def build(derivations):
+    """The Document of one Derivation, or of a list of them (one part per problem)."""
+    if not isinstance(derivations, (list, tuple)):
+        return Document(derivations.title, problem_blocks(derivations, level=2))
+    if len(derivations) == 1:
+        return build(derivations[0])
+    doc = Document(_collection_title(derivations))
+    for d in derivations:
+        doc.blocks += [Heading(d.title, 2)] + problem_blocks(d, level=3)
+    return doc
+
+
+def _collection_title(derivations):
+    sources = {d.meta.get("source") for d in derivations}
+    if len(sources) == 1 and None not in sources:
+        return f"Worked solutions: {sources.pop()}"
+    return "Worked solutions"
+
+
+def problem_blocks(d, level):
+    """Every part of one Derivation, headings at ``level``."""
+    names = d.meta.get("latex_names") or {}
+    parts = [
+        ("Forward pass", forward_blocks(d, names)),
+        ("Computational graph", graph_blocks(d, names)),
+        ("Backward pass", backward_blocks(d, names)),
+        ("Gradients", gradient_blocks(d, names)),
+        ("Notes", [Items(list(d.notes))] if d.notes else []),
+    ]
+    blocks = [Prose(_summary(d, names))] if d.output else []
+    for title, part in parts:
+        if part:
+            blocks += [Heading(title, level)] + part
+    for section in d.sections:
+        blocks += section_blocks(section, names, level)
+    if d.result is not None:
+        blocks += [Heading("Result", level)] + result_blocks(d.result, names)
+    return blocks
+
+
+def _summary(d, names):
+    out = symbol_tex(d.output, names)
+    wrt = ", ".join(f"${symbol_tex(w, names)}$" for w in d.wrt)
+    return f"Output ${out}$" + (f"; gradients with respect to {wrt}." if wrt else ".")
+
+
+def forward_blocks(d, names):
+    """The forward table: node, (shape,) definition, inputs, value."""
+    if not d.nodes:
+        return []
+    shapes = any(n.shape for n in d.nodes)
+    values = any(n.value is not None for n in d.nodes)
+    header = ["Node"] + ["Shape"] * shapes + ["Definition", "Inputs"] + ["Value"] * values
+    rows = []
+    for n in d.nodes:
+        row = [Math(symbol_tex(n.name, names))]
+        if shapes:
+            row.append(Math(shape_tex(n.shape, names)) if n.shape else "scalar")
+        if n.definition is None:
+            row += [ROLE_WORDS.get(n.role, n.role), ""]
+        else:
+            # one $..$ per input: TeX may break a table cell between them, not inside
+            row += [Math(latex(n.definition, names)),
+                    ", ".join(f"${symbol_tex(i, names)}$" for i in n.inputs)]
+        if values:
+            row.append(Math(value_tex(n.value, names)) if n.value is not None else "")
+        rows.append(row)
+    return [Table(header, rows)]
+
+
+def gradient_blocks(d, names):
+    r"""``\partial y / \partial w = \bar w = expression = value`` per gradient."""
+    if not d.gradients:
+        return []
+    out = symbol_tex(d.output, names) if d.output else "f"
+    rows = []
+    for name, g in d.gradients.items():
+        lhs = Math(r"\frac{\partial %s}{\partial %s}" % (out, symbol_tex(name, names)))
+        rhs = [Math(symbol_tex(name, names, adjoint=True))]
+        if g.expression is not None:
+            rhs.append(expr_math(g.expression, names, optional=True))
+        if g.value is not None:
+            rhs.append(Math(value_tex(g.value, names)))
+        if g.shape:
+            rhs.append(shape_math(g.shape, names))
+        rows.append(Row(lhs, rhs))
+    return [Equations(rows)]
+
+
+def section_blocks(section, names, level):
+    """A worked Section: heading, prose, then its steps as chains of equalities."""
+    blocks = [Heading(section.title, level)]
+    if section.text:
+        blocks.append(Prose(section.text))
+    rows = [Row(expr_math(s.lhs, names), [_rhs(r, names) for r in s.rhs], s.note)
+            for s in section.steps]
+    if rows:
+        blocks.append(Equations(rows))
+    return blocks
+
+
+def _rhs(item, names):
+    """A step's right-hand side, printed as given (a step states its own decimals)."""
+    if classify(item) == "array":
+        return Math(array_tex(item, names, approx=False))
+    return expr_math(item, names)
+
+
+def result_blocks(result, names):
+    """The final answer: a table of short values, else one displayed equation per entry."""
+    if isinstance(result, dict):
+        result = [result]
+    if isinstance(result, str):
+        return [Prose(result)]
+    if not (isinstance(result, (list, tuple)) and result
+            and all(isinstance(r, dict) for r in result)):
+        return [Equations([Row(Math(value_tex(result, names)), [])])]
+    keys = list(dict.fromkeys(k for r in result for k in r))
+    cells = [[_cell(r.get(k), names) for k in keys] for r in result]
+    if all(isinstance(c, str) or visible_len(c.tex) <= 24 for row in cells for c in row):
+        return [Table([str(k) for k in keys], cells)]
+    rows = [Row(Math(_key_tex(k, names)), [c if isinstance(c, Math) else Math(r"\text{%s}" % c)])
+            for r in result for k, c in zip(keys, (_cell(r.get(k), names) for k in keys))
+            if k in r]
+    return [Equations(rows)]
+
+
+def _key_tex(key, names):
+    key = str(key)
+    if key.isidentifier() and (len(key) == 1 or key in names or key[1:].isdigit()):
+        return latex(sp.Symbol(key), names)
+    return r"\text{%s}" % key.replace("_", r"\_")
+
+
+def _cell(v, names):
+    if v is None or isinstance(v, str):
+        return "" if v is None else v
+    return Math(value_tex(v, names))

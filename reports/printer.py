@@ -1,0 +1,251 @@
+r"""The one LaTeX printer of derivekit: SymPy's, with adjoint notation.
+
+Every output format (LaTeX, PDF, Markdown, HTML) prints mathematics through
+:class:`DeriveLatexPrinter`. It differs from SymPy's ``LatexPrinter`` only where the
+notation of a worked gradient differs:
+
+* adjoint symbols ``<name>_bar`` print as :math:`\bar{v}_{1}` (the bar sits on the base
+  letter, subscripts stay outside it);
+* a per-derivation map ``names`` (``Derivation.meta["latex_names"]``) overrides how a
+  symbol prints, e.g. ``{"w1_11": "w^{(1)}_{11}"}``; its adjoint follows;
+* :math:`\sigma`, :math:`\operatorname{ReLU}`, :math:`\max`, :math:`H` for the functions
+  of ``derive.functions`` and SymPy's ``Heaviside``;
+* :math:`\odot` for the Hadamard product, :math:`^{\top}` for transposes, ``\,`` between
+  the factors of a matrix product;
+* floats to a fixed number of significant digits (``digits``, default 6).
+
+>>> import sympy as sp
+>>> latex(sp.Symbol("v1_bar"))
+'\\bar{v}_{1}'
+"""
+from __future__ import annotations
+
+import numbers
+import re
+
+import sympy as sp
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.precedence import PRECEDENCE
+
+BAR_SUFFIX = "_bar"  # same convention as derive.derivation.bar
+DIGITS = 6  # significant digits of every decimal a report shows
+
+# The "head" of a LaTeX name, the part a bar or hat sits on: one letter, or one command
+# with an optional braced argument (\alpha, \hat{y}); what follows (sub/superscripts)
+# stays outside the accent.
+_HEAD = re.compile(r"^(\\[A-Za-z]+(?:\{[^{}]*\})?|[A-Za-z])(.*)$", re.S)
+
+
+def accent(tex, command=r"\bar"):
+    r"""Put ``command`` (default ``\bar``) on the head of a LaTeX name.
+
+    >>> accent("w^{(1)}_{11}")
+    '\\bar{w}^{(1)}_{11}'
+    """
+    match = _HEAD.match(tex)
+    if match is None:
+        return r"\overline{%s}" % tex
+    return "%s{%s}%s" % (command, match.group(1), match.group(2))
+
+
+class DeriveLatexPrinter(LatexPrinter):
+    """SymPy's LaTeX printer with derivekit's adjoint notation (see the module docstring).
+
+    Extra settings: ``names`` (dict name -> LaTeX) and ``digits`` (significant digits of
+    floats).
+    """
+
+    _default_settings = {**LatexPrinter._default_settings, "names": None, "digits": DIGITS}
+
+    # -- symbols --------------------------------------------------------------------------
+    def _print_Symbol(self, expr, style="plain"):
+        names = self._settings["names"] or {}
+        if expr.name in names:
+            return names[expr.name]
+        if expr.name.endswith(BAR_SUFFIX) and len(expr.name) > len(BAR_SUFFIX):
+            base = expr.name[: -len(BAR_SUFFIX)]
+            if base in names:
+                return accent(names[base])
+            if base.endswith(BAR_SUFFIX):  # the adjoint of an adjoint
+                return accent(self._print_Symbol(sp.Symbol(base), style=style))
+            return accent(self._deal_with_super_sub(base, style=style))
+        return super()._print_Symbol(expr, style=style)
+
+    # -- functions of derive.functions (dispatched by class name) ---------------------------
+    # Their own _latex hooks take no ``exp`` (sigmoid(x)**2 would fail), so these names
+    # are typeset here, ahead of SymPy's printmethod lookup.
+    _OWN_FUNCTIONS = frozenset({"sigmoid", "relu", "maximum"})
+
+    def _print(self, expr, **kwargs):
+        name = type(expr).__name__
+        if name in self._OWN_FUNCTIONS:
+            return getattr(self, "_print_" + name)(expr, **kwargs)
+        return super()._print(expr, **kwargs)
+
+    def _apply(self, head, args, exp=None):
+        if exp is not None:
+            head = "%s^{%s}" % (head, exp)
+        return r"%s\left(%s\right)" % (head, ", ".join(self._print(a) for a in args))
+
+    def _print_sigmoid(self, expr, exp=None):
+        return self._apply(r"\sigma", expr.args, exp)
+
+    def _print_relu(self, expr, exp=None):
+        return self._apply(r"\operatorname{ReLU}", expr.args, exp)
+
+    def _print_maximum(self, expr, exp=None):
+        # maximum keeps its argument order (ties route to the first), so print it as given
+        return self._apply(r"\max", expr.args, exp)
+
+    def _print_Heaviside(self, expr, exp=None):
+        # the value at 0 is a stated convention of the derivation, not part of the notation
+        return self._apply("H", expr.args[:1], exp)
+
+    # -- tensors ------------------------------------------------------------------------------
+    def _print_Indexed(self, expr):
+        # {\bar{v}_{6}}_{i} is a "double subscript" to TeX (an accented atom with a
+        # subscript inside a group); an empty group after the inner script avoids it.
+        base = self._print(expr.base)
+        if "_" in base or "^" in base:
+            base += "{}"
+        return "{%s}_{%s}" % (base, ",".join(map(self._print, expr.indices)))
+
+    # -- matrix algebra ---------------------------------------------------------------------
+    def _factor(self, arg):
+        """A factor of a product: bracketed unless it prints as one unit (no spaces)."""
+        text = self._print(arg)
+        simple = (sp.Symbol, sp.MatrixSymbol, sp.Transpose, sp.Function, sp.Indexed)
+        if arg.is_Atom or isinstance(arg, simple) or re.fullmatch(r"[^\s+-]+", text):
+            return text
+        return r"\left(%s\right)" % text
+
+    def _print_HadamardProduct(self, expr):
+        return r" \odot ".join(self._factor(a) for a in expr.args)
+
+    def _print_Transpose(self, expr):
+        mat = expr.arg
+        if not isinstance(mat, sp.MatrixSymbol) and mat.is_MatrixExpr:
+            return r"\left(%s\right)^{\top}" % self._print(mat)
+        s = self.parenthesize(mat, PRECEDENCE["Pow"], True)
+        if "^" in s:
+            return r"\left(%s\right)^{\top}" % s
+        return r"%s^{\top}" % s
+
+    def _print_MatMul(self, expr):
+        args = list(expr.args)
+        sign = ""
+        if expr.could_extract_minus_sign():
+            sign = "- "
+            args = args[1:] if args[0] == -1 else [-args[0]] + args[1:]
+        scalars = [a for a in args if not getattr(a, "is_Matrix", False)]
+        factors = [a for a in args if getattr(a, "is_Matrix", False)]
+        head = ""
+        if scalars:
+            head = self.parenthesize(sp.Mul(*scalars), PRECEDENCE["Mul"], strict=True)
+        body = r" \, ".join(self._factor(a) for a in factors)
+        return sign + " ".join(s for s in (head, body) if s)
+
+    # -- numbers ----------------------------------------------------------------------------
+    def _print_Float(self, expr):
+        return super()._print_Float(sp.Float(expr, self._settings["digits"]))
+
+
+def latex(expr, names=None, **settings):
+    r"""LaTeX of a SymPy expression (or a LaTeX string, returned as-is) in our notation.
+
+    Parameters
+    ----------
+    expr : sympy.Basic, number or str
+        What to print; a ``str`` is taken to be LaTeX already.
+    names : dict, optional
+        Symbol name -> LaTeX overrides (``Derivation.meta["latex_names"]``).
+    **settings
+        Further ``LatexPrinter`` settings (``digits`` for floats).
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> import sympy as sp
+    >>> latex(sp.Symbol("w11") * sp.Symbol("yhat_bar"))
+    'w_{11} \\bar{\\hat{y}}'
+    """
+    if isinstance(expr, str):
+        return expr
+    return DeriveLatexPrinter({"names": names or None, **settings}).doprint(expr)
+
+
+def symbol_tex(name, names=None, adjoint=False):
+    """LaTeX of the node called ``name`` (or of its adjoint ``name_bar``)."""
+    return latex(sp.Symbol(name + (BAR_SUFFIX if adjoint else "")), names)
+
+
+def shape_tex(shape, names=None):
+    r"""``3 \times 4`` for a shape tuple (dims: ints, SymPy symbols or names)."""
+    dims = [sp.Symbol(d) if isinstance(d, str) else
+            sp.Integer(d) if isinstance(d, numbers.Integral) else d for d in shape]
+    return r" \times ".join(latex(d, names) for d in dims)
+
+
+# Commands that typeset as their own name (\log is three letters wide); other commands
+# (\alpha, \partial, \odot) are about one character wide, and layout commands none.
+_WORDS = re.compile(r"\\(log|ln|exp|sin|cos|tan|tanh|max|min|sum|prod|lim|det|sup|inf|"
+                    r"arg|sign|sqrt)\b")
+_LAYOUT = re.compile(r"\\(operatorname|mathrm|mathbf|mathcal|mathbb|text|frac|"
+                     r"dfrac|tfrac|begin|end|bmatrix|quad|qquad|displaystyle|bar|hat|tilde|"
+                     r"vec|dot|ddot|overline|underline)\b|\\[,;:!]")
+
+
+_SIZED = re.compile(r"\\(left|right)\b")
+_OPERATORS = re.compile(r"[=+<>-]|\\(cdot|approx|odot|times|to|le|ge|leq|geq|ne)\b")
+
+
+def visible_len(tex):
+    r"""Roughly how many characters wide ``tex`` typesets.
+
+    Binary operators and relations count 2.5 (their spacing), ``\left(`` 1.5;
+    subscripts count fully, which errs towards breaking early.
+    """
+    n_sized = len(_SIZED.findall(tex))  # \left( is wider than (
+    text = _SIZED.sub("", tex)
+    text = _WORDS.sub(lambda m: "x" * len(m.group(1)), text)
+    text = _LAYOUT.sub("", text)
+    n_ops = len(_OPERATORS.findall(text))
+    text = _OPERATORS.sub("", text)
+    text = re.sub(r"\\[A-Za-z]+", "x", text)
+    return len(re.sub(r"[{}\s^_&$]", "", text)) + 2.5 * n_ops + 0.5 * n_sized
+
+
+def latex_pieces(expr, names=None):
+    """Where a wide ``expr`` may be broken: ``(pieces, glue)``.
+
+    A sum gives its summands with their signs (``["a", "- b", "+ c"]``, glue ``""``); a
+    product without a denominator gives its factors (glue ``"\\cdot "``, written at the
+    start of a continued line); anything else is one piece. Joined with spaces the
+    pieces read as :func:`latex` of the whole.
+    """
+    if isinstance(expr, str) or not isinstance(expr, sp.Basic):
+        return [latex(expr, names)], ""
+    printer = DeriveLatexPrinter({"names": names or None})
+    if isinstance(expr, (sp.Add, sp.MatAdd)):
+        terms = expr.as_ordered_terms() if isinstance(expr, sp.Add) else list(expr.args)
+        out = []
+        for i, term in enumerate(terms):
+            if term.could_extract_minus_sign():
+                out.append("- " + printer._print(-term))
+            else:
+                text = printer._print(term)
+                out.append(text if i == 0 else "+ " + text)
+        return out, ""
+    if isinstance(expr, sp.Mul) and expr.as_numer_denom()[1] == 1:
+        sign = ""
+        if expr.could_extract_minus_sign():
+            sign, expr = "- ", -expr
+        factors = expr.as_ordered_factors()
+        if len(factors) > 1:
+            out = [printer.parenthesize(f, PRECEDENCE["Mul"], strict=True) for f in factors]
+            return [sign + out[0]] + out[1:], r"\cdot "
+        return [sign + printer._print(expr)], ""
+    return [printer._print(expr)], ""
