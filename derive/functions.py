@@ -49,8 +49,9 @@ class sigmoid(sp.Function):
     def _eval_is_positive(self):
         return True if self.args[0].is_real else None
 
-    def _latex(self, printer):
-        return r"\sigma\left(%s\right)" % printer._print(self.args[0])
+    def _latex(self, printer, exp=None):
+        text = r"\sigma\left(%s\right)" % printer._print(self.args[0])
+        return text if exp is None else r"%s^{%s}" % (text, exp)
 
 
 class relu(sp.Function):
@@ -77,8 +78,9 @@ class relu(sp.Function):
     def _eval_evalf(self, prec):
         return sp.Max(self.args[0], 0)._eval_evalf(prec)
 
-    def _latex(self, printer):
-        return r"\operatorname{ReLU}\left(%s\right)" % printer._print(self.args[0])
+    def _latex(self, printer, exp=None):
+        text = r"\operatorname{ReLU}\left(%s\right)" % printer._print(self.args[0])
+        return text if exp is None else r"%s^{%s}" % (text, exp)
 
 
 class maximum(sp.Function):
@@ -104,8 +106,9 @@ class maximum(sp.Function):
     def _eval_evalf(self, prec):
         return sp.Max(*self.args)._eval_evalf(prec)
 
-    def _latex(self, printer):
-        return r"\max\left(%s, %s\right)" % tuple(printer._print(a) for a in self.args)
+    def _latex(self, printer, exp=None):
+        text = r"\max\left(%s, %s\right)" % tuple(printer._print(a) for a in self.args)
+        return text if exp is None else r"%s^{%s}" % (text, exp)
 
 
 def softplus(x):

@@ -114,7 +114,8 @@ class DeriveLatexPrinter(LatexPrinter):
     def _factor(self, arg):
         """A factor of a product: bracketed unless it prints as one unit (no spaces)."""
         text = self._print(arg)
-        simple = (sp.Symbol, sp.MatrixSymbol, sp.Transpose, sp.Function, sp.Indexed)
+        simple = (sp.Symbol, sp.MatrixSymbol, sp.Transpose, sp.Function, sp.Indexed,
+                  sp.OneMatrix) + _display_units()
         if arg.is_Atom or isinstance(arg, simple) or re.fullmatch(r"[^\s+-]+", text):
             return text
         return r"\left(%s\right)" % text
@@ -148,6 +149,16 @@ class DeriveLatexPrinter(LatexPrinter):
     # -- numbers ----------------------------------------------------------------------------
     def _print_Float(self, expr):
         return super()._print_Float(sp.Float(expr, self._settings["digits"]))
+
+
+def _display_units():
+    """Matrix-display classes of derive.tensor that typeset as one unit (1_B, f(Z))."""
+    try:
+        from derive.tensor import display
+    except ImportError:  # pragma: no cover - the tensor engine is always there in practice
+        return ()
+    return tuple(getattr(display, n) for n in ("Ones", "MapDisplay", "NamedMatrixFn")
+                 if hasattr(display, n))
 
 
 def latex(expr, names=None, **settings):
