@@ -9,8 +9,11 @@ import sympy as sp
 SIMPLIFY_OPS = 120  # count_ops above which full simplify() is skipped
 
 
-def tidy(expr):
-    """A short equivalent form of ``expr`` (exact; never changes the value)."""
+def tidy(expr, budget=SIMPLIFY_OPS):
+    """A short equivalent form of ``expr`` (exact; never changes the value).
+
+    ``budget`` is the operation count above which the slow ``simplify`` is not tried.
+    """
     if not isinstance(expr, sp.Basic) or expr.is_Atom:
         return expr
     candidates = [expr]
@@ -19,7 +22,7 @@ def tidy(expr):
             candidates.append(rewrite(expr))
         except (sp.PolynomialError, TypeError, ValueError, NotImplementedError):
             pass
-    if sp.count_ops(expr) <= SIMPLIFY_OPS:
+    if sp.count_ops(expr) <= budget:
         candidates.append(sp.simplify(expr))
         candidates.append(sp.factor(candidates[-1]))
     return min(candidates, key=lambda e: (sp.count_ops(e), len(str(e))))
