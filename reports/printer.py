@@ -24,6 +24,7 @@ import numbers
 import re
 
 import sympy as sp
+from sympy.printing.conventions import split_super_sub
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE
 
@@ -70,6 +71,16 @@ class DeriveLatexPrinter(LatexPrinter):
                 return accent(self._print_Symbol(sp.Symbol(base), style=style))
             return accent(self._deal_with_super_sub(base, style=style))
         return super()._print_Symbol(expr, style=style)
+
+    def _deal_with_super_sub(self, string, style="plain"):
+        # A multi-letter name (xc, var, mean) is one symbol, not a product of letters:
+        # typeset it upright as textbooks do (\mathrm{var}); Greek names and modifiers
+        # such as yhat -> \hat{y} are SymPy's and stay as they are.
+        tex = super()._deal_with_super_sub(string, style=style)
+        name = split_super_sub(string)[0]
+        if len(name) > 1 and name.isalpha() and tex.startswith(name):
+            return r"\mathrm{%s}%s" % (name, tex[len(name):])
+        return tex
 
     # -- functions of derive.functions (dispatched by class name) ---------------------------
     # Their own _latex hooks take no ``exp`` (sigmoid(x)**2 would fail), so these names
