@@ -1,0 +1,133 @@
+r"""Verdicts on hand derivations: formulas, adjoint tables and backward code, checked.
+
+>>> import derive as dv
+>>> d = dv.grad({"p": "u1", "q": "w*p", "r": "u2 + q", "s": "w*r", "t": "u3 + s",
+...              "y": "w*t"}, inputs=["u1", "u2", "u3"], params=["w"], wrt="w")
+>>> v = dv.check("t + w*r", against=d, wrt="w")
+>>> v.verdict, v.diagnosis
+('wrong', 'missing_edge')
+>>> bool(dv.check("u3 + 2*w*u2 + 3*w**2*u1", against=d, wrt="w"))
+True
+
+Public API
+----------
+``check(answer, against, wrt)``     one answer -> :class:`Verdict`
+``check_table(derivation, answers)`` ``{node: answer}`` -> :class:`Report` (score, first
+                                    wrong step, errors carried forward counted once)
+``gradcheck(forward, backward, inputs)`` hand-written backward code -> GradcheckReport
+``cli_check(problem, answers, out=None, fmt=None)`` what ``derivekit check`` runs
+``check_folder(problem, folder, out_dir)`` a class: CSV of scores + one report each
+
+Answers are data: Python-like text, LaTeX or pasted Unicode, parsed by a whitelist
+(never eval); a hostile or malformed answer is "unreadable" with a message.
+"""
+from __future__ import annotations
+
+import weakref
+
+from ..derivation import Derivation
+from ..errors import InputError
+from .gradcheck import GradcheckReport, gradcheck
+from .judge import Checker
+from .table import Report
+from .table import check_table as _check_table
+from .verdict import DIAGNOSES, Verdict
+
+__all__ = ["check", "check_table", "gradcheck", "cli_check", "check_folder", "checker_for",
+           "Verdict", "Report", "GradcheckReport", "DIAGNOSES"]
+
+_CHECKERS = {}  # id(derivation) -> (weakref, checker): a class reuses one set of points
+_MAX_CACHED = 16
+
+
+def checker_for(d, n_points=6, seed=0):
+    """The prepared checker of a Derivation (sample points, names), built once and reused."""
+    if not isinstance(d, Derivation):
+        raise InputError(f"expected a Derivation to check against, got {type(d).__name__}")
+    key = (id(d), n_points, seed)
+    entry = _CHECKERS.get(key)
+    if entry is not None and entry[0]() is d:
+        return entry[1]
+    if _is_tensor(d):
+        from .tensor import TensorChecker
+
+        checker = TensorChecker(d, n_points=n_points, seed=seed)
+    else:
+        checker = Checker(d, n_points=n_points, seed=seed)
+    if len(_CHECKERS) >= _MAX_CACHED:
+        _CHECKERS.clear()
+    _CHECKERS[key] = (weakref.ref(d), checker)
+    return checker
+
+
+def _is_tensor(d):
+    return d.meta.get("program") is not None or d.meta.get("kind") == "tensor_graph"
+
+
+def _derivation(against):
+    """A Derivation from a Derivation, a problem mapping or a problem file path."""
+    if isinstance(against, Derivation):
+        return against
+    from ..api import solve
+
+    if isinstance(against, (dict, str)) or hasattr(against, "__fspath__"):
+        return solve(against)[0]
+    raise InputError(f"cannot check against a {type(against).__name__}: give a Derivation, "
+                     "a problem mapping or a problem file")
+
+
+def check(answer, against, wrt=None, *, n_points=6, seed=0):
+    """Judge one hand-derived gradient.
+
+    Parameters
+    ----------
+    answer : str
+        The answer: ``"(yhat - y)*x1"``, ``r"(\\hat{y}-y)x_1"``, ``"(ŷ − y)·x₁"``.
+    against : Derivation, dict or path
+        What the answer is checked against (a problem mapping or file is solved first).
+    wrt : str, optional
+        The node whose adjoint (d output / d node) is answered; defaults to the
+        derivation's only ``wrt`` name.
+
+    Returns
+    -------
+    Verdict
+        ``verdict`` correct / wrong / unreadable; ``proof`` symbolic or numeric;
+        ``diagnosis``, ``expected`` and a ``counterexample`` when wrong.
+    """
+    d = _derivation(against)
+    checker = checker_for(d, n_points, seed)
+    if wrt is None:
+        if len(d.wrt) != 1:
+            raise InputError(f"say which gradient is answered: wrt= one of "
+                             f"{', '.join(d.wrt) or 'the nodes'}")
+        wrt = d.wrt[0]
+    node = checker.node_of(wrt)
+    return checker.judge(node, answer)
+
+
+def check_table(derivation, answers, *, student=None, n_points=6, seed=0):
+    """Judge an adjoint table ``{node: answer}``; see :mod:`derive.verify.table`.
+
+    Returns
+    -------
+    Report
+        ``score`` (fraction correct), ``first_wrong``, ``verdicts``, ``to_dict()`` (the
+        JSON of ``derivekit check --format json``) and ``derivation()`` for reports.
+    """
+    d = _derivation(derivation)
+    return _check_table(checker_for(d, n_points, seed), answers, student=student)
+
+
+def cli_check(problem, answers, out=None, fmt=None):
+    """What ``derivekit check PROBLEM ANSWERS [-o OUT] [--format json]`` does; see batch."""
+    from .batch import cli_check as run
+
+    return run(problem, answers, out=out, fmt=fmt)
+
+
+def check_folder(problem, folder, out_dir=None, fmt="md"):
+    """Check every answers file of a folder; see :func:`derive.verify.batch.check_folder`."""
+    from .batch import check_folder as run
+
+    return run(problem, folder, out_dir=out_dir, fmt=fmt)
