@@ -7,6 +7,7 @@ one-line error and exits non-zero on bad input; no text given to it is ever exec
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import sysconfig
@@ -113,7 +114,10 @@ def cmd_layer(args):
 def cmd_check(args):
     from .verify import cli_check
 
-    return cli_check(args.problem, args.answers, out=args.out, fmt=args.format)
+    out, code = cli_check(args.problem, args.answers, out=args.out, fmt=args.format)
+    if out:
+        print(json.dumps(out, indent=2, ensure_ascii=False) if isinstance(out, dict) else out)
+    return code
 
 
 def cmd_train(args):

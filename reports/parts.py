@@ -138,17 +138,31 @@ def result_blocks(result, names):
     cells = [[_cell(r.get(k), names) for k in keys] for r in result]
     if all(isinstance(c, str) or visible_len(c.tex) <= 24 for row in cells for c in row):
         return [Table([str(k) for k in keys], cells)]
-    rows = [Row(Math(_key_tex(k, names)), [c if isinstance(c, Math) else Math(r"\text{%s}" % c)])
+    rows = [Row(Math(_key_tex(k, names)), [c if isinstance(c, Math) else Math(text_math(c))])
             for r in result for k, c in zip(keys, (_cell(r.get(k), names) for k in keys))
             if k in r]
     return [Equations(rows)]
+
+
+_TEXT_SPECIALS = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$",
+                  "&": r"\&", "#": r"\#", "^": r"\^{}", "_": r"\_", "%": r"\%",
+                  "~": r"\~{}"}
+
+
+def text_math(text):
+    r"""Words inside mathematics, escaped: user text can never become LaTeX commands.
+
+    >>> text_math("a_b {x}")
+    '\\text{a\\_b \\{x\\}}'
+    """
+    return r"\text{%s}" % "".join(_TEXT_SPECIALS.get(c, c) for c in str(text))
 
 
 def _key_tex(key, names):
     key = str(key)
     if key.isidentifier() and (len(key) == 1 or key in names or key[1:].isdigit()):
         return latex(sp.Symbol(key), names)
-    return r"\text{%s}" % key.replace("_", r"\_")
+    return text_math(key)
 
 
 def _cell(v, names):

@@ -168,7 +168,8 @@ def _display_units():
         from derive.tensor import display
     except ImportError:  # pragma: no cover - the tensor engine is always there in practice
         return ()
-    return tuple(getattr(display, n) for n in ("Ones", "MapDisplay", "NamedMatrixFn")
+    # (MapDisplay is not one: its body may be a sum, e.g. 1 + exp(v4))
+    return tuple(getattr(display, n) for n in ("Ones", "NamedMatrixFn")
                  if hasattr(display, n))
 
 
