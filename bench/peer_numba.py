@@ -1,0 +1,306 @@
+"""Peer: a hand-written, hand-differentiated, fused numba epoch (the baseline to beat).
+
+This is a benchmark peer, written the way a careful person writes numba by hand: one
+compiled call per epoch, preallocated buffers, BLAS for the products, the optimizer
+update fused in, and ``error_model="numpy"`` (no ZeroDivisionError branch in every
+division, which otherwise stops LLVM from vectorising the update loops). Its backward
+passes are derived by hand; derivekit's are not (they are printed from the
+Derivation), which is the point of comparing the two.
+"""
+import numpy as np
+from numba import njit
+
+NAME = "numba (hand-fused)"
+
+
+def available():
+    return True
+
+
+# -- shared pieces ------------------------------------------------------------------------
+@njit(cache=True, error_model="numpy")
+def _softmax_ce(z, y, n, dz):
+    """Mean cross-entropy over the first n rows of z; dz = (p - onehot)/n; correct count."""
+    loss = 0.0
+    correct = 0
+    C = z.shape[1]
+    for r in range(n):
+        m = z[r, 0]
+        k = 0
+        for c in range(1, C):
+            if z[r, c] > m:
+                m = z[r, c]
+                k = c
+        s = 0.0
+        for c in range(C):
+            e = np.exp(z[r, c] - m)
+            dz[r, c] = e
+            s += e
+        loss += np.log(s) + m - z[r, y[r]]
+        correct += k == y[r]
+        for c in range(C):
+            dz[r, c] = dz[r, c] / s / n
+        dz[r, y[r]] -= 1.0 / n
+    return loss, correct
+
+
+@njit(cache=True, error_model="numpy")
+def _update(p, g, m, v, t, lr, adam):
+    pf, gf, mf, vf = p.ravel(), g.ravel(), m.ravel(), v.ravel()
+    if adam:
+        c1 = 1.0 - 0.9 ** t
+        c2 = 1.0 - 0.999 ** t
+        for i in range(pf.size):
+            mf[i] = 0.9 * mf[i] + 0.1 * gf[i]
+            vf[i] = 0.999 * vf[i] + 0.001 * gf[i] * gf[i]
+            pf[i] -= lr * (mf[i] / c1) / (np.sqrt(vf[i] / c2) + 1e-8)
+    else:
+        for i in range(pf.size):
+            pf[i] -= lr * gf[i]
+
+
+@njit(cache=True, error_model="numpy")
+def _dense_fwd(x, W, b, z, relu):
+    np.dot(x, W.T, z)
+    for r in range(z.shape[0]):
+        for c in range(z.shape[1]):
+            v = z[r, c] + b[c]
+            z[r, c] = v if (v > 0 or not relu) else 0.0
+
+
+@njit(cache=True, error_model="numpy")
+def _dense_bwd(dz, x, gW, gb):
+    np.dot(dz.T, x, gW)
+    gb[:] = 0.0
+    for r in range(dz.shape[0]):
+        for c in range(dz.shape[1]):
+            gb[c] += dz[r, c]
+
+
+@njit(cache=True, error_model="numpy")
+def _relu_back(da, a):
+    for r in range(da.shape[0]):
+        for c in range(da.shape[1]):
+            if a[r, c] <= 0:
+                da[r, c] = 0.0
+
+
+# -- MLP with one or two hidden layers (W1, W2, W3) ---------------------------------------
+@njit(cache=True, error_model="numpy")
+def mlp_epoch(X, y, order, bs, lr, t0, adam, Ws, bs_, gWs, gbs, mW, vW, mb, vb):
+    N = X.shape[0]
+    L = len(Ws)
+    dt = X.dtype
+    acts = [np.empty((bs, Ws[k].shape[0]), dt) for k in range(L)]
+    grads = [np.empty((bs, Ws[k].shape[0]), dt) for k in range(L)]
+    xb = np.empty((bs, X.shape[1]), dt)
+    yb = np.empty(bs, np.int64)
+    total, correct, t = 0.0, 0, t0
+    for s in range(0, N, bs):
+        n = min(bs, N - s)
+        for r in range(n):
+            xb[r] = X[order[s + r]]
+            yb[r] = y[order[s + r]]
+        inp = xb[:n]
+        for k in range(L):
+            _dense_fwd(inp, Ws[k], bs_[k], acts[k][:n], k < L - 1)
+            inp = acts[k][:n]
+        loss, c = _softmax_ce(acts[L - 1][:n], yb, n, grads[L - 1][:n])
+        total += loss
+        correct += c
+        for k in range(L - 1, -1, -1):
+            below = xb[:n] if k == 0 else acts[k - 1][:n]
+            _dense_bwd(grads[k][:n], below, gWs[k], gbs[k])
+            if k > 0:
+                np.dot(grads[k][:n], Ws[k], grads[k - 1][:n])
+                _relu_back(grads[k - 1][:n], acts[k - 1][:n])
+        t += 1
+        for k in range(L):
+            _update(Ws[k], gWs[k], mW[k], vW[k], t, lr, adam)
+            _update(bs_[k], gbs[k], mb[k], vb[k], t, lr, adam)
+    return total, correct
+
+
+class MLP:
+    def __init__(self, w, params, X, y):
+        self.X, self.y, self.bs = X, y, w.batch
+        n = len(w.model["sizes"]) - 1
+        self.Ws = [params[f"W{k + 1}"].copy() for k in range(n)]
+        self.bvec = [params[f"b{k + 1}"].copy() for k in range(n)]
+        z = lambda arrs: [np.zeros_like(a) for a in arrs]  # noqa: E731
+        self.gW, self.gb = z(self.Ws), z(self.bvec)
+        self.mW, self.vW, self.mb, self.vb = z(self.Ws), z(self.Ws), z(self.bvec), z(self.bvec)
+        self.adam, self.lr, self.t = w.optimizer == "adam", w.lr, 0
+        from numba.typed import List
+        self.lists = [List(a) for a in (self.Ws, self.bvec, self.gW, self.gb,
+                                        self.mW, self.vW, self.mb, self.vb)]
+
+    def epoch(self, order):
+        total, _ = mlp_epoch(self.X, self.y, order, self.bs, self.lr, self.t, self.adam,
+                             *self.lists)
+        self.t += -(-len(order) // self.bs)
+        return total / len(order)
+
+
+# -- W4: conv3x3 (pad 1) -> ReLU -> maxpool 2 -> flatten -> linear ------------------------
+@njit(cache=True, error_model="numpy")
+def cnn_epoch(X, y, order, bs, lr, K, kb, W, b, gK, gkb, gW, gb):
+    N, C, H, Wd = X.shape
+    F = K.shape[0]
+    H2, W2 = H // 2, Wd // 2
+    dt = X.dtype
+    xp = np.zeros((bs, C, H + 2, Wd + 2), dt)
+    a = np.empty((bs, F, H, Wd), dt)
+    pooled = np.empty((bs, F * H2 * W2), dt)
+    arg = np.empty((bs, F, H2, W2), np.int64)
+    z = np.empty((bs, W.shape[0]), dt)
+    dz = np.empty((bs, W.shape[0]), dt)
+    dp = np.empty((bs, F * H2 * W2), dt)
+    da = np.empty((bs, F, H, Wd), dt)
+    yb = np.empty(bs, np.int64)
+    total, correct = 0.0, 0
+    for s in range(0, N, bs):
+        n = min(bs, N - s)
+        for r in range(n):
+            xp[r, :, 1:H + 1, 1:Wd + 1] = X[order[s + r]]
+            yb[r] = y[order[s + r]]
+        for r in range(n):
+            for f in range(F):
+                for i in range(H):
+                    for j in range(Wd):
+                        acc = kb[f]
+                        for c in range(C):
+                            for u in range(3):
+                                for v in range(3):
+                                    acc += K[f, c, u, v] * xp[r, c, i + u, j + v]
+                        a[r, f, i, j] = acc if acc > 0 else 0.0
+                for i in range(H2):
+                    for j in range(W2):
+                        best, k = a[r, f, 2 * i, 2 * j], 0
+                        for q in range(1, 4):
+                            val = a[r, f, 2 * i + q // 2, 2 * j + q % 2]
+                            if val > best:
+                                best, k = val, q
+                        pooled[r, (f * H2 + i) * W2 + j] = best
+                        arg[r, f, i, j] = k
+        _dense_fwd(pooled[:n], W, b, z[:n], False)
+        loss, cc = _softmax_ce(z[:n], yb, n, dz[:n])
+        total += loss
+        correct += cc
+        _dense_bwd(dz[:n], pooled[:n], gW, gb)
+        np.dot(dz[:n], W, dp[:n])
+        da[:n] = 0.0
+        for r in range(n):
+            for f in range(F):
+                for i in range(H2):
+                    for j in range(W2):
+                        k = arg[r, f, i, j]
+                        ii, jj = 2 * i + k // 2, 2 * j + k % 2
+                        if a[r, f, ii, jj] > 0:
+                            da[r, f, ii, jj] = dp[r, (f * H2 + i) * W2 + j]
+        gK[:] = 0.0
+        gkb[:] = 0.0
+        for r in range(n):
+            for f in range(F):
+                for i in range(H):
+                    for j in range(Wd):
+                        d = da[r, f, i, j]
+                        if d != 0.0:
+                            gkb[f] += d
+                            for c in range(C):
+                                for u in range(3):
+                                    for v in range(3):
+                                        gK[f, c, u, v] += d * xp[r, c, i + u, j + v]
+        for p, g in ((K.ravel(), gK.ravel()), (kb, gkb), (W.ravel(), gW.ravel()), (b, gb)):
+            for i in range(p.size):
+                p[i] -= lr * g[i]
+    return total, correct
+
+
+class CNN:
+    def __init__(self, w, params, X, y):
+        self.X, self.y, self.bs, self.lr = X, y, w.batch, w.lr
+        self.p = [params[k].copy() for k in ("K", "kb", "W", "b")]
+        self.g = [np.zeros_like(a) for a in self.p]
+
+    def epoch(self, order):
+        total, _ = cnn_epoch(self.X, self.y, order, self.bs, self.lr, *self.p, *self.g)
+        return total / len(order)
+
+
+# -- W5: vanilla RNN, h_t = tanh(Wx x_t + Wh h_{t-1} + bh), logits from h_T ---------------
+@njit(cache=True, error_model="numpy")
+def rnn_epoch(X, y, order, bs, lr, t0, Wx, Wh, bh, Wo, bo, gWx, gWh, gbh, gWo, gbo, M, V):
+    N, T, D = X.shape
+    H = Wh.shape[0]
+    dt = X.dtype
+    xb = np.empty((T, bs, D), dt)
+    h = np.zeros((T + 1, bs, H), dt)
+    pre = np.empty((bs, H), dt)
+    z = np.empty((bs, Wo.shape[0]), dt)
+    dz = np.empty((bs, Wo.shape[0]), dt)
+    dh = np.empty((bs, H), dt)
+    dpre = np.empty((bs, H), dt)
+    tmp = np.empty((H, D), dt)
+    tmp2 = np.empty((H, H), dt)
+    yb = np.empty(bs, np.int64)
+    total, correct, t = 0.0, 0, t0
+    for s in range(0, N, bs):
+        n = min(bs, N - s)
+        for r in range(n):
+            for k in range(T):
+                xb[k, r] = X[order[s + r], k]
+            yb[r] = y[order[s + r]]
+        for k in range(T):
+            np.dot(xb[k, :n], Wx.T, pre[:n])
+            np.dot(h[k, :n], Wh.T, h[k + 1, :n])
+            for r in range(n):
+                for j in range(H):
+                    h[k + 1, r, j] = np.tanh(h[k + 1, r, j] + pre[r, j] + bh[j])
+        _dense_fwd(h[T, :n], Wo, bo, z[:n], False)
+        loss, cc = _softmax_ce(z[:n], yb, n, dz[:n])
+        total += loss
+        correct += cc
+        _dense_bwd(dz[:n], h[T, :n], gWo, gbo)
+        np.dot(dz[:n], Wo, dh[:n])
+        gWx[:] = 0.0
+        gWh[:] = 0.0
+        gbh[:] = 0.0
+        for k in range(T - 1, -1, -1):
+            for r in range(n):
+                for j in range(H):
+                    hv = h[k + 1, r, j]
+                    dpre[r, j] = dh[r, j] * (1.0 - hv * hv)
+                    gbh[j] += dpre[r, j]
+            np.dot(dpre[:n].T, xb[k, :n], tmp)
+            gWx += tmp
+            np.dot(dpre[:n].T, h[k, :n], tmp2)
+            gWh += tmp2
+            np.dot(dpre[:n], Wh, dh[:n])
+        t += 1
+        _update(Wx, gWx, M[0], V[0], t, lr, True)
+        _update(Wh, gWh, M[1], V[1], t, lr, True)
+        _update(bh, gbh, M[2], V[2], t, lr, True)
+        _update(Wo, gWo, M[3], V[3], t, lr, True)
+        _update(bo, gbo, M[4], V[4], t, lr, True)
+    return total, correct
+
+
+class RNN:
+    def __init__(self, w, params, X, y):
+        self.X, self.y, self.bs, self.lr, self.t = X, y, w.batch, w.lr, 0
+        names = ("Wx", "Wh", "bh", "Wo", "bo")
+        self.P = tuple(params[k].copy() for k in names)
+        self.G, self.M, self.V = (tuple(np.zeros_like(a) for a in self.P) for _ in range(3))
+
+    def epoch(self, order):
+        total, _ = rnn_epoch(self.X, self.y, order, self.bs, self.lr, self.t,
+                             *self.P, *self.G, self.M, self.V)
+        self.t += -(-len(order) // self.bs)
+        return total / len(order)
+
+
+def make(w, params, X, y):
+    """A runner for workload ``w`` (None if this peer does not do it)."""
+    kind = w.model["kind"]
+    return {"mlp": MLP, "cnn": CNN, "rnn": RNN}[kind](w, params, X, y)

@@ -1,0 +1,185 @@
+"""``derivekit train CONFIG.yaml`` (or flags): build, compile, train, report.
+
+A config is YAML (``safe_load``; every value is data, layer specs are parsed with
+:func:`derive.parse.parse_call`, never evaluated)::
+
+    model:
+      layers: ["linear(64, 128)", relu, "linear(128, 10)"]
+      loss: cross_entropy
+    data: digits                 # or {mnist: {images: F, labels: F}} or {npz: F}
+    optimizer: {name: sgd, lr: 0.1}
+    schedule: constant           # or {name: cosine}
+    epochs: 20
+    batch_size: 32
+    dtype: float32
+    seed: 0
+    out: derivekit-train         # report.md, curves.png, weights.npz, history.json
+
+Flags override the file: ``--model "linear(64,128),relu,linear(128,10)" --loss
+cross_entropy --data digits --optimizer adam --lr 1e-3 --epochs 20 --batch-size 32``.
+With neither, the defaults above train the digits MLP (>= 97% validation accuracy).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+from derive.errors import InputError
+
+DEFAULTS = {
+    "model": {"layers": ["linear(64, 128)", "relu", "linear(128, 10)"], "loss": "cross_entropy"},
+    "data": "digits", "optimizer": {"name": "sgd", "lr": 0.1}, "schedule": "constant",
+    "epochs": 20, "batch_size": 32, "dtype": "float32", "seed": 0, "init": "xavier_uniform",
+    "out": "derivekit-train",
+}
+KEYS = set(DEFAULTS) | {"validation"}
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="derivekit train", description=__doc__.splitlines()[0])
+    p.add_argument("config", nargs="?", help="a YAML training config")
+    p.add_argument("--model", help='layers, e.g. "linear(64,128),relu,linear(128,10)"')
+    p.add_argument("--loss")
+    p.add_argument("--data", help="digits | mnist:IMAGES,LABELS | npz:FILE")
+    p.add_argument("--optimizer")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int, dest="batch_size")
+    p.add_argument("--dtype", choices=("float32", "float64"))
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", help="folder for the report, curves and weights")
+    p.add_argument("--checkpoint", help="checkpoint file (resumes if it exists)")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    return p
+
+
+def load_config(path):
+    """The config at ``path`` merged over the defaults (InputError on unknown keys)."""
+    import yaml
+
+    try:
+        with open(path) as f:
+            raw = yaml.safe_load(f) or {}
+    except OSError as e:
+        raise InputError(f"cannot read config: {e.strerror}", where=path) from None
+    except yaml.YAMLError as e:
+        raise InputError(f"not valid YAML: {str(e).splitlines()[0]}", where=path) from None
+    if not isinstance(raw, dict):
+        raise InputError("a training config is a mapping of keys", where=path)
+    unknown = sorted(set(raw) - KEYS)
+    if unknown:
+        raise InputError(f"unknown key(s) {unknown}; known: {sorted(KEYS)}", where=path)
+    return {**DEFAULTS, **raw}
+
+
+def merge_flags(cfg, args):
+    cfg = dict(cfg)
+    if args.model:
+        cfg["model"] = {**cfg["model"], "layers": _split(args.model)}
+    if args.loss:
+        cfg["model"] = {**cfg["model"], "loss": args.loss}
+    if args.data:
+        kind, _, rest = args.data.partition(":")
+        cfg["data"] = kind if not rest else {kind: rest.split(",")}
+    opt = cfg["optimizer"] if isinstance(cfg["optimizer"], dict) else {"name": cfg["optimizer"]}
+    if args.optimizer:
+        opt = {"name": args.optimizer}
+    if args.lr is not None:
+        opt = {**opt, "lr": args.lr}
+    cfg["optimizer"] = opt
+    for key in ("epochs", "batch_size", "dtype", "seed", "out"):
+        if getattr(args, key) is not None:
+            cfg[key] = getattr(args, key)
+    return cfg
+
+
+def _split(text):
+    """Split "linear(64,128),relu" at top-level commas."""
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "," and depth == 0:
+            parts.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    return [p for p in parts + [cur.strip()] if p]
+
+
+def build_net(model_cfg, where="model"):
+    """A derive Sequential from ``{"layers": [...], "loss": name}``."""
+    import derive.tensor as dt
+    from derive.parse import parse_call
+    from derive.tensor.catalog import ALIASES, LAYERS
+
+    def make(spec, k):
+        name, args, kwargs = parse_call(str(spec))
+        key = ALIASES.get(name.lower(), name.lower())
+        if key not in LAYERS:
+            raise InputError(f"unknown layer {name!r} (known: {', '.join(LAYERS)})",
+                             where=f"{where}.layers[{k}]")
+        try:
+            return LAYERS[key](*args, **kwargs)
+        except TypeError as exc:
+            raise InputError(f"bad options for {key}: {exc}",
+                             where=f"{where}.layers[{k}]") from None
+
+    layers = model_cfg.get("layers") or []
+    if not isinstance(layers, list) or not layers:
+        raise InputError("layers must be a non-empty list", where=f"{where}.layers")
+    built = [make(s, k) for k, s in enumerate(layers)]
+    loss = make(model_cfg.get("loss", "cross_entropy"), "loss")
+    return dt.Sequential(*built, loss=loss)
+
+
+def load_data(spec, seed=0):
+    from . import data
+
+    if spec == "digits":
+        return data.digits(seed=seed)
+    if isinstance(spec, dict) and len(spec) == 1:
+        (kind, arg), = spec.items()
+        if kind == "mnist":
+            files = arg if isinstance(arg, list) else [arg.get("images"), arg.get("labels")]
+            return data.mnist(*files[:2], seed=seed)
+        if kind == "npz":
+            return data.mnist(arg[0] if isinstance(arg, list) else arg, seed=seed)
+    raise InputError(f"data {spec!r}: use digits, {{mnist: [IMAGES, LABELS]}} or {{npz: FILE}}",
+                     where="data")
+
+
+def train_main(argv=None):
+    """Entry point of ``derivekit train``; returns the exit code."""
+    import kernels
+
+    args = _parser().parse_args(argv)
+    cfg = load_config(args.config) if args.config else dict(DEFAULTS)
+    cfg = merge_flags(cfg, args)
+    net = build_net(cfg["model"])
+    ds = load_data(cfg["data"], cfg["seed"])
+    opt = dict(cfg["optimizer"])
+    name = opt.pop("name", "sgd")
+    schedule = opt.pop("schedule", None) or cfg.get("schedule")
+    t0 = time.perf_counter()
+    model = kernels.compile(net, dtype=cfg["dtype"], optimizer=name, schedule=schedule,
+                            seed=cfg["seed"], init=cfg["init"], **opt)
+    compiled = time.perf_counter() - t0
+    kernels.fit(model, ds, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
+                seed=cfg["seed"], checkpoint=args.checkpoint,
+                progress=not args.no_progress and args.format == "text")
+    from .report import write_run
+
+    paths = write_run(cfg["out"], model, net, ds, cfg, compiled)
+    final = model.history[-1] if model.history else {}
+    if args.format == "json":
+        print(json.dumps({"final": final, "files": paths, "compile_seconds": compiled}))
+    else:
+        shown = ", ".join(f"{k} {final[k]:.4f}" for k in
+                          ("loss", "accuracy", "val_loss", "val_accuracy") if k in final)
+        print(f"trained {len(model.history)} epochs: {shown}")
+        print(f"wrote {', '.join(os.path.relpath(p) for p in paths)}")
+    return 0

@@ -1,0 +1,200 @@
+"""Training loops: Python loops over epochs only; each epoch is one compiled call.
+
+Within :func:`fit`, an epoch is: draw this epoch's order of samples (seeded by the run's
+seed and the epoch number, so a resumed run sees the same orders), compute the learning
+rate of every step from the schedule, call the model's fused epoch kernel (gather,
+forward, backward and update for every minibatch), then evaluate on the validation split
+and record the epoch.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+import warnings
+
+import numpy as np
+
+from derive.errors import InputError
+
+from . import data as data_mod
+from . import optim
+
+
+class TrainingWarning(UserWarning):
+    """Training stopped early or saved a checkpoint because something went wrong."""
+
+
+def as_dataset(data, validation=None, seed=0):
+    """A :class:`kernels.data.Dataset` from a Dataset, an ``(X, y)`` pair or a 4-tuple.
+
+    ``validation``: None (keep the dataset's own split), a fraction/count to split off,
+    or an ``(X_val, y_val)`` pair.
+    """
+    if isinstance(data, data_mod.Dataset):
+        if validation is None:
+            return data
+        data = (data.X, data.y)
+    if isinstance(data, (tuple, list)) and len(data) == 4:
+        return data_mod.arrays(data[0], data[1], validation=(data[2], data[3]))
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return data_mod.arrays(*data, validation=validation, seed=seed)
+    raise InputError("data must be a Dataset, an (X, y) pair or (X, y, X_val, y_val)")
+
+
+def _check(model, ds):
+    data_mod.check(ds.X[:1], ds.y[:1], input_shape=model.input_shape, where=f"{ds.name} vs model")
+    data_mod.check(ds.X, ds.y, n_classes=model.n_outputs, where=ds.name)
+    if ds.X_val is not None:
+        data_mod.check(ds.X_val, ds.y_val, n_classes=model.n_outputs,
+                       input_shape=model.input_shape, where=f"{ds.name} (validation)")
+
+
+def fit(model, data, optimizer=None, lr=None, epochs=20, batch_size=32, *, validation=None,
+        seed=0, schedule=None, checkpoint=None, resume=True, progress=True, callback=None,
+        **hyper):
+    """Train ``model`` on ``data``; calling it again continues where it stopped.
+
+    Parameters
+    ----------
+    model : kernels.Model
+    data : Dataset or (X, y) or (X, y, X_val, y_val)
+    optimizer : str or kernels.optim.Optimizer, optional
+        Name (``"sgd"``, ``"adam"``, ...) or object; None keeps the model's optimizer.
+        Hyper-parameters go as keywords (``momentum=0.9``, ``beta1=0.8``,
+        ``weight_decay=1e-4``).
+    lr : float, optional
+        Base learning rate (default: the optimizer's).
+    epochs, batch_size : int
+    validation : float or (X_val, y_val), optional
+        Overrides the dataset's validation split.
+    seed : int
+        Seeds the shuffling (epoch ``e`` uses ``seed`` and ``e``).
+    schedule : str, dict or Schedule, optional
+        Learning-rate schedule (per epoch unless ``per="step"``).
+    checkpoint : path, optional
+        Saved after every epoch (write then rename), and on Ctrl-C. With ``resume``, a
+        model that has not trained yet loads an existing checkpoint first and trains up
+        to ``epochs`` in all; otherwise each call trains ``epochs`` more.
+    progress : bool
+        Show a tqdm progress bar.
+    callback : callable, optional
+        Called as ``callback(model, record)`` after each epoch.
+
+    Returns
+    -------
+    list of dict
+        ``model.history``: one record per epoch.
+    """
+    ds = as_dataset(data, validation, seed)
+    _check(model, ds)
+    _set_optimizer(model, optimizer, lr, schedule, hyper)
+    X = np.ascontiguousarray(ds.X, dtype=model.dtype)
+    y = np.ascontiguousarray(ds.y, dtype=np.int64)
+    start = len(model.history)
+    if checkpoint is not None and resume and not model.history and os.path.exists(checkpoint):
+        model.load(checkpoint)  # a fresh model resumes a run: train up to `epochs` in all
+        start = len(model.history)
+        epochs = max(0, epochs - start)
+    total = start + epochs
+    bar = _bar(progress, epochs, ds)
+    try:
+        for epoch in range(start, total):
+            record = _one_epoch(model, ds, X, y, epoch, total, batch_size, seed)
+            if record is None:
+                break
+            model.history.append(record)
+            if checkpoint is not None:
+                model.save(checkpoint)
+            _show(bar, record)
+            if callback is not None:
+                callback(model, record)
+    except KeyboardInterrupt:
+        path = model.save(checkpoint or "derivekit-interrupted.npz")
+        warnings.warn(f"interrupted: checkpoint saved to {path}", TrainingWarning, stacklevel=2)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    return model.history
+
+
+def _set_optimizer(model, optimizer, lr, schedule, hyper):
+    if optimizer is None and lr is None and schedule is None and not hyper:
+        return
+    if optimizer is None:
+        opt = model.optimizer
+        optimizer = optim.Optimizer(opt.rule, opt.lr if lr is None else float(lr),
+                                    dict(opt.hyper), opt.weight_decay,
+                                    optim.Schedule.make(schedule) if schedule else opt.schedule)
+        if hyper:
+            raise InputError("give the optimizer's name with its hyper-parameters")
+    else:
+        optimizer = optim.make(optimizer, lr=lr, schedule=schedule, **hyper)
+    model.use(optimizer)
+
+
+def _one_epoch(model, ds, X, y, epoch, total, batch_size, seed):
+    order = np.random.default_rng([seed, epoch]).permutation(len(X)).astype(np.int64)
+    steps = -(-len(X) // batch_size)
+    opt = model.optimizer
+    lrs = opt.schedule.rates(opt.lr, epoch, steps, total)
+    snapshot = _copy(model)
+    t0 = time.perf_counter()
+    loss, acc = model.run_epoch(X, y, order, lrs, batch_size)
+    seconds = time.perf_counter() - t0
+    if not math.isfinite(loss) or not all(np.isfinite(p).all() for p in model.params.values()):
+        _restore(model, snapshot)
+        warnings.warn(f"epoch {epoch + 1}: loss became {loss}; stopped, keeping the "
+                      f"parameters of epoch {epoch}", TrainingWarning, stacklevel=3)
+        return None
+    record = {"epoch": epoch + 1, "loss": loss, "accuracy": acc, "lr": float(lrs[0]),
+              "seconds": seconds}
+    if ds.X_val is not None and len(ds.X_val):
+        val = model.evaluate(ds.X_val, ds.y_val)
+        record.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
+    return record
+
+
+def _copy(model):
+    return ({k: v.copy() for k, v in model.params.items()},
+            {p: {s: v.copy() for s, v in st.items()} for p, st in model.state.items()},
+            model.step)
+
+
+def _restore(model, snapshot):
+    params, state, step = snapshot
+    for k, v in params.items():
+        model.params[k][...] = v
+    for p, st in state.items():
+        for s, v in st.items():
+            model.state[p][s][...] = v
+    model.step = step
+
+
+def _bar(progress, epochs, ds):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=epochs, desc=f"train {ds.name}", unit="epoch")
+
+
+def _show(bar, record):
+    if bar is None:
+        return
+    shown = {"loss": f"{record['loss']:.4f}", "acc": f"{record['accuracy']:.3f}"}
+    if "val_accuracy" in record:
+        shown["val_acc"] = f"{record['val_accuracy']:.3f}"
+    bar.set_postfix(shown)
+    bar.update(1)
+
+
+def predict(model, X):
+    """Predicted class per row of ``X`` (see :meth:`Model.predict`)."""
+    return model.predict(X)
+
+
+def evaluate(model, X, y=None):
+    """Mean loss and accuracy (see :meth:`Model.evaluate`)."""
+    return model.evaluate(X, y)

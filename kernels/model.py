@@ -1,0 +1,246 @@
+"""A compiled model: parameters, optimizer state and the generated kernels that use them.
+
+The kernels live in a generated module (see :mod:`kernels.codegen`) whose ``META`` dict
+describes the parameters; every module exposes the same three functions:
+
+``epoch(X, y, order, lrs, batch_size, t0, hyper, wd, *params, *states)``
+    one epoch of minibatch training in one compiled call; returns (loss sum, correct);
+``forward(X, *params)``
+    the network's output (before the loss) for every row of X, in eval mode;
+``evaluate(X, y, *params)``
+    (loss sum, correct) without updating anything.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+
+import numpy as np
+
+from derive.errors import InputError
+
+from . import cache, optim
+from .init import initialise
+
+
+class Model:
+    """A network compiled to numba kernels (see :func:`kernels.compile`).
+
+    Attributes
+    ----------
+    params : dict
+        Parameter arrays by name (updated in place by training).
+    optimizer : kernels.optim.Optimizer
+        The optimizer fused into the epoch kernel.
+    state : dict
+        Optimizer state ``{param: {state name: array}}``.
+    step : int
+        Optimizer steps taken so far (Adam's ``t``).
+    history : list of dict
+        One record per trained epoch (loss, accuracy, validation, lr, seconds).
+    source : str
+        The generated kernel source (plain loops and ``np.dot``).
+    """
+
+    def __init__(self, build, meta, module, optimizer, *, dtype, seed=0, init="xavier_uniform"):
+        self._build = build  # optimizer -> (module, meta): recompiles for another rule
+        self.meta = meta
+        self.module = module
+        self.dtype = np.dtype(dtype)
+        self.optimizer = optimizer
+        shapes = {name: tuple(shape) for name, shape in meta["params"]}
+        # one flat vector holds every parameter (the views below share its memory), so
+        # the fused update is a single loop; gradients and states are laid out alike
+        self.theta, self.params = _flat(shapes, self.dtype)
+        self.grad, self.grads = _flat(dict(zip(meta["grads"], shapes.values())), self.dtype)
+        # normalisation scales start at one (Sequential names them gamma<k>)
+        overrides = {n: "ones" for n in shapes if n.startswith("gamma")}
+        for name, value in initialise(shapes, init, seed=seed, overrides=overrides).items():
+            self.params[name][...] = value
+        self._reset_state()
+        self.step = 0
+        self.history = []
+        self._buffers = {}
+
+    def _reset_state(self):
+        shapes = {name: tuple(shape) for name, shape in self.meta["params"]}
+        self.flat_state, self.state = [], {p: {} for p in shapes}
+        for s in self.optimizer.state_names:
+            flat, views = _flat(shapes, self.dtype)
+            self.flat_state.append(flat)
+            for p, v in views.items():
+                self.state[p][s] = v
+
+    # -- description --------------------------------------------------------------------
+    @property
+    def source(self):
+        """Generated source of the kernels (readable: loops and ``np.dot``)."""
+        return self.meta["source"] if "source" in self.meta else open(self.module.__file__).read()
+
+    @property
+    def input_shape(self):
+        return tuple(self.meta["input_shape"])
+
+    @property
+    def n_outputs(self):
+        return int(self.meta["n_outputs"])
+
+    def fingerprint(self):
+        """What a checkpoint must match: the network description and parameter shapes."""
+        text = json.dumps([self.meta["description"], self.meta["params"]])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def __repr__(self):
+        n = sum(int(np.prod(s)) for _, s in self.meta["params"])
+        return (f"Model({self.meta['description']}, {n} parameters, {self.dtype.name}, "
+                f"optimizer={self.optimizer.name}, epochs trained={len(self.history)})")
+
+    # -- optimizer ----------------------------------------------------------------------
+    def use(self, optimizer):
+        """Switch to ``optimizer`` (recompiling the epoch kernel if its rule differs).
+
+        State and step count carry over when the rule is the same (continued training);
+        a different rule starts from zero state.
+        """
+        optimizer = optim.make(optimizer)
+        if optimizer.key() != self.optimizer.key():
+            self.module, self.meta = self._build(optimizer)
+        rule_changed = optimizer.rule is not self.optimizer.rule
+        self.optimizer = optimizer
+        if rule_changed:
+            self._reset_state()
+            self.step = 0
+        return self
+
+    # -- kernels ------------------------------------------------------------------------
+    def _param_list(self):
+        return [self.params[name] for name, _ in self.meta["params"]]
+
+    def buffers(self, rows, names):
+        """Work arrays with the batch axis ``rows`` long (gradients: views of ``grad``)."""
+        key = (rows, tuple(names))
+        if key not in self._buffers:
+            out = []
+            for name in names:
+                if name in self.grads:
+                    out.append(self.grads[name])
+                    continue
+                shape = [rows if d == "B" else d for d in self.meta["buffers"][name]]
+                is_int = name in self.meta.get("int_buffers", ())  # argmax routes (pooling)
+                out.append(np.zeros(shape, np.int64 if is_int else self.dtype))
+            self._buffers[key] = out
+        return self._buffers[key]
+
+    def _call(self, fn, *args):
+        result, self.module = cache.call(self.module, fn, *args)
+        return result
+
+    def run_epoch(self, X, y, order, lrs, batch_size):
+        """One compiled epoch over ``order``; returns (mean loss, accuracy)."""
+        opt, bs = self.optimizer, int(batch_size)
+        x2 = self._input_buffer(bs)
+        xb = x2.reshape((bs,) + self.input_shape)
+        yb = self._label_buffer(bs)
+        loss, correct = self._call(
+            "epoch", X.reshape(len(X), -1), y, order, np.asarray(lrs, np.float64), bs,
+            int(self.step), opt.hyper_values(), float(opt.weight_decay), self.theta,
+            self.grad, *self.flat_state, x2, xb, yb, *self._param_list(),
+            *self.buffers(bs, self.meta["signature"]["train"]))
+        self.step += -(-len(order) // bs)
+        return loss / len(order), correct / len(order)
+
+    def _input_buffer(self, rows):
+        key = ("x", rows)
+        if key not in self._buffers:
+            self._buffers[key] = np.zeros((rows, int(np.prod(self.input_shape))), self.dtype)
+        return self._buffers[key]
+
+    def _label_buffer(self, rows):
+        key = ("y", rows)
+        if key not in self._buffers:
+            self._buffers[key] = np.zeros(rows, np.int64)
+        return self._buffers[key]
+
+    def outputs(self, X):
+        """The network's outputs (logits for a classifier) for every row of ``X``."""
+        X = self._inputs(X)
+        out = np.empty((len(X), self.n_outputs), self.dtype)
+        bufs = self.buffers(self.meta["chunk"], self.meta["signature"]["predict"])
+        self._call("forward", X, out, *self._param_list(), *bufs)
+        return out
+
+    def predict(self, X):
+        """Predicted class index per row of ``X``."""
+        return np.argmax(self.outputs(X), axis=1)
+
+    def evaluate(self, X, y=None):
+        """{"loss": mean loss, "accuracy": fraction correct} on ``(X, y)`` or a Dataset."""
+        if y is None and hasattr(X, "X_val"):
+            X, y = X.X_val, X.y_val
+        from .data import check
+
+        X, y = check(X, y, n_classes=self.n_outputs, input_shape=self.input_shape,
+                     where="evaluate")
+        bufs = self.buffers(self.meta["chunk"], self.meta["signature"]["loss"])
+        loss, correct = self._call("evaluate", self._inputs(X), y, *self._param_list(), *bufs)
+        return {"loss": float(loss / len(y)), "accuracy": float(correct / len(y))}
+
+    def _inputs(self, X):
+        X = np.ascontiguousarray(X, dtype=self.dtype)
+        if X.shape[1:] != self.input_shape:
+            raise InputError(f"inputs of shape {X.shape} do not fit the model's input "
+                             f"[N, {', '.join(map(str, self.input_shape))}]")
+        return X
+
+    # -- checkpoints --------------------------------------------------------------------
+    def save(self, path):
+        """Write parameters, optimizer state and history to ``path`` (.npz), atomically."""
+        arrays = {f"param/{k}": v for k, v in self.params.items()}
+        for p, st in self.state.items():
+            arrays.update({f"state/{p}/{s}": v for s, v in st.items()})
+        header = {"fingerprint": self.fingerprint(), "description": self.meta["description"],
+                  "params": self.meta["params"], "optimizer": self.optimizer.name,
+                  "step": self.step, "history": self.history}
+        arrays["header"] = np.array(json.dumps(header))
+        path = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(path))
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        os.makedirs(folder, exist_ok=True)
+        cache.write_atomic(path, buf.getvalue())
+        return path
+
+    def load(self, path):
+        """Restore a checkpoint written by :meth:`save` for this same network."""
+        where = os.fspath(path)
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                header = json.loads(str(f["header"]))
+                arrays = {k: f[k] for k in f.files if k != "header"}
+        except (OSError, ValueError, KeyError) as e:
+            raise InputError(f"not a derivekit checkpoint ({e})", where=where) from None
+        if header["fingerprint"] != self.fingerprint():
+            raise InputError(f"checkpoint is from another model ({header['description']}), "
+                             f"not {self.meta['description']}", where=where)
+        for k in self.params:
+            self.params[k][...] = arrays[f"param/{k}"]
+        if header["optimizer"] == self.optimizer.name:
+            for p, st in self.state.items():
+                for s in st:
+                    st[s][...] = arrays[f"state/{p}/{s}"]
+            self.step = int(header["step"])
+        self.history = list(header["history"])
+        return self
+
+
+def _flat(shapes, dtype):
+    """One zeroed flat vector and named views of it with the given shapes."""
+    sizes = [int(np.prod(s)) for s in shapes.values()]
+    flat = np.zeros(sum(sizes), dtype)
+    views, start = {}, 0
+    for (name, shape), size in zip(shapes.items(), sizes):
+        views[name] = flat[start:start + size].reshape(shape)
+        start += size
+    return flat, views

@@ -1,0 +1,298 @@
+"""The numba printer: index-form expressions -> plain Python loops numba compiles.
+
+:class:`NumbaPrinter` is a SymPy ``PythonCodePrinter`` with a ``_print_<Class>`` method
+only where numba code differs from Python's: tensor elements, Kronecker deltas, the
+Heaviside step with its stated value at 0, and the activation functions of
+:mod:`derive.functions` / :mod:`derive.tensor.functions`.
+
+:func:`loops` turns one assignment ``target[I] = rhs`` into a loop nest. Reductions in the
+right-hand side (``ISum``, ``LogSumExp``, ``Argmax``) become accumulator loops *hoisted*
+to the outermost loop level whose indices they use: the row-wise log-sum-exp of a
+softmax is computed once per row, not once per entry. ``LogSumExp`` is printed stably
+(max first, then the sum of ``exp(x - max)``). Common subexpressions of the innermost
+statement are shared with ``sympy.cse``.
+"""
+from __future__ import annotations
+
+import itertools
+
+import sympy as sp
+from sympy.printing.pycode import PythonCodePrinter
+
+from derive.functions import maximum, relu, sigmoid
+from derive.tensor.functions import elu, leaky_relu, softplus, step
+from derive.tensor.index import Argmax, IndexOp, ISum, LogSumExp, extent
+
+INDENT = "    "
+
+
+class NumbaPrinter(PythonCodePrinter):
+    """Prints scalar SymPy expressions as numba-compilable Python.
+
+    ``names`` maps Symbols (0-d tensors, dimensions, loop indices) to the variable names
+    the kernel uses; ``float_type`` wraps float literals (``"np.float32"``) so float32
+    kernels do not compute in float64.
+    """
+
+    def __init__(self, names=None, float_type=None):
+        super().__init__({"fully_qualified_modules": False, "standard": "python3"})
+        self.names = names or {}
+        self.float_type = float_type
+
+    # -- leaves -------------------------------------------------------------------------
+    def _print_Symbol(self, e):
+        return self.names.get(e, e.name)
+
+    def _print_Idx(self, e):
+        return self.names.get(e, str(e.label))
+
+    def _print_Indexed(self, e):
+        subs = ", ".join(self._print_index(i) for i in e.indices)
+        return f"{e.base.label}[{subs}]"
+
+    def _print_index(self, i):
+        text = self._print(i)
+        return text if not isinstance(i, sp.Float) else f"int({text})"
+
+    def _print_Pi(self, e):
+        return "np.pi"
+
+    def _print_Exp1(self, e):
+        return "np.e"
+
+    def _print_floor(self, e):
+        return f"int(np.floor({self._print(e.args[0])}))"
+
+    def _print_ceiling(self, e):
+        return f"int(np.ceil({self._print(e.args[0])}))"
+
+    def _print_Integer(self, e):
+        return str(int(e))
+
+    def _print_Float(self, e):
+        text = repr(float(e))
+        return f"{self.float_type}({text})" if self.float_type else text
+
+    def _print_Rational(self, e):
+        return self._print_Float(sp.Float(e.p / e.q))
+
+    def _print_Half(self, e):
+        return self._print_Rational(e)
+
+    # -- arithmetic ---------------------------------------------------------------------
+    def _print_Pow(self, e, rational=False):
+        base, ex = e.args
+        b = self.parenthesize(base, sp.printing.precedence.PRECEDENCE["Pow"])
+        if ex == 2:
+            return f"({b}*{b})"
+        if ex == -1:
+            return f"({self._one()}/{b})"
+        if ex == sp.S.Half:
+            return f"np.sqrt({self._print(base)})"
+        if ex == -sp.S.Half:
+            return f"({self._one()}/np.sqrt({self._print(base)}))"
+        return f"{b}**{self._print(ex)}"
+
+    def _one(self):
+        return self._print_Float(sp.Float(1.0))
+
+    # -- functions ----------------------------------------------------------------------
+    def _print_KroneckerDelta(self, e):
+        a, b = (self._print(x) for x in e.args)
+        return f"({self._one()} if {a} == {b} else {self._zero()})"
+
+    def _minus_inf(self):
+        # typed like the data, so max(m, z) and exp(z - m) stay in the data's precision
+        return f"{self.float_type}(-np.inf)" if self.float_type else "-np.inf"
+
+    def _zero(self):
+        return self._print_Float(sp.Float(0.0))
+
+    def _print_Heaviside(self, e):
+        x = self._print(e.args[0])
+        h0 = e.args[1] if len(e.args) > 1 else sp.S.Half
+        # H(0) is the stated convention (ReLU'(0) = 0 gives H(x, 0))
+        if h0 == 0:
+            return f"({self._one()} if {x} > 0 else {self._zero()})"
+        if h0 == 1:
+            return f"({self._one()} if {x} >= 0 else {self._zero()})"
+        at0 = f"({self._print(h0)} if {x} == 0 else {self._zero()})"
+        return f"({self._one()} if {x} > 0 else {at0})"
+
+    def _print_relu(self, e):
+        return f"max({self._print(e.args[0])}, {self._zero()})"
+
+    def _print_maximum(self, e):
+        return f"max({self._print(e.args[0])}, {self._print(e.args[1])})"
+
+    def _print_sigmoid(self, e):
+        return f"({self._one()}/({self._one()} + np.exp(-({self._print(e.args[0])}))))"
+
+    def _print_softplus(self, e):
+        # log(1 + e^x) = log1p(e^-|x|) + max(x, 0): no overflow for large |x|
+        x = self._print(e.args[0])
+        return f"(np.log1p(np.exp(-abs({x}))) + max({x}, {self._zero()}))"
+
+    def _print_step(self, e):
+        return f"({self._one()} if {self._print(e.args[0])} > 0 else {self._zero()})"
+
+    def _print_leaky_relu(self, e):
+        x, k = (self._print(a) for a in e.args)
+        return f"({x} if {x} > 0 else {k}*{x})"
+
+    def _print_elu(self, e):
+        x, a = (self._print(v) for v in e.args)
+        return f"({x} if {x} > 0 else {a}*np.expm1({x}))"
+
+    def _print_Max(self, e):
+        return "max(" + ", ".join(self._print(a) for a in e.args) + ")"
+
+    def _print_Min(self, e):
+        return "min(" + ", ".join(self._print(a) for a in e.args) + ")"
+
+    def _print_Abs(self, e):
+        return f"abs({self._print(e.args[0])})"
+
+    def _print_sign(self, e):
+        return f"np.sign({self._print(e.args[0])})"
+
+    def _print_Piecewise(self, e):
+        out = self._zero()
+        for value, cond in reversed(e.args):
+            if cond == sp.true:
+                out = self._print(value)
+            else:
+                out = f"({self._print(value)} if {self._print(cond)} else {out})"
+        return out
+
+    def _print_Function(self, e):
+        name = type(e).__name__
+        if name in ("exp", "log", "tanh", "sqrt", "sin", "cos", "expm1", "log1p"):
+            return f"np.{name}({self._print(e.args[0])})"
+        return super()._print_Function(e)
+
+    def _print_exp(self, e):
+        return f"np.exp({self._print(e.args[0])})"
+
+    def _print_log(self, e):
+        return f"np.log({self._print(e.args[0])})"
+
+    def _print_tanh(self, e):
+        return f"np.tanh({self._print(e.args[0])})"
+
+    def _print_IndexOp(self, e):
+        raise TypeError(f"{type(e).__name__} must be lowered to loops before printing")
+
+    _print_ISum = _print_LogSumExp = _print_Argmax = _print_IndexOp
+
+
+for _cls in (maximum, relu, sigmoid, softplus, step, leaky_relu, elu):
+    assert hasattr(NumbaPrinter, f"_print_{_cls.__name__}")
+
+
+# -- loop nests ---------------------------------------------------------------------------
+class Scope:
+    """Loop levels of a nest: level d holds the statements run before loop d opens."""
+
+    def __init__(self, indices, printer, counter):
+        self.indices = list(indices)
+        self.pre = [[] for _ in range(len(self.indices) + 1)]
+        self.printer = printer
+        self.counter = counter
+
+    def fresh(self, hint):
+        return sp.Symbol(f"_{hint}_{next(self.counter)}")
+
+    def depth(self, expr):
+        """Loop level after which everything ``expr`` uses is defined."""
+        free = {s for s in expr.free_symbols}
+        d = 0
+        for k, i in enumerate(self.indices):
+            if i in free or i.label in free:
+                d = k + 1
+        return d
+
+    def extent(self, i):
+        return self.printer._print(extent(i))
+
+
+def lower(expr, scope, memo):
+    """``expr`` with every reduction replaced by a variable computed in ``scope``."""
+    if isinstance(expr, IndexOp):
+        key = expr
+        if key not in memo:
+            memo[key] = _reduction(expr, scope, memo)
+        return memo[key]
+    if not expr.args or isinstance(expr, sp.Idx):
+        return expr
+    args = [lower(a, scope, memo) for a in expr.args]
+    return expr.func(*args) if any(a is not b for a, b in zip(args, expr.args)) else expr
+
+
+def _reduction(r, scope, memo):
+    """Emit the loops computing reduction ``r`` at the right level; return its variable."""
+    # bound indices get fresh names so nested reductions never shadow each other
+    fresh = [sp.Idx(str(scope.fresh(str(i.label))), i.upper + 1) for i in r.indices]
+    body = r.body.xreplace(dict(zip(r.indices, fresh)))
+    d = scope.depth(r)
+    inner = Scope(scope.indices[:d] + fresh, scope.printer, scope.counter)
+    inner.pre[:d + 1] = scope.pre[:d + 1]  # levels shared with the enclosing nest
+    body = lower(body, inner, memo)
+    p = scope.printer
+    var = scope.fresh({ISum: "s", LogSumExp: "lse", Argmax: "arg"}[type(r)])
+    v = p._print(var)
+    lines = []
+    loops = [(p._print(i), inner.extent(i)) for i in fresh]
+    pres = [[]] + inner.pre[d + 1:]  # hoisted statements inside the reduction's loops
+    if isinstance(r, ISum):
+        lines += [f"{v} = {p._zero()}"]
+        lines += _nest(loops, pres, [f"{v} += {p._print(body)}"])
+    elif isinstance(r, LogSumExp):
+        m = p._print(scope.fresh("max"))
+        lines += [f"{m} = {p._minus_inf()}"]
+        lines += _nest(loops, pres, [f"{m} = max({m}, {p._print(body)})"])
+        lines += [f"{v} = {p._zero()}"]
+        lines += _nest(loops, pres, [f"{v} += np.exp({p._print(body)} - {m})"])
+        lines += [f"{v} = {m} + np.log({v})"]
+    else:
+        best = p._print(scope.fresh("best"))
+        lines += [f"{best} = {p._minus_inf()}", f"{v} = 0"]
+        (i_name, _), = loops
+        lines += _nest(loops, pres,
+                       [f"if {p._print(body)} > {best}:",
+                        f"{INDENT}{best} = {p._print(body)}", f"{INDENT}{v} = {i_name}"])
+    scope.pre[d].extend(lines)
+    return var
+
+
+def _nest(loops, pres, body):
+    """Lines of ``for`` loops around ``body``; ``pres[k]`` (hoisted statements) runs just
+    before loop k opens, ``pres[len(loops)]`` inside the innermost loop before ``body``."""
+    lines = []
+    for depth, ((name, ext), pre) in enumerate(zip(loops, pres)):
+        lines += [INDENT * depth + s for s in pre]
+        lines.append(INDENT * depth + f"for {name} in range({ext}):")
+    depth = len(loops)
+    if len(pres) > depth:
+        lines += [INDENT * depth + s for s in pres[depth]]
+    lines += [INDENT * depth + s for s in body]
+    return lines
+
+
+def loops(target, indices, rhs, printer, *, mode="=", lhs=None, counter=None, scalar=False):
+    """Lines computing ``target[lhs or indices] (mode) rhs`` for every value of indices.
+
+    ``scalar`` targets (0-d tensors) are plain variables.
+    """
+    counter = counter if counter is not None else itertools.count()
+    scope = Scope(indices, printer, counter)
+    expr = lower(sp.sympify(rhs), scope, {})
+    subs, (expr,) = sp.cse([expr], symbols=(sp.Symbol(f"_c{next(counter)}_{k}")
+                                            for k in itertools.count()))
+    body = [f"{printer._print(s)} = {printer._print(v)}" for s, v in subs]
+    where = lhs if lhs is not None else indices
+    ref = target if scalar else f"{target}[{', '.join(printer._print(i) for i in where)}]"
+    op = "+=" if mode == "+=" else "="
+    body.append(f"{ref} {op} {printer._print(expr)}")
+    loops_ = [(printer._print(i), scope.extent(i)) for i in indices]
+    return _nest(loops_, scope.pre, body)
