@@ -21,7 +21,11 @@ EXIT_BAD_INPUT = 2
 def main(argv=None):
     """Run the CLI; returns the exit code (0 ok, 1 a check failed, 2 bad input)."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in PASS_THROUGH:  # kernels' commands parse their own flags
+        args = argparse.Namespace(command=argv[0], rest=argv[1:], run=PASS_THROUGH[argv[0]])
+    else:
+        args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_BAD_INPUT
@@ -70,14 +74,9 @@ def _parser():
     _output_options(c)
     c.set_defaults(run=cmd_check)
 
-    c = sub.add_parser("train", help="train a model from a config file or flags")
-    c.add_argument("config", nargs="?")
-    c.add_argument("rest", nargs=argparse.REMAINDER)
-    c.set_defaults(run=cmd_train)
-
-    c = sub.add_parser("bench", help="speed against the installed peers")
-    c.add_argument("rest", nargs=argparse.REMAINDER)
-    c.set_defaults(run=cmd_bench)
+    # listed for --help; their arguments go to kernels' own parsers (see main)
+    sub.add_parser("train", help="train a model: CONFIG.yaml or flags (train --help)")
+    sub.add_parser("bench", help="speed against the installed peers (bench --help)")
     return p
 
 
@@ -123,7 +122,7 @@ def cmd_check(args):
 def cmd_train(args):
     from kernels import cli as kcli
 
-    return kcli.train_main(([args.config] if args.config else []) + args.rest)
+    return kcli.train_main(args.rest)
 
 
 def cmd_bench(args):
@@ -172,6 +171,9 @@ def examples_folder():
         if os.path.isfile(os.path.join(folder, DEMO_PROBLEMS[0])):
             return folder
     raise InputError("bundled examples not found (reinstall derivekit)")
+
+
+PASS_THROUGH = {"train": cmd_train, "bench": cmd_bench}
 
 
 # -- output -----------------------------------------------------------------------------
