@@ -132,32 +132,59 @@ def cmd_bench(args):
 
 
 def cmd_demo(args):
-    """Render every bundled example to md/html/json/tex (and pdf with pdflatex)."""
+    """The main job on embedded data: worked solutions, a verdict and a training run."""
+    folder = examples_folder()
+    os.makedirs(args.out, exist_ok=True)
+    print("1. Worked solutions (derive -> reports)")
+    written = _demo_solutions(folder, args)
+    print("2. A hand derivation checked (derive.verify)")
+    written += _demo_check(folder, args.out)
+    print("3. Training from the derivation (kernels, scikit-learn's digits)")
+    _demo_train(folder, args.out)
+    print(f"derivekit demo: wrote {written} documents and a training run to "
+          f"{os.path.abspath(args.out)}")
+    return 0
+
+
+def _demo_solutions(folder, args):
     import shutil
 
     import reports
 
     from .api import solve
 
-    folder = examples_folder()
-    os.makedirs(args.out, exist_ok=True)
     formats = ["md", "html", "json", "tex"]
     if shutil.which("pdflatex") and not args.no_pdf:
         formats.append("pdf")
-    written = []
     for name in DEMO_PROBLEMS:
         derivations = solve(os.path.join(folder, name))
         stem = os.path.splitext(os.path.basename(name))[0]
         for fmt in formats:
-            written.append(reports.write(derivations, os.path.join(args.out, f"{stem}.{fmt}")))
+            reports.write(derivations, os.path.join(args.out, f"{stem}.{fmt}"))
         d = derivations[0]
         grads = ", ".join(f"d{d.output}/d{k} = {g.value}" for k, g in d.gradients.items()
                           if g.value is not None)
-        print(f"  {d.title}: {grads}")
+        print(f"   {d.title}: {grads}")
     if "pdf" not in formats:
-        print("  (no PDF: pdflatex is not installed; the .tex files compile with it)")
-    print(f"derivekit demo: wrote {len(written)} files to {os.path.abspath(args.out)}")
-    return 0
+        print("   (no PDF: pdflatex is not installed; the .tex files compile with it)")
+    return len(DEMO_PROBLEMS) * len(formats)
+
+
+def _demo_check(folder, out):
+    from .verify import cli_check
+
+    text, _ = cli_check(os.path.join(folder, "rnn.yaml"),
+                        os.path.join(folder, "check", "rnn_answers.yaml"),
+                        out=os.path.join(out, "rnn_check.md"))
+    print("   " + text.splitlines()[0])
+    return 1
+
+
+def _demo_train(folder, out):
+    from kernels import cli as kcli
+
+    kcli.train_main([os.path.join(folder, "train", "digits_mlp.yaml"),
+                     "--out", os.path.join(out, "digits-mlp"), "--no-progress"])
 
 
 DEMO_PROBLEMS = ["rnn.yaml", "decompose.yaml", "bce_sigmoid.yaml", "mlp_2_2_1.yaml"]

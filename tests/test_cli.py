@@ -68,3 +68,17 @@ def test_json_output_is_the_documented_structure(capsys):
     assert w["value"] == "11" and w["in_nodes"] == "p*w**2 + r*w + t"
     assert {(e["from"], e["to"]) for e in data["edges"] if e["from"] == "w"} == \
         {("w", "q"), ("w", "s"), ("w", "y")}
+
+
+@pytest.mark.slow
+def test_demo_writes_solutions_a_verdict_and_a_training_run(tmp_path, capsys):
+    out = tmp_path / "demo"
+    code, text, _ = run(capsys, "demo", "-o", str(out), "--no-pdf")
+    assert code == 0
+    for stem in ("rnn", "decompose", "bce_sigmoid", "mlp_2_2_1"):
+        for fmt in ("md", "html", "json", "tex"):
+            assert (out / f"{stem}.{fmt}").stat().st_size > 0
+    assert json.loads((out / "rnn.json").read_text())["gradients"]["w"]["value"] == "11"
+    assert "5/6 correct" in text and "first wrong step: w" in text
+    history = json.loads((out / "digits-mlp" / "history.json").read_text())
+    assert history[-1]["val_accuracy"] >= 0.97
