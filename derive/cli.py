@@ -96,8 +96,12 @@ def cmd_grad(args):
 def cmd_solve(args):
     from .api import solve
 
-    derivations = solve(args.problem)
-    return _emit(derivations[0] if len(derivations) == 1 else derivations, args)
+    return _emit(_one_or_all(solve(args.problem)), args)
+
+
+def _one_or_all(derivations):
+    """A one-problem file is rendered as that problem (not a list of one)."""
+    return derivations[0] if len(derivations) == 1 else derivations
 
 
 def cmd_layer(args):
@@ -157,11 +161,11 @@ def _demo_solutions(folder, args):
     if shutil.which("pdflatex") and not args.no_pdf:
         formats.append("pdf")
     for name in DEMO_PROBLEMS:
-        derivations = solve(os.path.join(folder, name))
+        derivations = _one_or_all(solve(os.path.join(folder, name)))
         stem = os.path.splitext(os.path.basename(name))[0]
         for fmt in formats:
             reports.write(derivations, os.path.join(args.out, f"{stem}.{fmt}"))
-        d = derivations[0]
+        d = derivations if not isinstance(derivations, list) else derivations[0]
         grads = ", ".join(f"d{d.output}/d{k} = {g.value}" for k, g in d.gradients.items()
                           if g.value is not None)
         print(f"   {d.title}: {grads}")
