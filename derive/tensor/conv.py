@@ -119,8 +119,8 @@ def full_correlation_grad(y_bar, kern, stride, padded_shape):
     out = np.zeros((B, C) + tuple(padded_shape))
     for a in range(k):
         for b in range(k):
-            out[:, :, :rows, :cols] += np.einsum("nfuv,fc->ncuv",
-                                                 full[:, :, a:a + rows, b:b + cols], rot[:, :, a, b])
+            window = full[:, :, a:a + rows, b:b + cols]
+            out[:, :, :rows, :cols] += np.einsum("nfuv,fc->ncuv", window, rot[:, :, a, b])
     return out
 
 
@@ -128,19 +128,18 @@ def transposed_section(view, layer, xp, y, kern):
     """The input gradient read as a transposed convolution, checked at random values."""
     from ..derivation import Section, Step
 
-    target = view.p.grads.get(xp, xp + "_bar") if xp in view.s.adjoints else None
     text = ("The scatter x̄p[n,c,iS+a,jS+b] += Σ_f ȳ[n,f,i,j] K[f,c,a,b] is the transposed "
             "convolution of ȳ with K (conv_transpose2d): dilate ȳ by the stride (S − 1 zeros "
             "between entries), pad it with k − 1 zeros, and correlate with K rotated by 180° "
             "and with its channel axes swapped. K̄ is the correlation of the padded input with "
             "ȳ, an exact gather.")
-    if target is None or not view.s.adjoints:
+    if xp not in view.s.adjoints:
         return Section(f"{layer.title}: gradients as convolutions", [], text=text)
     err = _check_transposed(view, layer, xp, y, kern)
     n, c, u, v, f, a, b = sp.symbols("n c u v f a b", integer=True)
     ybar_plus = sp.IndexedBase(r"\bar{y}^{+}")
     rotated = sp.IndexedBase(kern)[f, c, layer.k - 1 - a, layer.k - 1 - b]
-    rhs = sp.Sum(ybar_plus[n, f, u + a, v + b] * rotated, (f, 0, sp.Symbol("F") - 1),
+    rhs = sp.Sum(ybar_plus[n, f, u + a, v + b] * rotated, (f, 0, layer.out_channels - 1),
                  (a, 0, layer.k - 1), (b, 0, layer.k - 1))
     step = Step(sp.IndexedBase(xp + "_bar")[n, c, u, v], [rhs],
                 note=f"ȳ⁺: ȳ dilated by {layer.stride} and padded by {layer.k - 1}; equals the "
@@ -149,10 +148,10 @@ def transposed_section(view, layer, xp, y, kern):
 
 
 def _check_transposed(view, layer, xp, y, kern, seed=0):
-    from .scatter import scatterise
+    from .layer4 import finish_program
 
     rng = np.random.default_rng(seed)
-    prog = scatterise(view.p)
+    prog = finish_program(view.p, view.g)
     sizes = {d: {"B": 2, "C": 2, "F": 3}.get(str(d), layer.k + 2 + j)
              for j, d in enumerate(prog.dims)}
     values = {}
@@ -163,5 +162,6 @@ def _check_transposed(view, layer, xp, y, kern, seed=0):
         values[t.name] = rng.normal(size=shape)
     out_shape = [int(sp.sympify(s).xreplace(sizes)) for s in prog.tensors[prog.output].shape]
     arrays = prog.run(values, rng.normal(size=out_shape))
-    want = full_correlation_grad(arrays[y + "_bar"], arrays[kern], layer.stride, arrays[xp + "_bar"].shape[2:])
+    want = full_correlation_grad(arrays[y + "_bar"], arrays[kern], layer.stride,
+                                 arrays[xp + "_bar"].shape[2:])
     return float(np.max(np.abs(want - arrays[xp + "_bar"])))

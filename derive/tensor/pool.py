@@ -6,8 +6,9 @@
   x, so it is held fixed when differentiating (a stated override, zero derivative almost
   everywhere); the gradient itself is derived from that definition and comes out as the
   scatter ``x̄p[n,c,i·S + ra, j·S + rb] += ȳ[n,c,i,j]``: each window's gradient goes to its
-  first maximum only. Padding is PyTorch's implicit −∞ padding (windows only choose input
-  entries; padding at most half the kernel).
+  first maximum only. Padding is PyTorch's implicit −∞ padding: windows are clipped to
+  the input (reads are clamped to the nearest edge entry, which lies in the same window
+  because the padding is at most half the kernel).
 * :class:`AvgPool2d`: ``y = (1/k²) Σ_{a,b} xp[n,c,i·S+a,j·S+b]`` (zero padding counted in
   the average, PyTorch's ``count_include_pad=True``).
 * :class:`GlobalAvgPool`: ``y[n,c] = (1/(H·W)) Σ_{h,w} x[n,c,h,w]``.
@@ -22,7 +23,7 @@ from ..errors import InputError
 from .index import dim, product
 from .layer4 import Layer4
 from .layers import BATCH
-from .windows import (as_int_node, check_channels, inside_mask, shapes_section, stop_gradient,
+from .windows import (as_int_node, check_channels, clamp, shapes_section, stop_gradient,
                       window_options, window_out, zero_pad)
 
 FIRST_MAX = ("Max-pooling routes each window's gradient to its FIRST maximum (row-major "
@@ -62,7 +63,13 @@ class _Pool(Layer4):
 
 
 class MaxPool2d(_Pool):
-    """Max pooling; the gradient goes to the first maximum of each window (stated)."""
+    """Max pooling; the gradient goes to the first maximum of each window (stated).
+
+    >>> import numpy as np; from derive.tensor import evaluate
+    >>> out, g = evaluate(MaxPool2d(2), {"x": np.array([[[[1., 3.], [3., 0.]]]])})
+    >>> out.ravel().tolist(), g["x"].ravel().tolist()
+    ([3.0], [0.0, 1.0, 0.0, 0.0])
+    """
 
     key, title = "maxpool2d", "MaxPool2d"
 
@@ -78,37 +85,39 @@ class MaxPool2d(_Pool):
         layer = self.describe()
         ho, wo = self.windows(g, x, name)
         k, s, p = self.k, self.stride, self.padding
-        xp = zero_pad(g, x, p, g.unique(f"xp{tag}"), layer)
-        score = self.score(g, x, xp, tag, layer)
+        _, _, h, w = x.shape
+
+        def at(n, c, u, v):
+            # window positions outside the input are clamped onto the nearest edge entry,
+            # which lies in the same window (p <= k/2): maxima and first-max order unchanged
+            return x[n, c, clamp(u - p, h), clamp(v - p, w)] if p else x[n, c, u, v]
+
         shape = (x.shape[0], x.shape[1], ho, wo)
 
         def row(n, c, i, j):
-            return g.argmax(k, lambda a: score(n, c, i * s + a, j * s + g.argmax(
-                k, lambda b: score(n, c, i * s + a, j * s + b))))
+            return g.argmax(k, lambda a: at(n, c, i * s + a, j * s + g.argmax(
+                k, lambda b: at(n, c, i * s + a, j * s + b))))
 
         ra = g.define(g.unique(f"ra{tag}"), shape, row, layer=layer, text="first-max row")
         rb = g.define(g.unique(f"rb{tag}"), shape,
-                      lambda n, c, i, j: g.argmax(k, lambda b: score(n, c, i * s + ra[n, c, i, j],
-                                                                     j * s + b)),
+                      lambda n, c, i, j: g.argmax(k, lambda b: at(n, c, i * s + ra[n, c, i, j],
+                                                                  j * s + b)),
                       layer=layer, text="first-max column in that row")
         for r in (ra, rb):
             as_int_node(g, r.name, 0, k - 1)
             stop_gradient(g, r.name)
         g.notes.append(FIRST_MAX)
-        return g.define(name, shape, lambda n, c, i, j: xp[n, c, i * s + ra[n, c, i, j],
-                                                           j * s + rb[n, c, i, j]],
+        return g.define(name, shape,
+                        lambda n, c, i, j: at(n, c, i * s + ra[n, c, i, j], j * s + rb[n, c, i, j]),
                         layer=layer, text=f"maxpool({x.name}, {k}, stride={s})")
-
-    def score(self, g, x, xp, tag, layer):
-        """What the routing compares: the input, −∞ in the padding."""
-        if not self.padding:
-            return lambda n, c, u, v: xp[n, c, u, v]
-        m = inside_mask(g, x, self.padding, g.unique(f"inside{tag}"), layer)
-        return lambda n, c, u, v: sp.Piecewise((xp[n, c, u, v], m[u, v] > 0), (-sp.oo, True))
 
 
 class AvgPool2d(_Pool):
-    """Average pooling (zero padding counted in each window's average)."""
+    """Average pooling (zero padding counted in each window's average).
+
+    >>> AvgPool2d(3, stride=2, padding=1, height=7, width=7).graph().nodes["y"].shape[2:]
+    (4, 4)
+    """
 
     key, title = "avgpool2d", "AvgPool2d"
 
@@ -129,7 +138,11 @@ class AvgPool2d(_Pool):
 
 
 class GlobalAvgPool(Layer4):
-    """``y[n,c] = (1/(H·W)) Σ_{h,w} x[n,c,h,w]``: one number per channel."""
+    """``y[n,c] = (1/(H·W)) Σ_{h,w} x[n,c,h,w]``: one number per channel.
+
+    >>> GlobalAvgPool(channels=8).graph().nodes["y"].shape
+    (B, 8)
+    """
 
     key, title, out_base = "global_avgpool", "GlobalAvgPool", "y"
 
@@ -150,7 +163,11 @@ class GlobalAvgPool(Layer4):
 
 
 class Flatten(Layer4):
-    """``y[n, c·H·W + h·W + w] = x[n,c,h,w]``: every axis after the batch, row-major."""
+    """``y[n, c·H·W + h·W + w] = x[n,c,h,w]``: every axis after the batch, row-major.
+
+    >>> Flatten(channels=2, height=3, width=3).graph().nodes["y"].shape
+    (B, 18)
+    """
 
     key, title, out_base = "flatten", "Flatten", "y"
 

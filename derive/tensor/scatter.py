@@ -35,9 +35,10 @@ import sympy as sp
 
 from ..derivation import Section, Step
 from ..errors import ShapeError
+from .display import plain, pretty, pretty_names
 from .index import extent, pull_sum, simplify_index, subs_index, terms_of
 from .matrix import recognise
-from .program import Assignment, Program, TensorInfo
+from .program import Assignment, TensorInfo
 
 SAMPLE_MAX = 9  # sizes 1..SAMPLE_MAX tried per dimension when SymPy cannot decide
 
@@ -73,6 +74,8 @@ def index_range(e, ranges=None):
         return sp.Add(*[p[0] for p in parts]), sp.Add(*[p[1] for p in parts])
     if isinstance(e, sp.Mul):
         return _mul_range(e, ranges)
+    if hasattr(e, "index_range"):
+        return e.index_range()  # an index function that states its own range (clamp)
     return None
 
 
@@ -194,10 +197,9 @@ def scatter_term(factors, bound, K, ranges=None):
     rest = [subs_index(x, mapping) for x in rest]
     lhs = tuple(mapping.get(k, k) for k in K)
     loop = [k for k in K if k not in mapping]
-    for e in lhs:
-        for b in bound:
-            if e.has(b) and b not in loop:
-                loop.append(b)
+    for b in reversed(bound):  # terms_of lists inner sums first: outer loops go first
+        if any(e.has(b) for e in lhs):
+            loop.append(b)
     inner = tuple(b for b in bound if b not in loop)
     return tuple(loop), lhs, pull_sum(sp.Mul(*rest), inner)
 
@@ -299,31 +301,24 @@ def scatterise(program):
 # -- display --------------------------------------------------------------------------------------
 
 
-def scatter_steps(program, latex_of=None):
+def scatter_steps(program):
     """Steps showing each ``+=`` assignment, and each gather through a computed index."""
-    from .display import pretty, pretty_names
-
     steps = []
     for a in program.forward + program.backward:
         if a.mode == "+=":
             names = pretty_names(a.indices)
             body, labels = pretty(a.rhs, a.indices, names)
             where = dict(zip(a.indices, [sp.Idx(n) for n in names]))
-            lhs = sp.IndexedBase(a.target)[tuple(_plain(subs_index(e, where)) for e in a.lhs)]
+            lhs = sp.IndexedBase(a.target)[tuple(plain(subs_index(e, where)) for e in a.lhs)]
             loop = ", ".join(names)
-            steps.append(Step(lhs, [body], note=f"scatter-accumulate (+=) for every ({loop})"))
+            steps.append(Step(lhs, [sp.Add(lhs, body, evaluate=False)],
+                              note=f"scatter-accumulate (+=) for every ({loop}), from zero"))
         elif _computed_read(a.rhs) and a.indices:
             body, labels = pretty(a.rhs, a.indices)
             steps.append(Step(sp.IndexedBase(a.target)[labels], [body],
                               note="gather through a computed index (exact: every index "
                                    "stays in range)"))
     return steps
-
-
-def _plain(e):
-    from .display import plain
-
-    return plain(e)
 
 
 def _computed_read(rhs):
@@ -347,20 +342,31 @@ def scatter_section(program):
 
 
 def scalarise_program(program, sizes, leaves=None):
-    """:func:`~derive.tensor.scalar.scalarise` that also runs ``+=`` (scatter) assignments."""
+    """:func:`~derive.tensor.scalar.scalarise` that also runs ``+=`` (scatter) assignments.
+
+    ``leaves`` may also fix forward nodes (integer routing such as max-pool's argmax
+    positions, which cannot be decided on symbols): those are not recomputed.
+    """
     from .scalar import Scalariser, scalarise
 
+    leaves = dict(leaves or {})
     arrays = scalarise(replace(program, forward=[], backward=[]), sizes, leaves=leaves)
     sc = Scalariser(sizes, arrays)
     for a in program.forward + program.backward:
-        if a.mode == "=":
+        if a.target in leaves:
+            arrays[a.target] = np.asarray(leaves[a.target], dtype=object)
+        elif a.mode == "=":
             arrays[a.target] = sc.tensor(a.indices, a.rhs)
-            continue
-        shape = [int(sp.sympify(s).xreplace(sc.sizes)) for s in program.tensors[a.target].shape]
-        out = np.full(shape, sp.S.Zero, dtype=object)
-        for point in itertools.product(*[range(sc.size(i)) for i in a.indices]):
-            env = dict(zip(a.indices, point))
-            where = tuple(int(sc.expand(e, env)) for e in a.lhs)
-            out[where] = out[where] + sc.expand(a.rhs, env)
-        arrays[a.target] = out
+        else:
+            arrays[a.target] = _scatter_scalars(sc, a, program.tensors[a.target].shape)
     return arrays
+
+
+def _scatter_scalars(sc, a, shape):
+    out = np.full([int(sp.sympify(s).xreplace(sc.sizes)) for s in shape], sp.S.Zero,
+                  dtype=object)
+    for point in itertools.product(*[range(sc.size(i)) for i in a.indices]):
+        env = dict(zip(a.indices, point))
+        where = tuple(int(sc.expand(e, env)) for e in a.lhs)
+        out[where] = out[where] + sc.expand(a.rhs, env)
+    return out

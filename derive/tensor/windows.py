@@ -50,7 +50,7 @@ class OutSize(sp.Function):
     def eval(cls, n, k, s, total):
         if all(a.is_Integer for a in (n, k, s, total)):
             return sp.Integer(output_size(int(n), int(k), int(s), total_padding=int(total)))
-        return None
+        return None  # kept whole: the window check runs when n gets a value
 
     def formula(self):
         """The rule itself, from :func:`derive.shapes.output_size` (a floor expression)."""
@@ -61,8 +61,7 @@ class OutSize(sp.Function):
         return printer._print(self.formula())
 
     def _sympystr(self, printer):
-        n, k, s, total = self.args
-        return f"floor(({printer._print(n)} + {total} - {k})/{s}) + 1"
+        return printer._print(self.formula())
 
     def _pythoncode(self, printer):
         # the same rule printed for code: integer floor division on integer sizes
@@ -107,7 +106,7 @@ def shapes_section(title, axes, kernel, stride, padding):
         steps.append(Step(sp.Symbol(name), forms,
                           note=f"n = {size}, k = {kernel}, s = {stride}, p = {padding}"))
     return Section(f"{title}: output shape", steps,
-                   text="Each spatial axis: n_out = floor((n + 2p - k)/s) + 1.")
+                   text="Each spatial axis follows the output-size rule of derive.shapes.")
 
 
 def check_channels(x, channels, layer, where):
@@ -149,13 +148,35 @@ def circular_pad(g, x, p, name, layer, where=None):
                     layer=layer, text=f"circular_pad({x.name}, {p})")
 
 
-def inside_mask(g, x, p, name, layer):
-    """``m[u, v] = 1`` where the padded position holds an input entry, else 0."""
-    _, _, h, w = x.shape
-    return g.define(name, (h + 2 * p, w + 2 * p),
-                    lambda u, v: g.sum(h, lambda r: g.sum(w, lambda q: sp.KroneckerDelta(u, r + p)
-                                                          * sp.KroneckerDelta(v, q + p))),
-                    layer=layer, text=f"1 inside {x.name}, 0 in the padding")
+class clamp(sp.Function):  # noqa: N801  (a function name, like sympy's floor)
+    """``clamp(e, n) = min(max(e, 0), n - 1)``: an index moved onto the nearest entry of
+    ``0..n-1`` (an integer function that evaluates on numbers).
+
+    >>> clamp(-1, 4), clamp(5, 4), clamp(2, 4)
+    (0, 3, 2)
+    """
+
+    is_integer = True
+
+    @classmethod
+    def eval(cls, e, n):
+        if e.is_Integer and n.is_Integer:
+            return sp.Integer(min(max(int(e), 0), int(n) - 1))
+        return None
+
+    def index_range(self):
+        return sp.S.Zero, self.args[1] - 1
+
+    def _latex(self, printer):
+        e, n = (printer._print(a) for a in self.args)
+        return r"\operatorname{clamp}_{[0, %s)}\left(%s\right)" % (n, e)
+
+    def _pythoncode(self, printer):
+        e, n = (printer._print(a) for a in self.args)
+        return f"min(max({e}, 0), {n} - 1)"
+
+
+NUMPY_FUNCTIONS.setdefault(clamp, lambda e, n: np.clip(e, 0, n - 1))
 
 
 def stop_gradient(g, name):

@@ -1,0 +1,54 @@
+"""The ``layer`` problem kind: one layer's derivation from a YAML file.
+
+.. code-block:: yaml
+
+    kind: layer
+    layer: conv2d                      # a name of ``derivekit layer``
+    options: {kernel_size: 3, stride: 2, padding: 1}
+    values: {x: [[[[...]]]], K: ..., b: ...}   # optional: numbers for every input
+    upstream: [...]                    # optional: the output's adjoint (default ones)
+    wrt: [x, K]                        # optional: default every input and parameter
+
+Values are plain lists (read with ``yaml.safe_load``); nothing in the file is executed.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+from ..problem import check_keys, get, problem_kind
+from .catalog import coerce_option, make_layer
+from .catalog4 import ALIASES4, layers4
+
+KEYS = ("kind", "title", "layer", "options", "values", "upstream", "wrt")
+
+
+def find_layer(name, options, where=None):
+    """The layer ``name`` (this issue's catalogue first, then the shared one)."""
+    key = ALIASES4.get(str(name).lower(), str(name).lower())
+    table = layers4()
+    if key not in table:
+        return make_layer(name, **options)
+    try:
+        return table[key](**{k: coerce_option(v) for k, v in options.items()})
+    except TypeError as exc:
+        raise InputError(f"bad options for layer {key!r}: {exc}", where=where) from None
+
+
+@problem_kind("layer")
+def solve(spec, where):
+    """A layer's Derivation (numbers included when ``values`` are given)."""
+    check_keys(spec, KEYS, where)
+    name = get(spec, "layer", where, str)
+    options = get(spec, "options", where, dict, {})
+    layer = find_layer(name, options, f"{where}: options")
+    values = get(spec, "values", where, dict, None)
+    upstream = get(spec, "upstream", where, (list, float, int), None)
+    wrt = get(spec, "wrt", where, list, None)
+    values = None if values is None else {k: np.asarray(v) for k, v in values.items()}
+    upstream = None if upstream is None else np.asarray(upstream, dtype=float)
+    d = layer.derive(wrt=wrt, values=values, upstream=upstream)
+    d.meta["layer"] = layer.key
+    if "title" in spec:
+        d.title = str(spec["title"])
+    return d
