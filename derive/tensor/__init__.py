@@ -14,6 +14,8 @@ Modules
 ``layers`` / ``losses`` / ``norms``  the layer library; ``model``: Sequential, Network
 ``catalog``   layer names and ``layer_derivation`` (``derivekit layer NAME``)
 ``vnotation`` the ``tensor_graph`` problem kind (exam v-notation)
+``conv`` / ``pool`` / ``recurrent`` / ``attention`` / ``graphnet``  issue 4's layers;
+``scatter``: gathers and scatter-accumulates through computed indices
 
 Kernel interface (stable; also /work/notes/tensor_interface.md)
 -----------------------------------------------------------------
@@ -71,6 +73,13 @@ from .model import Network, Sequential
 from .norms import BatchNorm, Dropout, LayerNorm
 from .program import Assignment, Program, TensorInfo
 from . import vnotation  # noqa: F401  (registers the tensor_graph problem kind)
+from . import layerfile  # noqa: F401  (registers the 'layer' problem kind)
+from .attention import ArgmaxAttention, PositionalEncoding, SelfAttention
+from .conv import Conv2d
+from .graphnet import MessagePassing
+from .pool import AvgPool2d, Flatten, GlobalAvgPool, MaxPool2d
+from .recurrent import (RNN, Embedding, GRUCell, LSTMCell, RNNCell, TemporalAffine,
+                        TemporalSoftmaxLoss)
 
 SoftmaxCrossEntropy = CrossEntropy
 
@@ -84,4 +93,8 @@ __all__ = [
     "L1", "L2", "ElasticNet",
     "LayerNorm", "BatchNorm", "Dropout",
     "Program", "Assignment", "TensorInfo", "ISum", "LogSumExp",
+    "Conv2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool", "Flatten",
+    "RNNCell", "RNN", "LSTMCell", "GRUCell", "Embedding", "TemporalAffine",
+    "TemporalSoftmaxLoss", "SelfAttention", "ArgmaxAttention", "PositionalEncoding",
+    "MessagePassing",
 ]
