@@ -54,7 +54,8 @@ class Recogniser:
     # -- helpers --------------------------------------------------------------------------
     def is_tensor_free(self, e):
         """True if ``e`` involves no tensor (a number, constant or dimension)."""
-        if e.has(sp.Indexed, IndexOp):
+        # a delta of indices (the crop after padding) varies with the loop: not a scalar
+        if e.has(sp.Indexed, IndexOp) or e.atoms(sp.Idx):
             return False
         return not any(str(s) in self.tensors for s in e.free_symbols)
 
@@ -215,6 +216,8 @@ class Recogniser:
             if isinstance(f, sp.Add) and f.could_extract_minus_sign():
                 c, rest[k] = -c, -f  # 2(-v6 + y)/d reads -(2/d)(v6 - y)
         rest = self.merge_by_leaf(rest)
+        if len(rest) == 1 and c == 1 and rest[0] == e:  # merging gave the product back
+            raise NotRecognised("no matrix form for this product")
         if len(rest) == 1:
             return self.scaled(c, self.rec(rest[0], order))
         outer = self.outer(rest, order)
