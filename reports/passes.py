@@ -33,6 +33,14 @@ def drop_repeats(doc):
     return doc
 
 
+def capitalise_notes(doc):
+    """Step notes are shown as sentences before their equation: start them upper-case."""
+    for row in rows_of(doc):
+        if row.note and row.note[0].islower():
+            row.note = row.note[0].upper() + row.note[1:]
+    return doc
+
+
 def mark_relations(doc):
     """Right-hand sides that begin with a relation (``\\approx``) keep it instead of ``=``."""
     for row in rows_of(doc):
@@ -89,7 +97,8 @@ def join_short(doc, width=LINE_WIDTH):
     return doc
 
 
-PASSES = (mark_relations, break_lines, drop_overlong, drop_repeats, join_short)
+PASSES = (capitalise_notes, mark_relations, break_lines, drop_overlong, drop_repeats,
+          join_short)
 
 
 def run(doc, passes=PASSES):

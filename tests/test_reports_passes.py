@@ -76,6 +76,13 @@ def test_mark_relations():
     assert [m.rel for m in row.rhs] == ["=", "", "=", ""]
 
 
+def test_capitalise_notes():
+    rows = [Row(Math("a"), [], note="the logits"), Row(Math("b"), [], note="$x$ stays"),
+            Row(Math("c"), [], note="")]
+    passes.capitalise_notes(_doc(*rows))
+    assert [r.note for r in rows] == ["The logits", "$x$ stays", ""]
+
+
 def test_break_lines_between_terms_and_factors():
     terms = ["a_{%d}" % i if i == 0 else "+ a_{%d}" % i for i in range(40)]
     long_sum = Math(" ".join(terms), pieces=terms)
