@@ -17,6 +17,7 @@ from .index import (Conventions, Fresh, IndexOp, canonical, eliminate, free_indi
                     simplify_index, subs_index, vjp)
 from .matrix import recognise
 from .program import Assignment, Program, TensorInfo
+from .scatter import scatterise
 
 
 @dataclass
@@ -192,8 +193,13 @@ def _outer_indexed(e):
 # -- the program --------------------------------------------------------------------------------
 
 
-def build_program(graph, wrt=None, reuse=True, matrix=True):
-    """The :class:`Program` of ``graph``: forward, updates, backward (index + matrix form)."""
+def build_program(graph, wrt=None, reuse=True, matrix=True, scatter=True):
+    """The :class:`Program` of ``graph``: forward, updates, backward (index + matrix form).
+
+    With ``scatter`` (the default), reads through computed indices (convolution windows,
+    pooling routes, Flatten, embeddings) get their exact gather / scatter-accumulate forms
+    (:func:`~derive.tensor.scatter.scatterise`); programs without such reads are unchanged.
+    """
     s = sweep(graph, wrt)
     tensors = _tensor_infos(graph, s)
     forward = [_assign(n.name, n.indices, n.rhs, tensors, matrix)
@@ -211,9 +217,12 @@ def build_program(graph, wrt=None, reuse=True, matrix=True):
     grads = {w: s.aliases.get(w, w) + BAR_SUFFIX for w in s.wrt}
     random = {n.name: dict(n.meta["random"], name=n.name) for n in graph.nodes.values()
               if n.meta.get("random")}
-    return Program(tensors, forward, backward, updates, graph.output,
-                   graph.output + BAR_SUFFIX, grads, tuple(graph.dims()),
-                   dict(graph.constants), random, graph.title), s
+    program = Program(tensors, forward, backward, updates, graph.output,
+                      graph.output + BAR_SUFFIX, grads, tuple(graph.dims()),
+                      dict(graph.constants), random, graph.title)
+    if scatter:
+        program = scatterise(program)
+    return program, s
 
 
 def _assign(target, indices, rhs, tensors, matrix):

@@ -159,7 +159,11 @@ def _check_transposed(view, layer, xp, y, kern, seed=0):
         if t.role in ("node", "adjoint"):
             continue
         shape = [int(sp.sympify(s).xreplace(sizes)) for s in t.shape]
-        values[t.name] = rng.normal(size=shape)
+        if t.dtype == "int":  # class labels of a loss after the convolution (a conv net)
+            classes = int(sp.sympify(t.meta.get("classes", 2)).xreplace(sizes))
+            values[t.name] = rng.integers(0, classes, size=shape)
+        else:
+            values[t.name] = rng.normal(size=shape)
     out_shape = [int(sp.sympify(s).xreplace(sizes)) for s in prog.tensors[prog.output].shape]
     arrays = prog.run(values, rng.normal(size=out_shape))
     want = full_correlation_grad(arrays[y + "_bar"], arrays[kern], layer.stride,

@@ -7,6 +7,7 @@ uses its stated value at 0. Nothing is scalarised: sizes only enter through the 
 """
 from __future__ import annotations
 
+import functools
 import string
 from dataclasses import dataclass
 
@@ -35,7 +36,11 @@ NUMPY_FUNCTIONS = {
     sp.Abs: np.abs, sp.sign: np.sign, sp.Heaviside: _heaviside, sp.sin: np.sin,
     sp.cos: np.cos, sigmoid: _sigmoid, relu: lambda x: np.maximum(x, 0.0),
     softplus: lambda x: np.logaddexp(0.0, x), maximum: np.maximum,
-    sp.Max: np.maximum, sp.Min: np.minimum,
+    sp.Max: lambda *xs: functools.reduce(np.maximum, xs),  # Max(a, b, c): np.maximum's 3rd
+    sp.Min: lambda *xs: functools.reduce(np.minimum, xs),  # argument would be its `out`
+    # integer index functions (circular padding, positional encodings): whole numbers in
+    # floats, cast to int where they index an array
+    sp.Mod: np.mod, sp.floor: np.floor,
     step: lambda x: np.heaviside(x, 0.0),
     leaky_relu: lambda x, k: np.where(x > 0, x, k * x),
     elu: lambda x, a: np.where(x > 0, x, a * np.expm1(np.minimum(x, 0.0))),
@@ -131,7 +136,7 @@ def _ev(e, env):
     if isinstance(e, sp.Rel):
         (a, b), axes = _align([_ev(x, env) for x in e.args])
         return Arr(_RELATIONS[type(e)](a, b), axes)
-    if isinstance(e, (sp.Add, sp.Mul, sp.Pow, sp.Function, sp.Piecewise)):
+    if isinstance(e, (sp.Add, sp.Mul, sp.Pow, sp.Function, sp.Piecewise, sp.Min, sp.Max)):
         return _elementwise(e, env)
     raise InputError(f"cannot evaluate {type(e).__name__} ({e})")
 
@@ -198,8 +203,9 @@ def _indexed(e, env):
     data = np.asarray(env.array(str(e.base)))
     if data.ndim != len(e.indices):
         raise ShapeError(f"{e.base} has {data.ndim} axes, indexed with {len(e.indices)}")
-    if all(isinstance(i, sp.Idx) for i in e.indices) and len(set(e.indices)) == len(e.indices):
-        return Arr(data, tuple(e.indices))
+    if all(isinstance(i, sp.Idx) for i in e.indices) and len(set(e.indices)) == len(e.indices) \
+            and list(data.shape) == env.shape_of(e.indices):
+        return Arr(data, tuple(e.indices))  # else an Idx covers part of its axis: gather
     idx = [_ev(i, env) for i in e.indices]
     parts, axes = _align(idx)
     return Arr(data[tuple(p.astype(int) for p in parts)], axes)

@@ -1,35 +1,32 @@
 """What the convolution, pooling, recurrent, attention and graph layers share.
 
-:class:`Layer4` is a :class:`~derive.tensor.layers.Layer` whose Program and Derivation
-go through :func:`~derive.tensor.scatter.scatterise`: reads through computed indices get
-their exact gather / scatter-accumulate forms, and the Derivation gains a section that
-shows them. Everything else (the element-wise definition, the sweep, the record) is the
-shared engine's.
+Every Program is scatterised by :func:`~derive.tensor.backward.build_program`: reads
+through computed indices get their exact gather / scatter-accumulate forms. A
+:class:`Layer4` (and a model containing one) adds what is particular to these layers:
+constant leaves with default values (a graph's adjacency, :class:`Program4`) and a
+Derivation section that shows the scatters. Everything else (the element-wise definition,
+the sweep, the record) is the shared engine's.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import sympy as sp
 
 from ..derivation import BAR_SUFFIX
-from ..errors import ShapeError
 from .display import ElementForm, element_form
-from .evaluate import evaluate_expr
-from .graph import shape_str
+from .index import Fresh, pull_sum
 from .layers import Layer
 from .program import Program
-from .scatter import scatter_section, scatterise
+from .scatter import scatter_section
 
 
 @dataclass
 class Program4(Program):
-    """A Program whose constant leaves (a graph's adjacency) have default values, and whose
-    scatter positions may hold dimension symbols and integer tensors (``c·H·W + h·W + w``,
-    ``i·S + ra[n,c,i,j]``): positions are evaluated with the same NumPy evaluator as the
-    right-hand sides, and each ``+=`` target starts from zeros (one writer per target, as
-    kernels do).
+    """A Program whose constant leaves (a graph's adjacency) have default values.
+
+    (Scatter positions with dimension symbols and integer tensors, and sizes like
+    ``2·d_k``, are handled by :class:`~derive.tensor.program.Program` itself.)
     """
 
     given: dict = field(default_factory=dict)
@@ -37,64 +34,18 @@ class Program4(Program):
     def environment(self, values, upstream=None):
         return super().environment({**self.given, **dict(values)}, upstream)
 
-    def bind(self, values):
-        """Dimension values from the arrays, also through sizes like ``2·d_k`` (heads·d_k)."""
-        dims = super().bind(values)
-        for name, value in values.items():
-            info = self.tensors.get(name)
-            if info is not None and info.role not in ("node", "adjoint"):
-                _bind_products(info, np.shape(value), dims)
-        return dims
-
-    def run(self, values, upstream=None, backward=True):
-        env = self.environment(values, upstream)
-        execute(self.forward, env, self.tensors)
-        new = {a.target + "_new": evaluate_expr(a.rhs, a.indices, env) for a in self.updates}
-        if backward:
-            execute(self.backward, env, self.tensors)
-        env.arrays.update(new)
-        return env.arrays
-
-
-def _bind_products(info, got, dims):
-    """Bind ``sym`` from a size ``c·sym`` (ShapeError when ``c`` does not divide it)."""
-    for want, size in zip(info.shape, got):
-        free = [s for s in want.free_symbols if s not in dims]
-        if len(free) != 1 or not want.is_Mul or want != want.subs(free[0], 1) * free[0]:
-            continue
-        n = sp.Integer(size) / want.subs(free[0], 1)
-        if not (n.is_Integer and n > 0):
-            raise ShapeError(f"tensor '{info.name}' has shape {shape_str(info.shape)}, the "
-                             f"value given has shape {list(got)}")
-        dims[free[0]] = n
-
-
-def execute(assignments, env, tensors):
-    """Run assignments in order; ``+=`` ones scatter-add into a zeroed target."""
-    for a in assignments:
-        value = evaluate_expr(a.rhs, a.indices, env)
-        if a.mode == "=":
-            env.arrays[a.target] = value
-            continue
-        target = np.zeros([int(env.scalar(s)) for s in tensors[a.target].shape])
-        where = tuple(np.broadcast_to(evaluate_expr(e, a.indices, env), value.shape).astype(int)
-                      for e in a.lhs)
-        np.add.at(target, where, value)
-        env.arrays[a.target] = target
-
 
 def finish_program(program, graph):
-    """``scatterise(program)`` as a :class:`Program4` (constant leaves from ``meta["value"]``)."""
-    prog = scatterise(program)
-    return Program4(**{f: getattr(prog, f) for f in prog.__dataclass_fields__},
-                    given=_given(graph))
+    """``program`` (already scatterised by ``build_program``) as a :class:`Program4` whose
+    constant leaves take their values from ``meta["value"]``."""
+    return Program4(**{f: getattr(program, f) for f in program.__dataclass_fields__},
+                    given=given_values(graph))
 
 
 def finish_derivation(d, graph):
     """Replace the Derivation's program by the scatterised one and show the scatters."""
-    before = d.meta["program"]
-    d.meta["program"] = finish_program(before, graph)
-    drop_delta_matrix_forms(d, graph, before, d.meta["program"])
+    d.meta["program"] = finish_program(d.meta["program"], graph)
+    drop_delta_matrix_forms(d, graph, d.meta["program"])
     section = scatter_section(d.meta["program"])
     if section is not None:
         d.sections.append(section)
@@ -113,14 +64,14 @@ def _bad(form, names):
                                           for s in form.free_symbols)
 
 
-def drop_delta_matrix_forms(d, graph, before, after):
+def drop_delta_matrix_forms(d, graph, program):
     """Show the index form wherever matrix recognition read a delta of indices as a scalar.
 
     (``matrix.Recogniser.is_tensor_free`` accepts ``δ(k + 1, j)``; see
     /work/notes/requests_layers4.md. Harmless once that is fixed.)
     """
-    index = _index_forms(before, after)
-    names = set(after.tensors)
+    index = _index_forms(program)
+    names = set(program.tensors)
 
     def _bad_(form):
         return _bad(form, names)
@@ -147,12 +98,30 @@ def drop_delta_matrix_forms(d, graph, before, after):
             step.rhs = kept or step.rhs
 
 
-def _index_forms(before, after):
-    """name -> index form of its adjoint: the gather form when exact, else the delta sum."""
-    forms = {a.target: a for a in before.backward}
-    forms.update({a.target: a for a in after.backward if a.mode == "="})
-    return {t[: -len(BAR_SUFFIX)]: element_form(a.rhs, a.indices) for t, a in forms.items()
-            if t.endswith(BAR_SUFFIX)}
+def _index_forms(program):
+    """name -> index form of its adjoint: the gather form when exact, else the delta sum
+    (a scatter ``x̄[lhs] += v`` read back as ``x̄[K] = Σ v δ(K, lhs)``)."""
+    forms = {}
+    for a in program.backward:
+        if a.target.endswith(BAR_SUFFIX):
+            rhs, K = (a.rhs, a.indices) if a.mode == "=" else \
+                dense_form(a, program.tensors[a.target].shape)
+            forms[a.target[: -len(BAR_SUFFIX)]] = element_form(rhs, K)
+    return forms
+
+
+def dense_form(a, shape):
+    """``(rhs, K)`` with ``target[K] = rhs`` equal to the scatter ``a`` (deltas kept)."""
+    K, deltas = [], []
+    for e, size in zip(a.lhs, shape):
+        if isinstance(e, sp.Idx) and e in a.indices and e not in K:
+            K.append(e)
+            continue
+        k = Fresh.idx(size, "k")
+        K.append(k)
+        deltas.append(sp.KroneckerDelta(k, e))
+    bound = tuple(i for i in a.indices if i not in K)
+    return pull_sum(a.rhs * sp.Mul(*deltas), bound), tuple(K)
 
 
 class Layer4(Layer):
@@ -170,9 +139,10 @@ class Layer4(Layer):
         from .record import derive_graph
 
         g = self.graph()
-        values = None if values is None else {**_given(g), **values}
+        values = None if values is None else {**given_values(g), **values}
         return finish_derivation(derive_graph(g, wrt, values, upstream, kind="layer"), g)
 
 
-def _given(g):
+def given_values(g):
+    """name -> value of the constant leaves that carry one (``meta["value"]``: adjacency)."""
     return {n.name: n.meta["value"] for n in g.nodes.values() if n.is_leaf and "value" in n.meta}

@@ -4,7 +4,8 @@ Naming (stable: kernels and reports rely on it): layers are numbered by block, t
 counter going up at every layer with parameters; ``Linear`` k has ``W{k}``, ``b{k}`` and
 output ``z{k}``, the activation after it ``a{k}``, norms ``gamma{k}``/``beta{k}`` and
 state ``running_mean{k}``/``running_var{k}``, Dropout's mask ``m{k}``. The network input
-is ``x: [B, in]``, labels ``y`` and the loss ``L``.
+is ``x: [B, in]`` (``x: [B, C, H, W]`` for a conv net, from ``input_shape`` or the first
+layer), labels ``y`` and the loss ``L``.
 
 >>> from derive.tensor import CrossEntropy, Linear, ReLU
 >>> net = Sequential(Linear(4, 8), ReLU(), Linear(8, 3), loss=CrossEntropy())
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ..errors import InputError
+from ..errors import InputError, ShapeError
 from .graph import TensorGraph, shape_str
 from .index import dim
 from .layers import BATCH, Layer, Linear
@@ -36,16 +37,31 @@ class Model:
         return {n.name: n.shape for n in self.graph().leaves("param")}
 
     def derive(self, wrt=None, values=None, upstream=None):
-        """The Derivation of every parameter's gradient (index and matrix form)."""
+        """The Derivation of every parameter's gradient (index and matrix form); with conv,
+        pooling, recurrent, attention or graph layers also their scatter / gather forms."""
+        from .layer4 import finish_derivation, given_values
         from .record import derive_graph
 
-        return derive_graph(self.graph(), wrt, values, upstream, kind="model")
+        g = self.graph()
+        if not self.has_layer4():
+            return derive_graph(g, wrt, values, upstream, kind="model")
+        values = None if values is None else {**given_values(g), **values}
+        return finish_derivation(derive_graph(g, wrt, values, upstream, kind="model"), g)
 
     def program(self, wrt=None):
         """The kernel Program (see :mod:`derive.tensor`)."""
         from .backward import build_program
+        from .layer4 import finish_program
 
-        return build_program(self.graph(), wrt)[0]
+        g = self.graph()
+        program = build_program(g, wrt)[0]
+        return finish_program(program, g) if self.has_layer4() else program
+
+    def has_layer4(self):
+        """True when a layer reads through computed indices (conv, pooling, RNN, ...)."""
+        from .layer4 import Layer4
+
+        return any(isinstance(layer, Layer4) for layer in self.layers)
 
     def summary(self):
         """Per layer: output (activation) shape with symbolic batch B, parameters, counts."""
@@ -53,7 +69,7 @@ class Model:
 
 
 class Sequential(Model):
-    """Layers applied in order to ``x: [B, in]``, optionally ending in a ``loss``.
+    """Layers applied in order to ``x: [B, *input_shape]``, optionally ending in a ``loss``.
 
     Parameters
     ----------
@@ -61,7 +77,14 @@ class Sequential(Model):
     loss : Loss, optional
         Adds labels ``y`` and the scalar output ``L`` (batch mean).
     in_features : int or str, optional
-        Input width; default: the first Linear's ``in_features``.
+        Input width of a dense stack (``x: [B, in]``); default: the first Linear's
+        ``in_features``.
+    input_shape : tuple of int or str, optional
+        The shape of ONE example (the batch ``B`` stays symbolic), e.g. ``(1, 8, 8)`` for
+        8x8 single-channel images before a ``Conv2d``. Default: the first layer's own input
+        shape when it reads more than one axis per example (``Conv2d(1, 8, 3, height=8,
+        width=8)`` gives ``(1, 8, 8)``; without sizes, ``(1, H, W)`` with symbols), else
+        ``(in_features,)``.
     train : bool
         Train mode (batch statistics, dropout masks) or eval mode for the whole stack.
     penalty : Penalty class or instance, optional
@@ -70,14 +93,42 @@ class Sequential(Model):
 
     title = "Sequential"
 
-    def __init__(self, *layers, loss=None, in_features=None, train=True, penalty=None):
+    def __init__(self, *layers, loss=None, in_features=None, input_shape=None, train=True,
+                 penalty=None):
         for k, layer in enumerate(layers):
             if not isinstance(layer, Layer) or isinstance(layer, (Loss, Penalty)):
                 raise InputError(f"item {k + 1} of Sequential is not a layer: {layer!r:.40}")
         if loss is not None and not isinstance(loss, Loss):
             raise InputError(f"loss must be a Loss layer, got {loss!r:.40}")
         self.layers, self.loss, self.train, self.penalty = list(layers), loss, train, penalty
-        self.in_features = dim(in_features) if in_features is not None else self._infer_in()
+        if in_features is not None and input_shape is not None:
+            raise InputError("give Sequential either in_features or input_shape, not both")
+        self.input_shape = self._input_shape(input_shape, in_features)
+
+    @property
+    def in_features(self):
+        """The input width of a dense stack (the last axis of one example)."""
+        return self.input_shape[-1]
+
+    def _input_shape(self, input_shape, in_features):
+        if input_shape is not None:
+            if isinstance(input_shape, (int, str)) or not len(input_shape):
+                raise InputError(f"input_shape must be a non-empty tuple of sizes per example "
+                                 f"(e.g. (1, 8, 8)), got {input_shape!r}")
+            return tuple(dim(s) for s in input_shape)
+        if in_features is not None:
+            return (dim(in_features),)
+        first = self._first_layer_shape()
+        return first if first is not None else (self._infer_in(),)
+
+    def _first_layer_shape(self):
+        """The first layer's input shape per example when it has several axes (conv, RNN)."""
+        if not self.layers:
+            return None
+        shape = tuple(self.layers[0].input_specs()[0][1])
+        if len(shape) < 3 or str(shape[0]) != BATCH:
+            return None
+        return tuple(dim(s) for s in shape[1:])
 
     def _infer_in(self):
         for layer in self.layers:
@@ -89,15 +140,29 @@ class Sequential(Model):
 
     def graph(self):
         g = TensorGraph(self.describe())
-        h = g.leaf("x", (BATCH, self.in_features), role="input")
+        h = g.leaf("x", (dim(BATCH),) + self.input_shape, role="input")
         tags = block_tags(self.layers)
         for k, (layer, tag) in enumerate(zip(self.layers, tags)):
             set_mode(layer, self.train)
-            h = build_labelled(layer, g, [h], tag, k + 1)
+            try:
+                h = build_labelled(layer, g, [h], tag, k + 1)
+            except ShapeError as exc:
+                raise self._shape_hint(exc, k) from None
         if self.loss is not None:
             h = self._add_loss(g, h)
         g.output = h.name
         return g
+
+    def _shape_hint(self, exc, k):
+        """The ShapeError, with a pointer to ``input_shape`` when symbolic sizes caused it."""
+        free = [s for s in self.input_shape if not s.is_Integer]
+        if k == 0 or not free or len(self.input_shape) < 2:
+            return exc
+        sizes = ", ".join(str(s) for s in self.input_shape)
+        example = tuple(int(s) if s.is_Integer else 8 for s in self.input_shape)
+        return ShapeError(f"{exc.message} (the input is [B, {sizes}] with {free[0]} unknown: "
+                          f"give Sequential the size of one example, e.g. "
+                          f"input_shape={example})", where=exc.where)
 
     def _add_loss(self, g, h):
         loss = self.loss
@@ -163,6 +228,7 @@ class Network(Model):
     def __init__(self, title="Network"):
         self.g = TensorGraph(title)
         self.count = 0
+        self.layers = []
 
     def input(self, name, shape, role="input", dtype="float", **meta):
         return self.g.leaf(name, shape, role=role, dtype=dtype, **meta)
@@ -173,6 +239,7 @@ class Network(Model):
             raise InputError(f"{layer.describe()} takes {layer.n_inputs} input(s), "
                              f"got {len(inputs)}")
         self.count += 1
+        self.layers.append(layer)
         return build_labelled(layer, self.g, list(inputs), str(self.count), self.count)
 
     def set_output(self, tensor):

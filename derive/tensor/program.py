@@ -82,13 +82,20 @@ class Program:
 
     # -- running ------------------------------------------------------------------------
     def bind(self, values):
-        """Dimension values from the arrays given (ShapeError on a mismatch)."""
-        dims = {}
+        """Dimension values from the arrays given (ShapeError on a mismatch).
+
+        A size ``c·sym`` with ``c`` an integer (or known) binds ``sym`` too (``2·d_k = 8``
+        gives ``d_k = 4``).
+        """
+        dims, given = {}, []
         for name, value in values.items():
             info = self.tensors.get(name)
             if info is None or info.role in ("node", "adjoint"):
                 continue
             _bind_one(info, np.shape(value), dims)
+            given.append((info, np.shape(value)))
+        for info, shape in given:  # sizes like 2·d_k, once bare symbols are bound
+            _bind_products(info, shape, dims)
         return dims
 
     def environment(self, values, upstream=None):
@@ -138,26 +145,30 @@ class Program:
 
 
 def run_assignments(assignments, env, tensors):
-    """Execute assignments in order, writing into ``env.arrays``."""
+    """Execute assignments in order, writing into ``env.arrays``.
+
+    A ``+=`` (scatter) target starts from zeros: scatterise gives each such target exactly
+    one writer, and kernels zero it before their loop likewise.
+    """
     for a in assignments:
         value = evaluate_expr(a.rhs, a.indices, env)
         if a.mode == "=":
             env.arrays[a.target] = value
             continue
-        shape = [int(env.scalar(s)) for s in tensors[a.target].shape]
-        target = env.arrays.setdefault(a.target, np.zeros(shape))
+        target = np.zeros([int(env.scalar(s)) for s in tensors[a.target].shape])
         _scatter_add(target, a, value, env)
+        env.arrays[a.target] = target
 
 
 def _scatter_add(target, a, value, env):
-    """``target[lhs(I)] += value[I]`` for every I (repeated targets accumulate)."""
-    grids = np.meshgrid(*[np.arange(env.size(i)) for i in a.indices], indexing="ij")
-    where = []
-    for expr in a.lhs:
-        f = sp.lambdify([i.label for i in a.indices], expr.xreplace(
-            {i: i.label for i in a.indices}), "numpy")
-        where.append(np.broadcast_to(f(*grids), value.shape).astype(int))
-    np.add.at(target, tuple(where), value)
+    """``target[lhs(I)] += value[I]`` for every I (repeated targets accumulate).
+
+    Positions are evaluated like right-hand sides, so they may hold dimension symbols
+    (``c·H·W + h·W + w``), ``Mod`` and elements of integer tensors (``i·S + ra[n,c,i,j]``).
+    """
+    where = tuple(np.broadcast_to(evaluate_expr(e, a.indices, env), value.shape).astype(int)
+                  for e in a.lhs)
+    np.add.at(target, where, value)
 
 
 def _bind_one(info, got, dims):
@@ -165,6 +176,7 @@ def _bind_one(info, got, dims):
         raise ShapeError(f"tensor '{info.name}' has shape {shape_str(info.shape)}, the value "
                          f"given has shape {list(got)}")
     for want, size in zip(info.shape, got):
+        want = sp.sympify(want)
         if want.is_Integer:
             if int(want) != size:
                 raise ShapeError(f"tensor '{info.name}' has shape {shape_str(info.shape)}, "
@@ -174,6 +186,30 @@ def _bind_one(info, got, dims):
             if dims.setdefault(want, size) != size:
                 raise ShapeError(f"dimension {want} is {dims[want]} elsewhere but {size} in "
                                  f"'{info.name}' (shape {list(got)})")
+
+
+def _bind_products(info, got, dims):
+    """Bind ``sym`` from a size ``c·sym`` (multi-head ``heads·d_k``) once ``c`` is known;
+    check products already determined."""
+    for want, size in zip(info.shape, got):
+        want = sp.sympify(want)
+        if not want.is_Mul:
+            continue
+        known = want.xreplace(dims)
+        free = sorted(known.free_symbols, key=str)
+        if not free:
+            if known.is_Integer and int(known) != size:
+                raise ShapeError(f"tensor '{info.name}' has shape {shape_str(info.shape)}, "
+                                 f"the value given has shape {list(got)}")
+            continue
+        coeff = known.subs(free[0], 1)
+        if len(free) != 1 or known != coeff * free[0] or not coeff.is_Integer:
+            continue
+        n = sp.Integer(size) / coeff
+        if not (n.is_Integer and n > 0):
+            raise ShapeError(f"tensor '{info.name}' has shape {shape_str(info.shape)}, the "
+                             f"value given has shape {list(got)}")
+        dims[free[0]] = int(n)
 
 
 def _check_resolved(program, dims):
