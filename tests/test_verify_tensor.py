@@ -34,7 +34,7 @@ def mlp():
 def test_v_problem_correct(v, wrt, answer):
     verdict = check(answer, against=v, wrt=wrt)
     assert verdict.verdict == "correct", str(verdict)
-    assert verdict.proof == "numeric" and "7 points" in verdict.message
+    assert verdict.proof == "symbolic" and "normal form" in verdict.message
 
 
 @pytest.mark.parametrize("wrt, answer, kind", [
@@ -72,12 +72,21 @@ def test_batched_mlp_wrong(mlp, wrt, answer, kind):
     assert check(answer, against=mlp, wrt=wrt).diagnosis == kind
 
 
-@pytest.mark.parametrize("wrt, answer", [("b2", "sum(z2_bar, axis=0)"),
-                                         ("W2", "z2_bar.T @ a1"),
-                                         ("z1", "a1_bar * a1 * (1 - a1)"),
-                                         ("W1", "z1_bar.T @ X")])
-def test_batched_mlp_correct(mlp, wrt, answer):
-    assert check(answer, against=mlp, wrt=wrt).correct
+@pytest.mark.parametrize("wrt, answer, proof", [
+    ("b2", "sum(z2_bar, axis=0)", "numeric"),        # sum(): no entry-wise normal form
+    ("W2", "z2_bar.T @ a1", "symbolic"),
+    ("W2", "(a1.T @ z2_bar).T", "symbolic"),         # (A @ B).T = B.T @ A.T
+    ("z1", "a1_bar * a1 * (1 - a1)", "numeric"),     # a1 = sigmoid(z1) is not substituted
+    ("z1", "a1_bar * sigmoid(z1) * (1 - sigmoid(z1))", "symbolic"),
+    ("W1", "z1_bar.T @ X", "symbolic"),
+    ("z2", "(2/(B*k))*(z2 - Y)", "symbolic"),
+])
+def test_batched_mlp_correct(mlp, wrt, answer, proof):
+    verdict = check(answer, against=mlp, wrt=wrt)
+    assert verdict.correct, str(verdict)
+    assert verdict.proof == proof, str(verdict)
+    if proof == "numeric":
+        assert "agrees entry by entry at 6 points" in verdict.message
 
 
 def test_tensor_answers_are_safe_and_not_circular(v, tmp_path):

@@ -92,7 +92,7 @@ def check_table(checker, answers, student=None):
     -------
     Report
     """
-    if hasattr(checker, "table"):  # tensor answers: each judged against the derivation
+    if hasattr(checker, "table"):  # tensor answers: derive.verify.tensor_table
         return checker.table(answers, student=student)
     entries, verdicts = _entries(checker, answers)
     sweep = _Sweep(checker)

@@ -13,6 +13,11 @@ the same points: a transpose added or removed anywhere (or the whole answer tran
 the operands of a matrix product swapped, ``@`` and ``*`` exchanged, the batch sum left
 out, one fan-out edge dropped, an upstream adjoint left out (chain not applied), a sign,
 a constant factor (a missing 2/d or 1/B).
+
+A correct answer is proved symbolically when it and the adjoint reach one entry-wise
+normal form (:mod:`derive.verify.tensor_proof`), else it "agrees entry by entry at N
+points". Tables judge later steps against the student's earlier answers
+(:mod:`derive.verify.tensor_table`).
 """
 from __future__ import annotations
 
@@ -24,8 +29,8 @@ from ..errors import DeriveError, InputError
 from .answers import Vocabulary, parse_answer
 from .judge import circular_bars
 from .guard import Timeout, deadline, guarded
-from .table import Report
 from .tensor_eval import ShapeMismatch, Tree, display_value, tree_builders
+from .tensor_proof import entry_or_none, prove, substitute_bars
 from .verdict import EXPLAIN, Verdict
 
 RTOL, ATOL = 1e-8, 1e-10
@@ -97,13 +102,19 @@ class TensorChecker:
 
     # -- judging -------------------------------------------------------------------------
     def judge(self, node, answer, carried=None):
-        """A Verdict on a matrix-notation answer for ``node`` (never raises)."""
-        return guarded(lambda: self._judge(node, answer),
+        """A Verdict on a matrix-notation answer for ``node`` (never raises).
+
+        ``carried`` (adjoint tables, see :mod:`derive.verify.tensor_table`) holds the
+        student's earlier answers as they bear on this node: ``{"envs": per point,
+        "target": per point, "expr": the expected entry form, "display": the expected
+        display, "bars": adjoint symbol -> entry form, "from": [node names]}``.
+        """
+        return guarded(lambda: self._judge(node, answer, carried),
                        lambda message: Verdict(node=node, answer=answer, verdict="unreadable",
                                                expected=self.adjoint[node].in_nodes,
                                                message=message), 5.0)
 
-    def _judge(self, node, answer):
+    def _judge(self, node, answer, carried=None):
         adjoint = self.adjoint[node]
         verdict = Verdict(node=node, answer=answer, verdict="unreadable",
                           expected=adjoint.in_nodes)
@@ -112,26 +123,79 @@ class TensorChecker:
         except DeriveError as exc:
             verdict.message = str(exc)
             return verdict
-        circular = circular_bars(tree.symbols(), node, self._downstream(node))
+        circular = circular_bars(tree.symbols(), node, self.downstream(node))
         if circular:
             verdict.message = circular
             return verdict
         verdict.parsed = tree
         verdict.points = len(self.points)
-        target = [env[node + BAR_SUFFIX] for env, _ in self.points]
-        values = [_try(tree, env) for env, _ in self.points]
-        if all(_same(v, t) for v, t in zip(values, target)):
-            verdict.verdict, verdict.proof = "correct", "numeric"
-            verdict.message = (f"agrees entry by entry at {len(self.points)} points "
-                               "(the problem's values and random ones)")
-            return verdict
+        envs = carried["envs"] if carried else [env for env, _ in self.points]
+        bars = carried["bars"] if carried else self.true_bars
+        true_target = [env[node + BAR_SUFFIX] for env, _ in self.points]
+        values = [_try(tree, env) for env in envs]
+        if all(_same(v, t) for v, t in zip(values, true_target)):
+            return self._correct(verdict, tree, self.true_entry(node), bars, values,
+                                 true_target)
+        if carried and all(_same(v, t) for v, t in zip(values, carried["target"])):
+            verdict.judged_against, verdict.carried_from = carried["display"], carried["from"]
+            return self._correct(verdict, tree, carried["expr"], bars, values,
+                                 carried["target"])
+        target = carried["target"] if carried else true_target
         verdict.verdict, verdict.proof = "wrong", "numeric"
         verdict.counterexample = self._counterexample(values, target)
-        kind, detail = self._diagnose(node, tree, values, target)
+        kind, detail = self._diagnose(node, tree, values, target, envs)
         verdict.diagnosis, verdict.message = kind, detail or EXPLAIN[kind]
+        if carried:
+            verdict.judged_against, verdict.carried_from = carried["display"], carried["from"]
+            verdict.message += (f" (judged against your earlier answer(s) for "
+                                f"{', '.join(carried['from'])})")
         return verdict
 
-    def _downstream(self, node):
+    def _correct(self, verdict, tree, expected, bars, values, target):
+        verdict.verdict = "correct"
+        column = np.shape(values[0]) != np.shape(target[0])
+        if expected is not None and prove(tree, expected, bars, self.arrays, column):
+            verdict.proof = "symbolic"
+            verdict.message = ("proved: both sides have the same entry-wise normal form "
+                               "(the difference simplifies to 0)")
+        else:
+            verdict.proof = "numeric"
+            verdict.message = (f"agrees entry by entry at {len(self.points)} points "
+                               "(the problem's values and random ones); no symbolic proof "
+                               "was found")
+        if verdict.carried_from:
+            verdict.message += (f"; judged against your earlier answer(s) for "
+                                f"{', '.join(verdict.carried_from)} (an error carried "
+                                "forward is not counted twice)")
+        return verdict
+
+    # -- symbolic forms --------------------------------------------------------------------
+    @property
+    def arrays(self):
+        """The array symbols of entry forms (nodes and adjoints; sizes are scalars)."""
+        if not hasattr(self, "_arrays"):
+            names = [n.name for n in self.d.nodes]
+            self._arrays = {sp.Symbol(n) for n in names + [n + BAR_SUFFIX for n in names]}
+        return self._arrays
+
+    @property
+    def true_bars(self):
+        """Adjoint symbol -> the derivation's adjoint as an entry form (in the nodes)."""
+        if not hasattr(self, "_true_bars"):
+            bars = {}
+            for a in self.d.adjoints:  # reverse sweep order: earlier bars come first
+                entry = entry_or_none(a.in_nodes)
+                if entry is not None:
+                    bars[sp.Symbol(a.name + BAR_SUFFIX)] = substitute_bars(entry, bars)
+            self._true_bars = bars
+        return self._true_bars
+
+    def true_entry(self, node):
+        """The adjoint of ``node`` as an entry form in the nodes (None without one)."""
+        return self.true_bars.get(sp.Symbol(node + BAR_SUFFIX))
+
+    def downstream(self, node):
+        """``node`` and every node it feeds into (their adjoints may appear in its answer)."""
         below, frontier = {node}, [node]
         while frontier:
             current = frontier.pop()
@@ -157,7 +221,7 @@ class TensorChecker:
                 "answer": round(float(np.asarray(got)[index]), 6),
                 "expected": round(float(np.asarray(want)[index]), 6)}
 
-    def _diagnose(self, node, tree, values, target):
+    def _diagnose(self, node, tree, values, target, envs):
         ok = [not isinstance(v, ShapeMismatch) for v in values]
         if all(ok):
             if all(_same(-np.asarray(v), t) for v, t in zip(values, target)):
@@ -166,10 +230,10 @@ class TensorChecker:
                 return "missing_batch_sum", ("summing the answer over the batch (axis 0) "
                                              "gives the expected adjoint")
         for kind, text, fn in self._edge_hypotheses(node):
-            if all(_same(v, _attempt(fn, env)) for v, (env, _) in zip(values, self.points)):
+            if all(_same(v, _attempt(fn, env)) for v, env in zip(values, envs)):
                 return kind, text
         for kind, text, mutant in tree.mutations():
-            if all(_same(_try(mutant, env), t) for (env, _), t in zip(self.points, target)):
+            if all(_same(_try(mutant, env), t) for env, t in zip(envs, target)):
                 return kind, text
         if all(ok):
             ratio = _ratio(values, target)
@@ -202,13 +266,10 @@ class TensorChecker:
 
     # -- tables ----------------------------------------------------------------------------
     def table(self, answers, student=None):
-        from .table import _entries
+        """Judge ``{node: answer}``, errors carried forward counted once (tensor_table)."""
+        from .tensor_table import check_tensor_table
 
-        entries, bad = _entries(self, answers)
-        order = [a.name for a in self.d.adjoints]
-        verdicts = [self.judge(n, entries[n]) for n in order if n in entries]
-        return Report(verdicts + bad, title=self.d.title, student=student,
-                      source=self.d.meta.get("source"))
+        return check_tensor_table(self, answers, student=student)
 
 
 def _parse_tree(answer, vocab):
