@@ -23,7 +23,7 @@ from derive.tensor.recurrent import (RNN, Embedding, GRUCell, LSTMCell, RNNCell,
                                      TemporalAffine, TemporalSoftmaxLoss)
 from derive.tensor.scalar import entry_symbol
 from derive.tensor.scatter import scalarise_program
-from test_tensor_table import Row, _F, instance
+from test_tensor_table import Row, _F, check_finite_differences, check_torch, instance
 
 SIZES = {"B": 2, "C": 2, "F": 3, "H": 5, "W": 6, "d": 3, "h": 2, "T": 3, "V": 5, "D": 3,
          "M": 2, "d_k": 2, "d_h": 2, "d_m": 3}
@@ -164,18 +164,7 @@ def test_finite_differences(row):
     _, program, values, upstream = setup(row)
     out, grads = dt.evaluate(program, values, upstream=upstream)
     assert grads, "no gradient was derived"
-    rng = np.random.default_rng(7)
-    for _ in range(2):
-        t = {w: rng.normal(size=np.shape(values[w])) for w in grads}
-        eps = 1e-6
-
-        def f(sign):
-            shifted = {k: (v + sign * eps * t[k] if k in t else v) for k, v in values.items()}
-            return float(np.sum(upstream * dt.evaluate(program, shifted)[0]))
-
-        numeric = (f(1) - f(-1)) / (2 * eps)
-        analytic = sum(float(np.sum(t[w] * grads[w])) for w in grads)
-        assert analytic == pytest.approx(numeric, rel=1e-6, abs=1e-8)
+    check_finite_differences(program, values, upstream, grads)
 
 
 @pytest.mark.parametrize("row", ROWS, ids=lambda r: r.name)
@@ -183,21 +172,7 @@ def test_torch_autograd(row):
     torch = pytest.importorskip("torch")
     layer, program, values, upstream = setup(row, seed=1)
     out, grads = dt.evaluate(program, values, upstream=upstream)
-    arrays = program.run(values, upstream)
-    t = {}
-    for k, v in arrays.items():
-        info = program.tensors.get(k)
-        if info is None or info.role in ("node", "adjoint"):
-            continue
-        if info.dtype == "int":
-            t[k] = torch.tensor(v, dtype=torch.long)
-        else:
-            t[k] = torch.tensor(v, dtype=torch.float64, requires_grad=k in grads)
-    ref = row.torch(t, layer)
-    assert np.allclose(ref.detach().numpy(), out, atol=1e-10)
-    (ref * torch.tensor(upstream)).sum().backward()
-    for w in grads:
-        assert np.allclose(t[w].grad.numpy(), grads[w], atol=1e-9), w
+    check_torch(torch, row, layer, program, values, upstream, out, grads)
 
 
 def fixed_leaves(program, values):
