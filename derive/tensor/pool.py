@@ -137,7 +137,17 @@ class AvgPool2d(_Pool):
                         layer=layer, text=f"avgpool({x.name}, {k}, stride={s})")
 
 
-class GlobalAvgPool(Layer4):
+class _ImageInput(Layer4):
+    """A parameter-free layer reading one NCHW image batch ``x: [B, C, H, W]``."""
+
+    def __init__(self, channels="C", height="H", width="W"):
+        self.channels, self.height, self.width = dim(channels), dim(height), dim(width)
+
+    def input_specs(self):
+        return [("x", (BATCH, self.channels, self.height, self.width), "input", "float", {})]
+
+
+class GlobalAvgPool(_ImageInput):
     """``y[n,c] = (1/(H·W)) Σ_{h,w} x[n,c,h,w]``: one number per channel.
 
     >>> GlobalAvgPool(channels=8).graph().nodes["y"].shape
@@ -145,12 +155,6 @@ class GlobalAvgPool(Layer4):
     """
 
     key, title, out_base = "global_avgpool", "GlobalAvgPool", "y"
-
-    def __init__(self, channels="C", height="H", width="W"):
-        self.channels, self.height, self.width = dim(channels), dim(height), dim(width)
-
-    def input_specs(self):
-        return [("x", (BATCH, self.channels, self.height, self.width), "input", "float", {})]
 
     def build(self, g, inputs, tag=""):
         (x,) = inputs
@@ -162,7 +166,7 @@ class GlobalAvgPool(Layer4):
                         / (h * w), layer=self.title, text=f"mean over H, W of {x.name}")
 
 
-class Flatten(Layer4):
+class Flatten(_ImageInput):
     """``y[n, c·H·W + h·W + w] = x[n,c,h,w]``: every axis after the batch, row-major.
 
     >>> Flatten(channels=2, height=3, width=3).graph().nodes["y"].shape
@@ -170,12 +174,6 @@ class Flatten(Layer4):
     """
 
     key, title, out_base = "flatten", "Flatten", "y"
-
-    def __init__(self, channels="C", height="H", width="W"):
-        self.channels, self.height, self.width = dim(channels), dim(height), dim(width)
-
-    def input_specs(self):
-        return [("x", (BATCH, self.channels, self.height, self.width), "input", "float", {})]
 
     def build(self, g, inputs, tag=""):
         (x,) = inputs
