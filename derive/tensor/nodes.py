@@ -69,14 +69,19 @@ class Const(MatNode):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class Transpose(MatNode):
-    """``a.T`` of a 2-D node."""
+class Unary(MatNode):
+    """A node with one operand ``a``; further fields of a subclass follow ``a``."""
 
     a: MatNode = None
 
     @property
     def children(self):
         return (self.a,)
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Transpose(Unary):
+    """``a.T`` of a 2-D node."""
 
     def numpy(self, env):
         return self.a.numpy(env).T
@@ -180,15 +185,10 @@ class Map(Elementwise):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class Reduce(MatNode):
+class Reduce(Unary):
     """``a.sum(axis=axis)``; ``axis`` is a tuple of axis numbers of ``a``."""
 
-    a: MatNode = None
     axis: tuple = ()
-
-    @property
-    def children(self):
-        return (self.a,)
 
     def numpy(self, env):
         return self.a.numpy(env).sum(axis=self.axis)
@@ -198,14 +198,8 @@ class Reduce(MatNode):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class Broadcast(MatNode):
+class Broadcast(Unary):
     """``a`` seen with the target ``axes``: missing axes become size-1 (``a[:, None]``)."""
-
-    a: MatNode = None
-
-    @property
-    def children(self):
-        return (self.a,)
 
     def numpy(self, env):
         a = self.a.numpy(env)
@@ -229,15 +223,10 @@ class OneHot(MatNode):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class Gather(MatNode):
+class Gather(Unary):
     """``a[arange(B), y]``: from each row of ``a`` the entry at the row's label."""
 
-    a: MatNode = None
     label: str = ""
-
-    @property
-    def children(self):
-        return (self.a,)
 
     def numpy(self, env):
         a = self.a.numpy(env)
@@ -249,15 +238,10 @@ class Gather(MatNode):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class Softmax(MatNode):
+class Softmax(Unary):
     """Softmax of ``a`` along ``axis`` (computed with the max subtracted)."""
 
-    a: MatNode = None
     axis: int = -1
-
-    @property
-    def children(self):
-        return (self.a,)
 
     def numpy(self, env):
         a = self.a.numpy(env)
@@ -266,15 +250,10 @@ class Softmax(MatNode):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class LogSumExpNode(MatNode):
+class LogSumExpNode(Unary):
     """``log Σ exp(a)`` along ``axis`` (stable); the axis is dropped."""
 
-    a: MatNode = None
     axis: int = -1
-
-    @property
-    def children(self):
-        return (self.a,)
 
     def numpy(self, env):
         a = self.a.numpy(env)
