@@ -95,17 +95,27 @@ def check_table(checker, answers, student=None):
     if hasattr(checker, "table"):  # tensor answers: derive.verify.tensor_table
         return checker.table(answers, student=student)
     entries, verdicts = _entries(checker, answers)
-    sweep = _Sweep(checker)
-    ordered = []
-    for name in reversed(checker.replay.order):
-        sweep.expect(name)
-        if name not in entries:
-            continue
-        verdict = checker.judge(name, entries[name], carried=sweep.context(name))
-        sweep.record(name, verdict)
-        ordered.append(verdict)
+    ordered = judge_carried(checker, reversed(checker.replay.order), entries,
+                            _Sweep(checker))
     return Report(ordered + verdicts, title=checker.d.title, student=student,
                   source=checker.d.meta.get("source"))
+
+
+def judge_carried(checker, order, entries, sweep):
+    """Judge answers in reverse-sweep ``order``, each against the student's earlier ones.
+
+    ``sweep`` replays the backward pass with the student's answers in place of the true
+    adjoints (``expect`` / ``context`` / ``record``), so an error carried forward is
+    judged as if the earlier step were right and counted once.
+    """
+    verdicts = []
+    for name in order:
+        sweep.expect(name)
+        if name in entries:
+            verdict = checker.judge(name, entries[name], carried=sweep.context(name))
+            sweep.record(name, verdict)
+            verdicts.append(verdict)
+    return verdicts
 
 
 def _entries(checker, answers):

@@ -16,7 +16,7 @@ import sympy as sp
 
 from ..derivation import BAR_SUFFIX
 from ..errors import DeriveError
-from .table import Report, _entries
+from .table import Report, _entries, judge_carried
 from .tensor_eval import ShapeMismatch, display_value
 from .tensor_proof import NoNormalForm, entry_or_none, substitute_bars, tree_entry
 
@@ -37,16 +37,8 @@ def check_tensor_table(checker, answers, student=None):
         an earlier wrong answer is correct, with ``carried_from`` naming that answer.
     """
     entries, bad = _entries(checker, answers)
-    sweep = _TensorSweep(checker)
-    verdicts = []
-    for adjoint in checker.d.adjoints:
-        name = adjoint.name
-        sweep.expect(name)
-        if name not in entries:
-            continue
-        verdict = checker.judge(name, entries[name], carried=sweep.context(name))
-        sweep.record(name, verdict)
-        verdicts.append(verdict)
+    verdicts = judge_carried(checker, [a.name for a in checker.d.adjoints], entries,
+                             _TensorSweep(checker))
     return Report(verdicts + bad, title=checker.d.title, student=student,
                   source=checker.d.meta.get("source"))
 
