@@ -36,6 +36,17 @@ class _Attention(Layer4):
 
     out_base = "y"
 
+    def build(self, g, inputs, tag=""):
+        (x,) = inputs
+        layer = self.describe()
+        p, q, k, v = self.qkv(g, x, tag, layer)
+        a = self.weights(g, self.scores(g, q, k, tag, layer), tag, layer)
+        return self.join(g, self.mix(g, a, v, tag, layer), p, tag, layer)
+
+    def weights(self, g, s, tag, layer):
+        """The attention weights over the keys from the scores ``s`` (per subclass)."""
+        raise NotImplementedError
+
     def __init__(self, d_model="d", heads=1, d_k="d_k", steps="T"):
         self.heads = check_size(heads, "number of heads", where=self.title)
         if not isinstance(self.heads, int):
@@ -108,15 +119,10 @@ class SelfAttention(_Attention):
 
     key, title = "self_attention", "SelfAttention"
 
-    def build(self, g, inputs, tag=""):
-        (x,) = inputs
-        layer = self.describe()
-        p, q, k, v = self.qkv(g, x, tag, layer)
-        s = self.scores(g, q, k, tag, layer)
+    def weights(self, g, s, tag, layer):
         soft = ops.softmax(s, axis=-1)
-        a = g.define(g.unique(f"A{tag}"), s.shape, soft.element, layer=layer,
-                     text=f"softmax({s.name}) over the keys")
-        return self.join(g, self.mix(g, a, v, tag, layer), p, tag, layer)
+        return g.define(g.unique(f"A{tag}"), s.shape, soft.element, layer=layer,
+                        text=f"softmax({s.name}) over the keys")
 
 
 class ArgmaxAttention(_Attention):
@@ -128,17 +134,15 @@ class ArgmaxAttention(_Attention):
 
     key, title = "argmax_attention", "ArgmaxAttention"
 
-    def build(self, g, inputs, tag=""):
-        (x,) = inputs
-        layer = self.describe()
-        p, q, k, v = self.qkv(g, x, tag, layer)
-        s = self.scores(g, q, k, tag, layer)
+    def weights(self, g, s, tag, layer):
         T = s.shape[-1]
-        a = g.define(g.unique(f"A{tag}"), s.shape,
-                     lambda *i: sp.KroneckerDelta(i[-1], g.argmax(T, lambda u: s[i[:-1] + (u,)])),
-                     layer=layer, text=f"onehot(argmax({s.name})) over the keys")
         g.notes.append(ARGMAX_NOTE)
-        return self.join(g, self.mix(g, a, v, tag, layer), p, tag, layer)
+
+        def onehot_argmax(*i):
+            return sp.KroneckerDelta(i[-1], g.argmax(T, lambda u: s[i[:-1] + (u,)]))
+
+        return g.define(g.unique(f"A{tag}"), s.shape, onehot_argmax, layer=layer,
+                        text=f"onehot(argmax({s.name})) over the keys")
 
     def program(self, wrt=None):
         return super().program([] if wrt is None else wrt)
