@@ -161,23 +161,35 @@ class DerivekitRunner:
 
 def derivekit_model(w, params):
     """The workload's network, defined with derive's layers and compiled by kernels."""
-    import derive as dv
-
     from . import compile as compile_net
 
-    m = w.model
-    if m["kind"] != "mlp":
-        raise NotImplementedError(f"{m['kind']} layers are not generated yet")
-    layers = []
-    for k in range(len(m["sizes"]) - 1):
-        layers.append(dv.Linear(m["sizes"][k], m["sizes"][k + 1]))
-        if k < len(m["sizes"]) - 2:
-            layers.append(dv.ReLU())
-    net = dv.Sequential(*layers, loss=dv.SoftmaxCrossEntropy())
+    net, names = derivekit_net(w)
     model = compile_net(net, dtype="float32", optimizer=w.optimizer, lr=w.lr)
     for name, value in params.items():
-        model.params[name][...] = value
+        model.params[names.get(name, name)][...] = value
     return model
+
+
+def derivekit_net(w):
+    """(Sequential, {workload parameter name: the Sequential's name}) for workload ``w``."""
+    import derive as dv
+
+    m = w.model
+    if m["kind"] == "mlp":
+        layers = []
+        for k in range(len(m["sizes"]) - 1):
+            layers.append(dv.Linear(m["sizes"][k], m["sizes"][k + 1]))
+            if k < len(m["sizes"]) - 2:
+                layers.append(dv.ReLU())
+        return dv.Sequential(*layers, loss=dv.SoftmaxCrossEntropy()), {}
+    if m["kind"] == "cnn":
+        flat = m["filters"] * (m["size"] // 2) ** 2
+        net = dv.Sequential(dv.Conv2d(m["channels"], m["filters"], 3, padding=1), dv.ReLU(),
+                            dv.MaxPool2d(2), dv.Flatten(), dv.Linear(flat, m["classes"]),
+                            loss=dv.SoftmaxCrossEntropy(),
+                            input_shape=(m["channels"], m["size"], m["size"]))
+        return net, {"K": "K1", "kb": "b1", "W": "W2", "b": "b2"}
+    raise NotImplementedError(f"{m['kind']} layers are not generated yet")
 
 
 def run_workload(w, peers, epochs, derivekit=True, log=print):

@@ -216,20 +216,99 @@ class Scope:
         return self.printer._print(extent(i))
 
 
-def lower(expr, scope, memo):
+class Shared:
+    """Reductions that several assignments compute alike, computed once.
+
+    The softmax cross-entropy's row-wise log-sum-exp appears in the loss (forward) and
+    again in the logits' adjoint (backward). The first assignment that computes such a
+    reduction (the *writer*) also stores it in a buffer indexed by the reduction's free
+    indices; later assignments read the buffer instead of looping again. Sharing is
+    sound because every tensor of a Program is assigned once, so the reduction's inputs
+    do not change between the writer and its readers.
+
+    ``new_buffer(shape)`` names a work array of that shape (the caller allocates it).
+    Only sums and log-sum-exps are shared (an argmax is an integer).
+    """
+
+    def __init__(self, assignments, new_buffer):
+        owners = {}  # key -> targets of the assignments computing it, in order
+        for a in assignments:
+            for r in sp.sympify(a.rhs).atoms(ISum, LogSumExp):
+                c = canonical(r)
+                if c is not None:
+                    owners.setdefault(c[0], [])
+                    if a.target not in owners[c[0]]:
+                        owners[c[0]].append(a.target)
+        self.writer = {k: t[0] for k, t in owners.items() if len(t) > 1}
+        self.new_buffer = new_buffer
+        self.buffers = {}  # key -> buffer name, once the writer has stored it
+        self.current = None  # target of the assignment being printed
+
+    def lookup(self, r):
+        """("read", element) or ("write", store(var) -> line) for reduction r, or None."""
+        c = canonical(r)
+        if c is None or c[0] not in self.writer:
+            return None
+        key, free = c
+        if self.writer[key] == self.current:
+            def store(var, printer):
+                if key not in self.buffers:
+                    self.buffers[key] = self.new_buffer(tuple(extent(i) for i in free))
+                subs = ", ".join(printer._print(i) for i in free)
+                return f"{self.buffers[key]}[{subs}] = {printer._print(var)}"
+            return "write", store
+        if key in self.buffers:
+            return "read", sp.IndexedBase(self.buffers[key])[tuple(free)]
+        return None
+
+
+def canonical(r):
+    """(text, free indices) naming reduction ``r`` up to the names of its indices, or None.
+
+    Bound indices are renamed in order of appearance; free indices are tried in every
+    order (there are few) and the smallest text wins, so ``lse_j z[n, j]`` and
+    ``lse_k z[m, k]`` get the same text with ``n`` and ``m`` as their free index.
+    """
+    fs = r.free_symbols
+    free = sorted((i for i in r.atoms(sp.Idx) if i in fs or i.label in fs), key=str)
+    if not free or len(free) > 3:
+        return None
+    bound, k = {}, 0
+    for op in sp.preorder_traversal(r):
+        if isinstance(op, IndexOp):
+            for i in op.indices:
+                if i not in bound:
+                    bound[i] = sp.Idx(f"_b{k}", (i.lower, i.upper))
+                    k += 1
+    best = None
+    for perm in itertools.permutations(free):
+        names = {i: sp.Idx(f"_f{k}", (i.lower, i.upper)) for k, i in enumerate(perm)}
+        text = sp.srepr(r.xreplace({**bound, **names}))
+        if best is None or text < best[0]:
+            best = (text, perm)
+    return best
+
+
+def lower(expr, scope, memo, shared=None):
     """``expr`` with every reduction replaced by a variable computed in ``scope``."""
     if isinstance(expr, IndexOp):
         key = expr
         if key not in memo:
-            memo[key] = _reduction(expr, scope, memo)
+            found = shared.lookup(expr) if shared is not None else None
+            if found and found[0] == "read":
+                memo[key] = found[1]
+            else:
+                memo[key] = _reduction(expr, scope, memo, shared)
+                if found:
+                    scope.pre[scope.depth(expr)].append(found[1](memo[key], scope.printer))
         return memo[key]
     if not expr.args or isinstance(expr, sp.Idx):
         return expr
-    args = [lower(a, scope, memo) for a in expr.args]
+    args = [lower(a, scope, memo, shared) for a in expr.args]
     return expr.func(*args) if any(a is not b for a, b in zip(args, expr.args)) else expr
 
 
-def _reduction(r, scope, memo):
+def _reduction(r, scope, memo, shared=None):
     """Emit the loops computing reduction ``r`` at the right level; return its variable."""
     # bound indices get fresh names so nested reductions never shadow each other
     fresh = [sp.Idx(str(scope.fresh(str(i.label))), i.upper + 1) for i in r.indices]
@@ -237,7 +316,7 @@ def _reduction(r, scope, memo):
     d = scope.depth(r)
     inner = Scope(scope.indices[:d] + fresh, scope.printer, scope.counter)
     inner.pre[:d + 1] = scope.pre[:d + 1]  # levels shared with the enclosing nest
-    body = lower(body, inner, memo)
+    body = lower(body, inner, memo, shared)
     p = scope.printer
     var = scope.fresh({ISum: "s", LogSumExp: "lse", Argmax: "arg"}[type(r)])
     v = p._print(var)
@@ -279,14 +358,16 @@ def _nest(loops, pres, body):
     return lines
 
 
-def loops(target, indices, rhs, printer, *, mode="=", lhs=None, counter=None, scalar=False):
+def loops(target, indices, rhs, printer, *, mode="=", lhs=None, counter=None, scalar=False,
+          shared=None):
     """Lines computing ``target[lhs or indices] (mode) rhs`` for every value of indices.
 
-    ``scalar`` targets (0-d tensors) are plain variables.
+    ``scalar`` targets (0-d tensors) are plain variables; ``shared`` (a :class:`Shared`)
+    lets reductions computed by an earlier assignment be read instead of recomputed.
     """
     counter = counter if counter is not None else itertools.count()
     scope = Scope(indices, printer, counter)
-    expr = lower(sp.sympify(rhs), scope, {})
+    expr = lower(sp.sympify(rhs), scope, {}, shared)
     subs, (expr,) = sp.cse([expr], symbols=(sp.Symbol(f"_c{next(counter)}_{k}")
                                             for k in itertools.count()))
     body = [f"{printer._print(s)} = {printer._print(v)}" for s, v in subs]
