@@ -1,11 +1,13 @@
 """Loop fusion: consecutive elementwise loop nests over the same ranges become one.
 
 After printing, ``z1 = x W1ᵀ`` (BLAS) ``+ b1`` (a loop) and ``a1 = relu(z1)`` (a loop)
-are two passes over the same [B, h] array; fusing them reads ``z1`` once. Two nests are
-fused only when both are *simple* (``for`` headers then plain statements, nothing
-hoisted between the loops), their ranges are equal, and the second reads the first's
-target only at the current element -- so every element is computed from the same
-values as before, in the same order.
+are two passes over the same [B, h] array; fusing them reads ``z1`` once. A convolution's
+nest (with its sum loops inside) takes the ReLU after it the same way.
+
+Two nests are fused only when their ``for`` headers have equal ranges, the first writes
+its targets only at the current element (not a scatter), and the second reads the
+first's targets only at the current element -- so every element is computed from the
+same values as before, in the same order.
 """
 from __future__ import annotations
 
@@ -14,9 +16,14 @@ import re
 HEADER = re.compile(r"^(\s*)for (\w+) in range\((.+)\):$")
 
 
-def simple_nest(lines):
-    """(loop variables, extents, body lines) if ``lines`` end in a simple nest, else None;
-    also returns how many leading lines come before the nest."""
+def nest(lines):
+    """(start, loop variables, extents, body) of the loop nest ``lines`` end with, or None.
+
+    ``start`` counts the set-up lines before the nest (a zero fill). The nest is the
+    longest chain of ``for`` headers each one level deeper than the last; its body may
+    hold deeper lines (a reduction's loops) but must end with a statement at the
+    innermost level, where a fused body is appended.
+    """
     for start in range(len(lines)):
         names, extents, depth = [], [], 0
         k = start
@@ -29,12 +36,12 @@ def simple_nest(lines):
             depth += 1
             k += 1
         body = lines[k:]
-        if names and body and all(line.startswith("    " * depth) and not
-                                  line[4 * depth:].startswith((" ", "for ", "if "))
-                                  for line in body):
-            return start, names, extents, [line[4 * depth:] for line in body]
-        if names or k > start:
-            continue
+        pad = "    " * depth
+        if (names and body and all(line.startswith(pad) for line in body)
+                and not body[-1][len(pad):].startswith((" ", "for ", "if "))):
+            return start, names, extents, [line[len(pad):] for line in body]
+        if names:
+            return None
     return None
 
 
@@ -48,15 +55,15 @@ def fuse(blocks):
     """Fuse a list of (target, lines) blocks; returns the fused lines with comments."""
     out = []  # list of [targets, lines]
     for target, lines in blocks:
-        if out and _fusable(out[-1], target, lines):
+        if out and _fusable(out[-1], lines):
             prev = out[-1]
-            start, names, extents, body = simple_nest(prev[1])
-            start2, names2, _, body2 = simple_nest(lines)
+            start, names, extents, body = nest(prev[1])
+            start2, names2, _, body2 = nest(lines)
             body2 = [_rename(s, dict(zip(names2, names))) for s in body2]
-            nest = [("    " * d) + f"for {n} in range({e}):"
-                    for d, (n, e) in enumerate(zip(names, extents))]
+            header = [("    " * d) + f"for {n} in range({e}):"
+                      for d, (n, e) in enumerate(zip(names, extents))]
             # the second block's set-up (a zero fill) goes before the fused loops
-            prev[1] = (prev[1][:start] + lines[:start2] + nest
+            prev[1] = (prev[1][:start] + lines[:start2] + header
                        + ["    " * len(names) + s for s in body + body2])
             prev[0].append(target)
         else:
@@ -68,16 +75,19 @@ def fuse(blocks):
     return lines
 
 
-def _fusable(prev, target, lines):
-    a, b = simple_nest(prev[1]), simple_nest(lines)
+def _fusable(prev, lines):
+    a, b = nest(prev[1]), nest(lines)
     if a is None or b is None or a[2] != b[2]:
         return False
     setup = "\n".join(lines[:b[0]])
     if any(re.search(rf"(?<![\w.]){re.escape(t)}(?!\w)", setup) for t in prev[0]):
         return False
+    here = ", ".join(a[1])
+    for t in prev[0]:  # the first nest writes each target at the current element only
+        if any(w != here for w in _writes(a[3], t)):
+            return False
     mapping = dict(zip(b[1], a[1]))
     body2 = "\n".join(_rename(s, mapping) for s in b[3])
-    here = ", ".join(a[1])
     for t in prev[0]:  # every read of an earlier target must be at the current element
         for m in re.finditer(rf"(?<![\w.]){re.escape(t)}\[([^\]]*)\]", body2):
             if m.group(1) != here:
@@ -85,3 +95,24 @@ def _fusable(prev, target, lines):
         if re.search(rf"(?<![\w.]){re.escape(t)}(?![\w\[])", body2):
             return False
     return True
+
+
+def _writes(body, target):
+    """The subscripts (text) at which the statements of ``body`` assign to ``target``
+    (None for an assignment to the whole name)."""
+    out = []
+    for line in body:
+        s = line.strip()
+        if not re.match(rf"{re.escape(target)}(?!\w)", s):
+            continue
+        rest, sub = s[len(target):], None
+        if rest.startswith("["):
+            depth = 0
+            for k, ch in enumerate(rest):
+                depth += {"[": 1, "]": -1}.get(ch, 0)
+                if depth == 0:
+                    sub, rest = rest[1:k], rest[k + 1:]
+                    break
+        if re.match(r"\s*(\+|-|\*|/)?=(?!=)", rest):
+            out.append(sub)
+    return out

@@ -310,6 +310,9 @@ def lower(expr, scope, memo, shared=None):
 
 def _reduction(r, scope, memo, shared=None):
     """Emit the loops computing reduction ``r`` at the right level; return its variable."""
+    while isinstance(r, ISum) and isinstance(r.body, ISum):
+        # Σ_c Σ_u Σ_v b = Σ_{c,u,v} b: one accumulator, not one per level
+        r = ISum(r.body.body, *r.indices, *r.body.indices)
     # bound indices get fresh names so nested reductions never shadow each other
     fresh = [sp.Idx(str(scope.fresh(str(i.label))), i.upper + 1) for i in r.indices]
     body = r.body.xreplace(dict(zip(r.indices, fresh)))
@@ -374,6 +377,38 @@ def loops(target, indices, rhs, printer, *, mode="=", lhs=None, counter=None, sc
     where = lhs if lhs is not None else indices
     ref = target if scalar else f"{target}[{', '.join(printer._print(i) for i in where)}]"
     op = "+=" if mode == "+=" else "="
-    body.append(f"{ref} {op} {printer._print(expr)}")
     loops_ = [(printer._print(i), scope.extent(i)) for i in indices]
-    return _nest(loops_, scope.pre, body)
+    guard = _zero_guard(expr, scope) if mode == "+=" and not subs else None
+    if guard is None:
+        body.append(f"{ref} {op} {printer._print(expr)}")
+        return _nest(loops_, scope.pre, body)
+    d, factor = guard
+    var = printer._print(scope.fresh("d"))
+    rest = expr.xreplace({factor: sp.Symbol(var)})
+    outer = _nest(loops_[:d], scope.pre[:d] + [scope.pre[d] + [
+        f"{var} = {printer._print(factor)}"]], [f"if {var} != 0:"])
+    inner = _nest(loops_[d:], [[]] + scope.pre[d + 1:], [f"{ref} {op} {printer._print(rest)}"])
+    return outer + [INDENT * (d + 1) + line for line in inner]
+
+
+def _zero_guard(expr, scope):
+    """(level, factor) to skip an accumulation's inner loops where a factor is zero.
+
+    In ``K_bar[f, c, u, v] += x[n, c, j+u, k+v] * y_bar[n, f, j, k]`` the factor ``y_bar``
+    is fixed inside the (c, u, v) loops, and after a ReLU and a max-pool most of it is
+    zero: testing it once skips 9 multiply-adds (as hand-written conv backward passes
+    do). Adding ``0 * x`` is skipped, which differs only if ``x`` is inf or NaN.
+    """
+    if not isinstance(expr, sp.Mul):
+        return None
+    best = None
+    for factor in expr.args:
+        if not isinstance(factor, sp.Indexed) or not factor.base.label.name.isidentifier():
+            continue
+        if any(str(s).startswith("_") for s in factor.free_symbols if isinstance(s, sp.Symbol)
+               and not isinstance(s, sp.Indexed) and s != factor.base.label):
+            continue
+        d = scope.depth(factor)
+        if 0 < d < len(scope.indices) and (best is None or d < best[0]):
+            best = (d, factor)
+    return best

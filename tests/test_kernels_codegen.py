@@ -1,0 +1,146 @@
+"""What the code generator does to make kernels fast, each checked for sameness.
+
+The speed-ups of kernels/codegen.py, kernels/printer.py and kernels/fuse.py only change
+*how* a derived assignment is computed: a reduction computed once and read twice, long
+sums printed with their loops outside, zero factors skipped, loop nests fused, float32
+literals in the update rules. Each is checked here by its text (it happened) and by its
+numbers (the kernel still equals derive.evaluate, the float64 oracle).
+"""
+import numpy as np
+import pytest
+
+import derive as dv
+from kernels import fuse, vjp
+from kernels.codegen import typed_literals
+
+
+@pytest.fixture(autouse=True, scope="module")
+def cache_dir(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DERIVEKIT_CACHE", str(tmp_path_factory.mktemp("kcache")))
+    yield
+    mp.undo()
+
+
+def mlp():
+    return dv.Sequential(dv.Linear(6, 5), dv.ReLU(), dv.Linear(5, 4),
+                         loss=dv.SoftmaxCrossEntropy())
+
+
+def conv_net():
+    return dv.Sequential(dv.Conv2d(1, 3, 3, padding=1), dv.ReLU(), dv.MaxPool2d(2),
+                         dv.Flatten(), dv.Linear(12, 4), loss=dv.SoftmaxCrossEntropy(),
+                         input_shape=(1, 4, 4))
+
+
+def train_step_source(model):
+    src = model.source
+    return src[src.index("def train_step"):src.index("def loss_step")]
+
+
+def check_step(net, x, y):
+    """The compiled train_step's loss and gradients against derive.evaluate (float64)."""
+    import kernels
+
+    model = kernels.compile(net, dtype="float64")
+    vals = {"x": x, "y": y, **{k: v.copy() for k, v in model.params.items()}}
+    loss, want = dv.evaluate(net, vals, wrt=list(model.params))
+    bufs = model.buffers(len(x), model.meta["signature"]["train"])
+    got = model.module.train_step(x, y, *model._param_list(), *bufs)
+    assert abs(got - loss) < 1e-12
+    for k, g in zip(model.params, model.meta["grads"]):
+        assert np.abs(model.grads[g] - want[k]).max() < 1e-10, k
+    return model
+
+
+def test_the_losses_log_sum_exp_is_computed_once_and_read_back():
+    rng = np.random.default_rng(1)
+    model = check_step(mlp(), rng.normal(size=(7, 6)), rng.integers(0, 4, 7))
+    step = train_step_source(model)
+    # forward computes log Σ exp once per row and stores it; the logits' adjoint reads it
+    assert step.count("np.log(") == 1
+    assert "_t0[" in step and "np.exp(-_t0[" in step
+    # the stored buffer is batch-sized, so the epoch slices it like every [B, ...] buffer
+    assert model.meta["buffers"]["_t0"] == ["B"]
+
+
+def test_long_sums_into_few_outputs_run_outside_in_and_skip_zeros():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(6, 1, 4, 4))
+    model = check_step(conv_net(), x, rng.integers(0, 4, 6))
+    step = train_step_source(model)
+    k_bar = step[step.index("# K1_bar"):]
+    lines = [s.strip() for s in k_bar.splitlines()]
+    # zero-filled, then the batch and pixel loops outside the kernel-entry loops ...
+    assert lines[1] == "K1_bar[...] = 0.0" and lines[2].startswith("for n in range(B)")
+    # ... and the upstream element tested once before the 9 multiply-adds it feeds
+    assert any(s.startswith("if _d_") and s.endswith(" != 0:") for s in lines)
+    # conv and its ReLU in one nest (fused though the conv nest holds the sum's loops)
+    assert "# y1, a1" in step
+
+
+def test_conv_kernel_with_zeros_in_the_upstream_equals_evaluate():
+    from derive.tensor.conv import Conv2d
+
+    rng = np.random.default_rng(3)
+    layer = Conv2d(2, 3, 3, padding=1)
+    vals = {"x": rng.normal(size=(2, 2, 5, 4)), "K": rng.normal(size=(3, 2, 3, 3)),
+            "b": rng.normal(size=3)}
+    out, _ = dv.evaluate(layer, vals)
+    upstream = rng.normal(size=out.shape) * (rng.random(out.shape) < 0.3)  # mostly zero
+    want_out, want = dv.evaluate(layer, vals, upstream=upstream)
+    got_out, got = vjp.run(layer, vals, upstream=upstream)
+    assert np.abs(got_out - want_out).max() <= 1e-10
+    for name in want:
+        assert np.abs(got[name] - want[name]).max() <= 1e-10, name
+
+
+# -- fusion rules ---------------------------------------------------------------------
+def nest(target, body, extents=("B", "4")):
+    names = ["i", "j"][:len(extents)]
+    head = ["    " * d + f"for {n} in range({e}):" for d, (n, e) in enumerate(zip(names, extents))]
+    return (target, head + ["    " * len(extents) + s for s in body])
+
+
+def test_elementwise_nests_over_equal_ranges_fuse():
+    out = fuse.fuse([nest("a", ["a[i, j] = z[i, j] + b[j]"]),
+                     nest("c", ["c[i, j] = max(a[i, j], 0.0)"])])
+    assert out[0] == "# a, c" and len([s for s in out if s.lstrip().startswith("for")]) == 2
+
+
+def test_a_nest_reading_a_neighbour_or_a_scatter_target_is_not_fused():
+    # reads a at another element: a[i, j] of the next row is not computed yet
+    out = fuse.fuse([nest("a", ["a[i, j] = z[i, j]"]), nest("c", ["c[i, j] = a[i, 0]"])])
+    assert "# a" in out and "# c" in out
+    # the first nest scatters: a[i, j] may still receive additions at later iterations
+    scatter = ("a", ["a[...] = 0.0"] + nest("a", ["a[i, r[i, j]] += z[i, j]"])[1])
+    out = fuse.fuse([scatter, nest("c", ["c[i, j] = 2*a[i, j]"])])
+    assert "# a" in out and "# c" in out
+    # different ranges
+    out = fuse.fuse([nest("a", ["a[i, j] = z[i, j]"]),
+                     nest("c", ["c[i, j] = a[i, j]"], extents=("B", "5"))])
+    assert "# a" in out and "# c" in out
+
+
+def test_a_nest_with_inner_loops_takes_the_next_elementwise_nest():
+    conv = nest("y", ["_s = 0.0", "for u in range(3):", "    _s += K[j, u]*x[i, j + u]",
+                      "y[i, j] = _s"])
+    out = fuse.fuse([conv, nest("a", ["a[i, j] = max(y[i, j], 0.0)"])])
+    assert out[0] == "# y, a"
+    assert out[-1].strip() == "a[i, j] = max(y[i, j], 0.0)" and out[-2].strip() == "y[i, j] = _s"
+
+
+# -- update rules in the parameters' precision ------------------------------------------
+def test_update_rules_get_float32_literals_but_keep_integer_exponents():
+    from kernels import optim
+
+    text = typed_literals(optim.make("adam").source(), "np.float32")
+    assert "(np.float32(1) - beta_1) * g" in text and "g ** 2" in text
+    assert "np.float32(2)" not in text
+    ns = {"np": np}
+    exec(compile(text, "<rule>", "exec"), ns)  # noqa: S102 - our own rule's source
+    args = [np.float32(v) for v in (0.5, 0.1, 0.0, 0.0, 1, 1e-3, 0.9, 0.999, 1e-8)]
+    theta, m, v = ns["adam"](*args)
+    assert theta.dtype == np.float32 and m.dtype == np.float32 and v.dtype == np.float32
+    want = optim.adam(*[float(a) for a in args])
+    assert np.allclose([theta, m, v], want, rtol=1e-6)
