@@ -12,6 +12,7 @@ dimension) followed by the raw values. Files may be gzip-compressed (``.gz``).
 from __future__ import annotations
 
 import gzip
+import io
 import os
 from dataclasses import dataclass
 
@@ -175,15 +176,49 @@ def digits(*, validation=0.2, seed=0, images=False, dtype=np.float64):
     dtype : dtype
         Float type of the inputs.
     """
-    from sklearn.datasets import load_digits
-
-    raw = load_digits()
-    X_tr, y_tr, X_va, y_va = split(raw.data, raw.target.astype(np.int64), validation, seed)
+    data, target = _digits_arrays()
+    X_tr, y_tr, X_va, y_va = split(data, target, validation, seed)
     X_tr, X_va = standardise(X_tr, X_va)
     if images:
         X_tr, X_va = X_tr.reshape(-1, 1, 8, 8), X_va.reshape(-1, 1, 8, 8)
     ds = Dataset(X_tr, y_tr, X_va, y_va, 10, "digits")
     return ds.astype(dtype)
+
+
+def _digits_arrays():
+    """(data [1797, 64] float64, target int64) from scikit-learn, kept in the kernel cache.
+
+    Importing sklearn.datasets takes about 1.4 s here, longer than loading compiled
+    kernels; a copy in the cache folder (keyed by scikit-learn's version) makes a warm
+    ``derivekit train`` start in well under a second.
+    """
+    from importlib import metadata
+
+    from . import cache
+
+    try:
+        version = metadata.version("scikit-learn")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    path = cache.folder() / f"digits-sklearn-{version}.npz"
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            data, target = f["data"], f["target"]
+        if data.shape == (1797, 64) and target.shape == (1797,):
+            return data, target
+    except (OSError, ValueError, KeyError):
+        pass  # missing or unreadable: read it from scikit-learn again
+    from sklearn.datasets import load_digits
+
+    raw = load_digits()
+    data, target = raw.data.astype(np.float64), raw.target.astype(np.int64)
+    buf = io.BytesIO()
+    np.savez(buf, data=data, target=target)
+    try:
+        cache.write_atomic(path, buf.getvalue())
+    except OSError:
+        pass  # a read-only cache only costs the import next time
+    return data, target
 
 
 # -- MNIST-style files ------------------------------------------------------------------

@@ -22,6 +22,22 @@ def test_digits_is_standardised_split_and_deterministic():
     assert np.array_equal(im.X.reshape(-1, 64), d.X.astype(np.float32))
 
 
+def test_digits_are_kept_in_the_cache_and_equal_sklearns(tmp_path, monkeypatch):
+    from sklearn.datasets import load_digits
+
+    monkeypatch.setenv("DERIVEKIT_CACHE", str(tmp_path))
+    first = data.digits()
+    saved = list(tmp_path.glob("digits-sklearn-*.npz"))
+    assert len(saved) == 1
+    raw = load_digits()
+    with np.load(saved[0]) as f:
+        assert np.array_equal(f["data"], raw.data) and np.array_equal(f["target"], raw.target)
+    again = data.digits()  # read from the cached copy
+    assert np.array_equal(first.X, again.X) and np.array_equal(first.y_val, again.y_val)
+    saved[0].write_bytes(b"not an npz")  # a damaged copy is read from sklearn again
+    assert np.array_equal(data.digits().X, first.X)
+
+
 @pytest.fixture(scope="module")
 def tiny_mnist(tmp_path_factory):
     rng = np.random.default_rng(0)
