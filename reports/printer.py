@@ -76,8 +76,16 @@ class DeriveLatexPrinter(LatexPrinter):
         # A multi-letter name (xc, var, mean) is one symbol, not a product of letters:
         # typeset it upright as textbooks do (\mathrm{var}); Greek names and modifiers
         # such as yhat -> \hat{y} are SymPy's and stay as they are.
+        name, supers, subs = split_super_sub(string)
+        if (len(name) > 1 and name.isalpha() and not supers and subs
+                and all(len(s) > 1 and s.isalpha() for s in subs)):
+            # a name of words (running_mean): one upright name, not running_{mean}
+            return r"\mathrm{%s}" % r"\_".join([name] + subs)
+        if len(subs) > 1 and all(s.isdigit() for s in subs) and not supers:
+            # the second conv output y1_2: y_{1,2}, not y_{1 2}
+            base = super()._deal_with_super_sub(name, style=style)
+            return "%s_{%s}" % (base, ",".join(subs))
         tex = super()._deal_with_super_sub(string, style=style)
-        name = split_super_sub(string)[0]
         if len(name) > 1 and name.isalpha() and tex.startswith(name):
             return r"\mathrm{%s}%s" % (name, tex[len(name):])
         return tex

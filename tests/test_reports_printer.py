@@ -16,6 +16,11 @@ S = sp.Symbol
     ("w11", r"w_{11}"),
     ("x_1", r"x_{1}"),
     ("yhat", r"\hat{y}"),
+    ("running_mean", r"\mathrm{running\_mean}"),  # words stay one upright name
+    ("running_var_bar", r"\bar{\mathrm{running\_var}}"),
+    ("W_hh", r"W_{hh}"),  # a letter with a word subscript keeps the subscript
+    ("y1_2", r"y_{1,2}"),  # numbered twice: comma, not a space
+    ("var", r"\mathrm{var}"),
 ])
 def test_symbol_names(name, tex):
     assert latex(S(name)) == tex
