@@ -143,7 +143,8 @@ def _one_epoch(model, ds, X, y, epoch, total, batch_size, seed):
     t0 = time.perf_counter()
     loss, acc = model.run_epoch(X, y, order, lrs, batch_size)
     seconds = time.perf_counter() - t0
-    if not math.isfinite(loss) or not all(np.isfinite(p).all() for p in model.params.values()):
+    arrays = [*model.params.values(), *model.stats.values()]
+    if not math.isfinite(loss) or not all(np.isfinite(a).all() for a in arrays):
         _restore(model, snapshot)
         warnings.warn(f"epoch {epoch + 1}: loss became {loss}; stopped, keeping the "
                       f"parameters of epoch {epoch}", TrainingWarning, stacklevel=3)
@@ -159,13 +160,15 @@ def _one_epoch(model, ds, X, y, epoch, total, batch_size, seed):
 def _copy(model):
     return ({k: v.copy() for k, v in model.params.items()},
             {p: {s: v.copy() for s, v in st.items()} for p, st in model.state.items()},
-            model.step)
+            model.step, {k: v.copy() for k, v in model.stats.items()})
 
 
 def _restore(model, snapshot):
-    params, state, step = snapshot
+    params, state, step, stats = snapshot
     for k, v in params.items():
         model.params[k][...] = v
+    for k, v in stats.items():
+        model.stats[k][...] = v
     for p, st in state.items():
         for s, v in st.items():
             model.state[p][s][...] = v

@@ -9,6 +9,11 @@ describes the parameters; every module exposes the same three functions:
     the network's output (before the loss) for every row of X, in eval mode;
 ``evaluate(X, y, *params)``
     (loss sum, correct) without updating anything.
+
+Networks with BatchNorm carry running statistics (``Model.stats``) that training
+updates and eval mode reads; Dropout masks are drawn inside ``epoch`` by a generator
+seeded per call from the Model's seed and its step count (so the same seed gives the
+same run, and a resumed run draws what an uninterrupted one would).
 """
 from __future__ import annotations
 
@@ -36,6 +41,9 @@ class Model:
         The optimizer fused into the epoch kernel.
     state : dict
         Optimizer state ``{param: {state name: array}}``.
+    stats : dict
+        Running statistics by name (BatchNorm's ``running_mean<k>``, ``running_var<k>``),
+        updated in place by training, read by evaluate/predict; saved in checkpoints.
     step : int
         Optimizer steps taken so far (Adam's ``t``).
     history : list of dict
@@ -50,6 +58,7 @@ class Model:
         self.module = module
         self.dtype = np.dtype(dtype)
         self.optimizer = optimizer
+        self.seed = seed
         shapes = {name: tuple(shape) for name, shape in meta["params"]}
         # one flat vector holds every parameter (the views below share its memory), so
         # the fused update is a single loop; gradients and states are laid out alike
@@ -59,6 +68,8 @@ class Model:
         overrides = {n: "ones" for n in shapes if n.startswith("gamma")}
         for name, value in initialise(shapes, init, seed=seed, overrides=overrides).items():
             self.params[name][...] = value
+        self.stats = {name: np.full(shape, initial, self.dtype)
+                      for name, shape, initial in meta.get("stats", [])}
         self._reset_state()
         self.step = 0
         self.history = []
@@ -116,7 +127,17 @@ class Model:
 
     # -- kernels ------------------------------------------------------------------------
     def _param_list(self):
-        return [self.params[name] for name, _ in self.meta["params"]]
+        """Parameters, then running statistics: the leading arguments of every kernel."""
+        return ([self.params[name] for name, _ in self.meta["params"]]
+                + [self.stats[name] for name, _, _ in self.meta.get("stats", [])])
+
+    def _mask_seed(self):
+        """[seed of numba's generator for this epoch call] when the network has masks."""
+        masks = self.meta.get("masks", [])
+        if not masks:
+            return []
+        entropy = [int(self.seed), int(self.step)] + [seed for _, _, seed in masks]
+        return [int(np.random.default_rng(entropy).integers(1, 2 ** 63))]  # xorshift: not 0
 
     def buffers(self, rows, names):
         """Work arrays with the batch axis ``rows`` long (gradients: views of ``grad``)."""
@@ -140,6 +161,9 @@ class Model:
     def run_epoch(self, X, y, order, lrs, batch_size):
         """One compiled epoch over ``order``; returns (mean loss, accuracy)."""
         opt, bs = self.optimizer, int(batch_size)
+        if self.meta.get("running") and (bs == 1 or len(order) % bs == 1):
+            raise InputError(f"BatchNorm needs at least 2 samples per minibatch; batch size "
+                             f"{bs} over {len(order)} samples leaves one of 1")
         x2 = self._input_buffer(bs)
         xb = x2.reshape((bs,) + self.input_shape)
         yb = self._label_buffer(bs)
@@ -147,7 +171,7 @@ class Model:
             "epoch", X.reshape(len(X), -1), y, order, np.asarray(lrs, np.float64), bs,
             int(self.step), opt.hyper_values(), float(opt.weight_decay), self.theta,
             self.grad, *self.flat_state, x2, xb, yb, *self._param_list(),
-            *self.buffers(bs, self.meta["signature"]["train"]))
+            *self.buffers(bs, self.meta["signature"]["train"]), *self._mask_seed())
         self.step += -(-len(order) // bs)
         return loss / len(order), correct / len(order)
 
@@ -200,6 +224,7 @@ class Model:
         arrays = {f"param/{k}": v for k, v in self.params.items()}
         for p, st in self.state.items():
             arrays.update({f"state/{p}/{s}": v for s, v in st.items()})
+        arrays.update({f"stat/{k}": v for k, v in self.stats.items()})
         header = {"fingerprint": self.fingerprint(), "description": self.meta["description"],
                   "params": self.meta["params"], "optimizer": self.optimizer.name,
                   "step": self.step, "history": self.history}
@@ -224,8 +249,13 @@ class Model:
         if header["fingerprint"] != self.fingerprint():
             raise InputError(f"checkpoint is from another model ({header['description']}), "
                              f"not {self.meta['description']}", where=where)
+        missing = [k for k in self.stats if f"stat/{k}" not in arrays]
+        if missing:
+            raise InputError(f"checkpoint has no running statistic '{missing[0]}'", where=where)
         for k in self.params:
             self.params[k][...] = arrays[f"param/{k}"]
+        for k in self.stats:
+            self.stats[k][...] = arrays[f"stat/{k}"]
         if header["optimizer"] == self.optimizer.name:
             for p, st in self.state.items():
                 for s in st:

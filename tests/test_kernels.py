@@ -117,16 +117,6 @@ def test_network_train_step_equals_evaluate(which):
         assert "np.dot(z3_bar.T, a2, W3_bar)" in src
 
 
-def test_training_kernel_refuses_what_it_cannot_do_yet():
-    import kernels
-    from derive.errors import UnsupportedError
-
-    net = dv.Sequential(dv.Linear(4, 3), dv.Dropout(0.5), dv.Linear(3, 2),
-                        loss=dv.SoftmaxCrossEntropy())
-    with pytest.raises(UnsupportedError, match="Dropout masks"):
-        kernels.compile(net)
-
-
 # -- the printer -------------------------------------------------------------------------
 def test_printer_functions_and_conventions():
     x, y = sp.symbols("x y")

@@ -117,8 +117,12 @@ class BatchNorm(_Norm):
         (x,) = inputs
         layer = self.describe()
         feature_size(x, self.features, f"y{tag}", layer)
-        rm = g.leaf(f"running_mean{tag}", (self.features,), role="state")
-        rv = g.leaf(f"running_var{tag}", (self.features,), role="state")
+        # each state names the batch statistic it estimates (eval mode reads the state in
+        # its place) and its starting value (PyTorch's: mean 0, variance 1)
+        rm = g.leaf(f"running_mean{tag}", (self.features,), role="state",
+                    estimates=f"mu{tag}", initial=0)
+        rv = g.leaf(f"running_var{tag}", (self.features,), role="state",
+                    estimates=f"var{tag}", initial=1)
         if not self.train:
             return self.eval_out(g, x, rm, rv, tag, layer)
         xhat, size = self.statistics(g, x, tag, layer)
