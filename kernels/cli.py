@@ -6,6 +6,7 @@ A config is YAML (``safe_load``; every value is data, layer specs are parsed wit
     model:
       layers: ["linear(64, 128)", relu, "linear(128, 10)"]
       loss: cross_entropy
+      input_shape: [1, 8, 8]     # optional: one sample's shape; the data is read as it
     data: digits                 # or {mnist: {images: F, labels: F}} or {npz: F}
     optimizer: {name: sgd, lr: 0.1}
     schedule: constant           # or {name: cosine}
@@ -133,7 +134,12 @@ def build_net(model_cfg, where="model"):
         raise InputError("layers must be a non-empty list", where=f"{where}.layers")
     built = [make(s, k) for k, s in enumerate(layers)]
     loss = make(model_cfg.get("loss", "cross_entropy"), "loss")
-    return dt.Sequential(*built, loss=loss)
+    shape = model_cfg.get("input_shape")
+    if shape is not None and not (isinstance(shape, list) and shape
+                                  and all(isinstance(d, int) and d > 0 for d in shape)):
+        raise InputError(f"input_shape must be a list of positive sizes, e.g. [1, 8, 8], "
+                         f"got {shape!r}", where=f"{where}.input_shape")
+    return dt.Sequential(*built, loss=loss, input_shape=tuple(shape) if shape else None)
 
 
 def load_data(spec, seed=0):
@@ -168,6 +174,8 @@ def train_main(argv=None):
     model = kernels.compile(net, dtype=cfg["dtype"], optimizer=name, schedule=schedule,
                             seed=cfg["seed"], init=cfg["init"], **opt)
     compiled = time.perf_counter() - t0
+    if ds.input_shape != model.input_shape:  # flat digits for a conv net: read as images
+        ds = ds.reshaped(model.input_shape)
     kernels.fit(model, ds, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
                 seed=cfg["seed"], checkpoint=args.checkpoint,
                 progress=not args.no_progress and args.format == "text")

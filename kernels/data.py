@@ -58,6 +58,18 @@ class Dataset:
         return Dataset(cast(self.X), self.y, cast(self.X_val), self.y_val,
                        self.n_classes, self.name)
 
+    def reshaped(self, input_shape):
+        """The same samples with each input reshaped to ``input_shape`` (the flat digits
+        as [1, 8, 8] images for a conv net); ShapeError if the sizes differ."""
+        input_shape = tuple(int(d) for d in input_shape)
+        if int(np.prod(input_shape)) != int(np.prod(self.input_shape)):
+            raise ShapeError(f"samples of shape {self.input_shape} cannot be read as "
+                             f"{input_shape}: {int(np.prod(self.input_shape))} values, not "
+                             f"{int(np.prod(input_shape))}", where=self.name)
+        shape = (lambda a: None if a is None else a.reshape((len(a),) + input_shape))
+        return Dataset(shape(self.X), self.y, shape(self.X_val), self.y_val, self.n_classes,
+                       self.name)
+
     def __repr__(self):
         n_val = 0 if self.X_val is None else len(self.X_val)
         return (f"Dataset({self.name!r}: {len(self.X)} train + {n_val} validation, "

@@ -39,6 +39,33 @@ def test_config_file_and_flags(tmp_path, capsys):
     assert os.path.exists(res["files"][0])
 
 
+def test_the_conv_example_reads_the_flat_digits_as_images(tmp_path, capsys):
+    from pathlib import Path
+
+    cfg = Path(__file__).resolve().parent.parent / "examples" / "train" / "digits_cnn.yaml"
+    out = tmp_path / "cnn"
+    assert cli.train_main([str(cfg), "--no-progress", "--format", "json", "--epochs", "3",
+                           "--out", str(out)]) == 0
+    res = json.loads(capsys.readouterr().out)
+    # 3 epochs of the W4 conv net on 1x8x8 digits: well past chance (10%)
+    assert res["final"]["val_accuracy"] > 0.85
+    with np.load(out / "weights.npz") as w:
+        assert w["param/K1"].shape == (8, 1, 3, 3)
+
+
+def test_data_that_cannot_take_the_models_input_shape_is_one_line(tmp_path):
+    from derive.errors import ShapeError
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model: {layers: ['conv2d(1, 2, 3)', flatten, 'linear(84, 10)'], "
+                   "loss: ce, input_shape: [1, 8, 9]}\nepochs: 1\n"
+                   f"out: {tmp_path / 'o'}\n")
+    with pytest.raises(ShapeError, match=r"samples of shape \(64,\) cannot be read as "
+                                         r"\(1, 8, 9\)") as err:
+        cli.train_main([str(cfg), "--no-progress"])
+    assert "\n" not in str(err.value)
+
+
 @pytest.mark.parametrize("text, message", [
     ("epochz: 3\n", r"unknown key\(s\) \['epochz'\]"),
     ("model: {layers: ['linear(64, 10)', 'frobnicate'], loss: ce}\n",
@@ -46,6 +73,8 @@ def test_config_file_and_flags(tmp_path, capsys):
     ("model: {layers: ['linear(64, 10)', '__import__(\"os\")'], loss: ce}\n", "literal|name"),
     ("data: {csv: x.csv}\n", "data: data"),
     ("[1, 2\n", "not valid YAML"),
+    ("model: {layers: ['linear(64, 10)'], loss: ce, input_shape: 8}\n",
+     r"model.input_shape: input_shape must be a list"),
 ])
 def test_bad_configs_are_one_line(tmp_path, text, message):
     cfg = tmp_path / "bad.yaml"
