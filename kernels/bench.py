@@ -189,6 +189,12 @@ def derivekit_net(w):
                             loss=dv.SoftmaxCrossEntropy(),
                             input_shape=(m["channels"], m["size"], m["size"]))
         return net, {"K": "K1", "kb": "b1", "W": "W2", "b": "b2"}
+    if m["kind"] == "rnn":
+        # h_0 = 0 inside a Sequential; logits from the last state h_T, as the peers do
+        net = dv.Sequential(dv.RNN(m["d"], m["hidden"], steps=m["T"], output="last"),
+                            dv.Linear(m["hidden"], m["classes"]),
+                            loss=dv.SoftmaxCrossEntropy(), input_shape=(m["T"], m["d"]))
+        return net, {"Wx": "W_xh1", "Wh": "W_hh1", "bh": "b1", "Wo": "W2", "bo": "b2"}
     raise NotImplementedError(f"{m['kind']} layers are not generated yet")
 
 

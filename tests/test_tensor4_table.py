@@ -43,7 +43,7 @@ def _cat(t, prefix, gates):
 
 
 def torch_rnn(t, layer):
-    h, out = t["h0"], []
+    h, out = t["h0"] if "h0" in t else 0 * t["x"][:, 0] @ t["W_xh"].T, []
     for s in range(t["x"].shape[1]):
         pre = h @ t["W_hh"].T + t["x"][:, s] @ t["W_xh"].T + t.get("b", 0)
         h = pre.tanh() if layer.nonlinearity == "tanh" else pre
@@ -128,6 +128,7 @@ ROWS = [
     Row("rnn_T3", lambda: RNN(steps=3), torch_rnn),
     Row("rnn_T2_linear_last", lambda: RNN(steps=2, nonlinearity="identity", output="last"),
         torch_rnn),
+    Row("rnn_T3_from_zeros", lambda: RNN(steps=3, h0="zeros"), torch_rnn),
     Row("lstm_cell", lambda: LSTMCell(), torch_lstm),
     Row("gru_cell", lambda: GRUCell(), torch_gru),
     Row("embedding", lambda: Embedding(), lambda t, _: t["W"][t["w"]]),

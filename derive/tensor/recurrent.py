@@ -5,7 +5,9 @@ layout ``W: [out, in]``); gradients derived by the engine.
   + b`` through tanh, per example).
 * :class:`RNN`: the cell unrolled over ``T`` steps with shared weights (backprop through
   time); the derivation shows ``∂h_T/∂h_0 = Π_t diag(f'(a_t)) W_hh``, checked against the
-  derived adjoint.
+  derived adjoint. Each step reads its input as a node ``x_t = x[:, t, :]`` so every
+  per-step product is a matrix product; from ``h0="zeros"`` (and in a Sequential) the
+  first step has no recurrent term.
 * :class:`LSTMCell`: gates in the order **i, f, o, g** (input, forget, output, candidate;
   the classic course layout), each ``σ`` or ``tanh`` of its own ``x W_xqᵀ + h W_hqᵀ + b_q``;
   ``c' = f ⊙ c + i ⊙ g``, ``h' = o ⊙ tanh(c')``; the output is ``[h'; c']: [B, 2, h]``.
@@ -60,6 +62,10 @@ class _Recurrent(Layer4):
         return [("x", (BATCH, self.input_size), "input", "float", {}),
                 ("h", (BATCH, self.hidden_size), "input", "float", {})]
 
+    @property
+    def n_inputs(self):
+        return len(self.input_specs())
+
 
 class RNNCell(_Recurrent):
     """``h' = tanh(h W_hhᵀ + x W_xhᵀ + b)`` (``nonlinearity="identity"`` drops the tanh).
@@ -88,14 +94,21 @@ class RNNCell(_Recurrent):
         return shapes
 
     def step(self, g, x, h, p, tag, layer, name=None):
-        """One step: nodes ``a{tag}`` and ``h_next{tag}`` (or ``name``)."""
+        """One step: nodes ``a{tag}`` and ``h_next{tag}`` (or ``name``).
+
+        ``h=None`` is the zero state: the recurrent term ``h W_hhᵀ`` is then absent.
+        """
         check_width(x, self.input_size, layer, f"a{tag}")
-        check_width(h, self.hidden_size, layer, f"a{tag}")
+        if h is not None:
+            check_width(h, self.hidden_size, layer, f"a{tag}")
         b = p.get("b")
-        a = g.define(g.unique(f"a{tag}"), h.shape,
-                     lambda n, i: affine(g, p["W_hh"], h, n, i, self.hidden_size)
-                     + affine(g, p["W_xh"], x, n, i, self.input_size) + (b[i] if b else 0),
-                     layer=layer, text=f"{h.name} @ W_hh.T + {x.name} @ W_xh.T + b")
+        shape = (x.shape[0], self.hidden_size)
+        recur = (lambda n, i: affine(g, p["W_hh"], h, n, i, self.hidden_size)) \
+            if h is not None else (lambda n, i: 0)
+        text = (f"{h.name} @ W_hh.T + " if h is not None else "") + f"{x.name} @ W_xh.T + b"
+        a = g.define(g.unique(f"a{tag}"), shape,
+                     lambda n, i: recur(n, i) + affine(g, p["W_xh"], x, n, i, self.input_size)
+                     + (b[i] if b else 0), layer=layer, text=text)
         act = ACTIVATIONS[self.nonlinearity]
         return g.define(name or g.unique(f"{self.out_base}{tag}"), a.shape,
                         lambda n, i: act(a[n, i]), layer=layer,
@@ -107,18 +120,25 @@ class RNNCell(_Recurrent):
 
 
 class RNN(RNNCell):
-    """The RNN cell unrolled over ``steps`` time steps on ``x: [B, T, d]`` from ``h0``.
+    """The RNN cell unrolled over ``steps`` time steps on ``x: [B, T, d]``.
 
     ``output="all"`` gives ``hs: [B, T, h]`` (every hidden state), ``"last"`` gives h_T.
+    ``h0="input"`` (default) reads the initial state ``h0: [B, h]`` as a second input of
+    the standalone layer; ``h0="zeros"`` starts from ``h_0 = 0``, so the layer reads only
+    ``x`` and the first step is ``h_1 = tanh(x_1 W_xhᵀ + b)``. Inside a
+    :class:`~derive.tensor.model.Sequential`, which feeds a layer one input, the RNN
+    starts from zeros either way.
 
     >>> [n for n in RNN(steps=2).graph().nodes if n.startswith("h")]
     ['h0', 'h1', 'h2', 'hs']
+    >>> [n for n in RNN(steps=2, h0="zeros").graph().nodes if n.startswith("h")]
+    ['h1', 'h2', 'hs']
     """
 
     key, title, out_base = "rnn", "RNN", "hs"
 
     def __init__(self, input_size="d", hidden_size="h", steps=3, bias=True,
-                 nonlinearity="tanh", output="all"):
+                 nonlinearity="tanh", output="all", h0="input"):
         super().__init__(input_size, hidden_size, bias, nonlinearity)
         self.steps = check_size(steps, "sequence length", where="RNN")
         if not isinstance(self.steps, int):
@@ -126,17 +146,22 @@ class RNN(RNNCell):
                              where="RNN")
         if output not in ("all", "last"):
             raise InputError(f"output must be 'all' or 'last', got {output!r}", where="RNN")
-        self.output = output
+        if h0 not in ("input", "zeros"):
+            raise InputError(f"h0 must be 'input' or 'zeros', got {h0!r}", where="RNN")
+        self.output, self.h0 = output, h0
 
     def options(self):
-        return {**super().options(), "steps": self.steps, "output": self.output}
+        opts = {**super().options(), "steps": self.steps, "output": self.output}
+        return opts if self.h0 == "input" else {**opts, "h0": self.h0}
 
     def input_specs(self):
-        return [("x", (BATCH, self.steps, self.input_size), "input", "float", {}),
-                ("h0", (BATCH, self.hidden_size), "input", "float", {})]
+        x = ("x", (BATCH, self.steps, self.input_size), "input", "float", {})
+        if self.h0 == "zeros":
+            return [x]
+        return [x, ("h0", (BATCH, self.hidden_size), "input", "float", {})]
 
     def build(self, g, inputs, tag=""):
-        x, h = inputs
+        x, h = inputs if len(inputs) == 2 else (inputs[0], None)
         layer = self.describe()
         if len(x.shape) != 3 or x.shape[1] != self.steps:
             raise ShapeError(f"shapes {shape_str(x.shape)} and [B, {self.steps}, "
@@ -145,11 +170,12 @@ class RNN(RNNCell):
         p = self.add_params(g, tag)
         states = [h]
         for t in range(1, self.steps + 1):
-            xt = _Slice(x, t - 1)
+            xt = step_input(g, x, t, tag, layer)
             states.append(self.step(g, xt, states[-1], p, f"{tag}_{t}" if tag else str(t),
                                     layer, name=g.unique(f"h{tag}_{t}" if tag else f"h{t}")))
-        g.checks.append(lambda view: bptt_section(view, self, [s.name for s in states],
-                                                  p["W_hh"].name))
+        names = [None if s is None else s.name for s in states]
+        if h is not None or self.steps > 1:  # from zeros, one step has no recurrence
+            g.checks.append(lambda view: bptt_section(view, self, names, p["W_hh"].name))
         if self.output == "last":
             return states[-1]
         hs = states[1:]
@@ -160,39 +186,41 @@ class RNN(RNNCell):
                         layer=layer, text="stack(" + ", ".join(s.name for s in hs) + ")")
 
 
-class _Slice:
-    """``x[:, t, :]`` of a [B, T, d] tensor, read as a [B, d] operand."""
-
-    def __init__(self, x, t):
-        self.x, self.t = x, t
-        self.shape = (x.shape[0], x.shape[2])
-        self.name = f"{x.name}[:, {t}]"
-
-    def __getitem__(self, idx):
-        n, j = idx
-        return self.x[n, self.t, j]
+def step_input(g, x, t, tag, layer):
+    """``x_t[n, j] = x[n, t - 1, j]``: step t's input as its own [B, d] node, so that
+    ``x_t W_xhᵀ`` and ``W̄_xh = Σ_t ā_tᵀ x_t`` are plain matrix products (BLAS)."""
+    return g.define(g.unique(f"x{tag}_{t}" if tag else f"x{t}"), (x.shape[0], x.shape[2]),
+                    lambda n, j: x[n, t - 1, j], layer=layer, text=f"{x.name}[:, {t - 1}, :]")
 
 
 def bptt_section(view, layer, states, w_hh):
-    """∂h_T/∂h_0 as the product of the step Jacobians, checked against the derived h̄0."""
+    """∂h_T/∂h_s as the product of the step Jacobians, checked against the derived h̄_s.
+
+    ``s = 0`` when the initial state is an input; from a zero state (``states[0]`` is None)
+    the product starts at ``h_1``, the first state that depends on W_hh's use.
+    """
     from ..derivation import Section, Step
 
-    T = layer.steps
-    J = [sp.MatrixSymbol(f"J_{t}", layer.hidden_size, layer.hidden_size) for t in range(1, T + 1)]
-    product = sp.MatMul(*reversed(J), evaluate=False) if T > 1 else J[0]
+    T, s = layer.steps, 0 if states[0] is not None else 1
+    J = [sp.MatrixSymbol(f"J_{t}", layer.hidden_size, layer.hidden_size)
+         for t in range(s + 1, T + 1)]
+    product = sp.MatMul(*reversed(J), evaluate=False) if len(J) > 1 else J[0]
     w = sp.MatrixSymbol("W_hh", layer.hidden_size, layer.hidden_size)
     local = (sp.Function("diag")(1 - sp.Symbol("h_t") ** 2) if layer.nonlinearity == "tanh"
              else sp.Symbol("I"))
+    chain = f"h̄_T J_T ⋯ J_{s + 1}"
     steps = [Step(sp.Symbol("J_t"), [sp.Mul(local, w, evaluate=False)],
                   note="∂h_t/∂h_{t-1} for one example (h_t = f(W_hh h_{t-1} + W_xh x_t + b))"),
-             Step(sp.Derivative(sp.Symbol(f"h_{T}"), sp.Symbol("h_0")), [product],
+             Step(sp.Derivative(sp.Symbol(f"h_{T}"), sp.Symbol(f"h_{s}")), [product],
                   note="backprop through time multiplies one Jacobian per step")]
     text = ("The same W_hh is used at every step, so W̄_hh = Σ_t ā_tᵀ h_{t-1}: one "
-            "contribution per step. The error reaching h_0 is h̄_T J_T ⋯ J_1; with |f'| <= 1 "
+            f"contribution per step. The error reaching h_{s} is {chain}; with |f'| <= 1 "
             "its size is governed by powers of W_hh (vanishing or exploding gradients).")
-    err = _check_product(view, layer, states, w_hh)
+    if s:
+        text += " The initial state is h_0 = 0, so the step t = 1 adds no W_hh term."
+    err = _check_product(view, layer, states[s:], w_hh)
     if err is not None:
-        steps[-1].note += f"; h̄0 = h̄_T J_T⋯J_1 holds: max |difference| = {err:.1e}"
+        steps[-1].note += f"; h̄{s} = {chain} holds: max |difference| = {err:.1e}"
     return Section(f"{layer.title}: backprop through time", steps, text=text)
 
 
