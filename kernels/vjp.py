@@ -18,6 +18,7 @@ from derive.errors import InputError
 
 from . import cache
 from .codegen import HEADER_VJP, JIT, Statements, indent
+from .printer import helpers
 
 
 def source(prog, dtype="float64"):
@@ -33,7 +34,8 @@ def source(prog, dtype="float64"):
     args = leaves + [prog.seed] + bufs
     ret = prog.output if not prog.tensors[prog.output].shape else "0.0"
     fn = [JIT, f"def vjp({', '.join(args)}):"] + indent(dims + body + [f"return {ret}"])
-    text = HEADER_VJP.format(title=prog.title) + "\n" + "\n".join(fn) + "\n"
+    code = "\n".join(fn)
+    text = HEADER_VJP.format(title=prog.title) + helpers(code) + "\n" + code + "\n"
     return text, {"leaves": leaves, "buffers": bufs, "temps": dict(st.temps)}
 
 

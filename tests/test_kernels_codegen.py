@@ -144,3 +144,38 @@ def test_update_rules_get_float32_literals_but_keep_integer_exponents():
     assert theta.dtype == np.float32 and m.dtype == np.float32 and v.dtype == np.float32
     want = optim.adam(*[float(a) for a in args])
     assert np.allclose([theta, m, v], want, rtol=1e-6)
+
+
+# -- float32 tanh -------------------------------------------------------------------------
+def test_float32_kernels_use_the_rational_tanh_and_float64_kernels_keep_libm():
+    import sympy as sp
+
+    from kernels.printer import TANH_F32, NumbaPrinter, helpers
+
+    x = sp.Symbol("x")
+    assert NumbaPrinter(float_type="np.float32").doprint(sp.tanh(x)) == "tanh_f32(x)"
+    assert NumbaPrinter().doprint(sp.tanh(x)) == "np.tanh(x)"
+    assert helpers("h = tanh_f32(a)") == TANH_F32 and helpers("h = np.tanh(a)") == ""
+    from numba import njit
+
+    ns = {"np": np, "njit": njit}
+    src = TANH_F32.replace("cache=True, ", "")  # exec'd source has no file to cache beside
+    exec(compile(src, "<tanh_f32>", "exec"), ns)  # noqa: S102 - our own source
+    f = ns["tanh_f32"]
+
+    @njit
+    def apply(v, out):
+        for i in range(v.size):
+            out[i] = f(v[i])
+
+    v = np.concatenate([np.linspace(-12, 12, 200001), [0.0, 1e-5, -3e-4, 7.9, 8.0, 50.0]])
+    v = v.astype(np.float32)
+    out = np.empty_like(v)
+    apply(v, out)
+    assert out.dtype == np.float32
+    # a few float32 ulps from the float64 tanh everywhere (saturation included), 0 at 0
+    assert np.abs(out - np.tanh(v.astype(np.float64))).max() < 4e-7
+    assert out[-6] == 0.0 and out[-5] == np.float32(1e-5)
+    nan = np.array([np.nan], np.float32)
+    apply(nan, nan)
+    assert np.isnan(nan[0])
