@@ -27,7 +27,7 @@ import sympy as sp
 
 from derive.errors import UnsupportedError
 from derive.tensor import matrix as M
-from derive.tensor.index import Argmax, ISum, extent
+from derive.tensor.index import IndexOp, ISum, extent
 
 from .fuse import fuse
 from .modes import draw_masks, eval_program, mask_info, mask_setup, stat_info
@@ -180,7 +180,12 @@ class Statements:
         result is the same to the last bit.
         """
         r = a.rhs
-        if not (a.indices and isinstance(r, ISum) and not r.atoms(Argmax)):
+        if not (a.indices and isinstance(r, ISum)):
+            return None
+        while isinstance(r.body, ISum):  # Σ_n Σ_j b = Σ_{n,j} b
+            r = ISum(r.body.body, *r.indices, *r.body.indices)
+        if r.body.atoms(IndexOp):
+            # an inner reduction of the outputs' indices would be recomputed per term
             return None
 
         def size(indices):
@@ -272,23 +277,16 @@ class Kernel(Statements):
         fwd = self.statements(p.forward)
         upd = self.statements(p.updates)  # running statistics, from this batch's forward
         bwd = [f"{p.seed} = {self.printer._one()}"] + self.statements(p.backward)
+        # evaluate/forward run the eval-mode forward (no masks, running statistics);
+        # printing an assignment again names new BLAS temporaries, so each function's
+        # buffers are read off its own printed lines
         ev = self.eval_statements()
-        if ev is self:
-            pred = self.statements(self.forward_until(self.pred))
-            train_bufs = self.buffers()
-            fwd_names = {a.target for a in p.forward}
-            fwd_bufs = [b for b in train_bufs if b in fwd_names or (b.startswith("_t") and
-                        any(b in line for line in fwd))]
-            pred_names = {a.target for a in self.forward_until(self.pred)}
-            pred_bufs = [b for b in fwd_bufs if b in pred_names or any(b in line for line in pred)]
-            loss = fwd
-        else:  # evaluate/forward run the eval-mode forward (no masks, running statistics)
-            train_bufs = self.masks + self.buffers()
-            loss = ev.statements(ev.prog.forward)
-            fwd_bufs = self.used_buffers(ev.prog.forward, loss)
-            until = self.forward_until(self.pred, ev.prog)
-            pred = ev.statements(until)
-            pred_bufs = self.used_buffers(until, pred)
+        train_bufs = self.masks + self.buffers()
+        loss = fwd if ev is self else ev.statements(ev.prog.forward)
+        fwd_bufs = self.used_buffers(ev.prog.forward, loss)
+        until = self.forward_until(self.pred, ev.prog)
+        pred = ev.statements(until)
+        pred_bufs = self.used_buffers(until, pred)
         args = [self.x, self.y] + params
         self.signature = {"train": train_bufs, "loss": fwd_bufs, "predict": pred_bufs}
         self.train_body = fwd + upd + bwd  # also printed inline in the epoch: compiled once

@@ -46,9 +46,11 @@ def nest(lines):
 
 
 def _rename(text, mapping):
-    for old, new in mapping.items():
-        text = re.sub(rf"(?<![\w.]){re.escape(old)}(?!\w)", new, text)
-    return text
+    """Rename loop variables all at once ((i, j) -> (j, i) must not collapse to j, j)."""
+    if not mapping:
+        return text
+    names = "|".join(re.escape(k) for k in sorted(mapping, key=len, reverse=True))
+    return re.sub(rf"(?<![\w.])({names})(?!\w)", lambda m: mapping[m.group(1)], text)
 
 
 def fuse(blocks):
@@ -83,12 +85,16 @@ def _fusable(prev, lines):
     if any(re.search(rf"(?<![\w.]){re.escape(t)}(?!\w)", setup) for t in prev[0]):
         return False
     here = ", ".join(a[1])
-    for t in prev[0]:  # the first nest writes each target at the current element only
+    # every array the first nest writes (its targets, and stores such as a shared
+    # reduction's buffer) is written at the current element only ...
+    stored = {m.group(1) for m in (re.match(r"\s*(\w+)\[", s) for s in a[3]) if m}
+    written = set(prev[0]) | {t for t in stored if _writes(a[3], t)}
+    for t in written:
         if any(w != here for w in _writes(a[3], t)):
             return False
     mapping = dict(zip(b[1], a[1]))
     body2 = "\n".join(_rename(s, mapping) for s in b[3])
-    for t in prev[0]:  # every read of an earlier target must be at the current element
+    for t in written:  # ... and read by the second nest at the current element only
         for m in re.finditer(rf"(?<![\w.]){re.escape(t)}\[([^\]]*)\]", body2):
             if m.group(1) != here:
                 return False

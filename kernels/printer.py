@@ -271,6 +271,7 @@ class Shared:
                     if a.target not in owners[c[0]]:
                         owners[c[0]].append(a.target)
         self.writer = {k: t[0] for k, t in owners.items() if len(t) > 1}
+        self.readers = {k: t[1:] for k, t in owners.items() if len(t) > 1}
         self.new_buffer = new_buffer
         self.buffers = {}  # key -> buffer name, once the writer has stored it
         self.current = None  # target of the assignment being printed
@@ -286,7 +287,8 @@ class Shared:
                 if key not in self.buffers:
                     self.buffers[key] = self.new_buffer(tuple(extent(i) for i in free))
                 subs = ", ".join(printer._print(i) for i in free)
-                return f"{self.buffers[key]}[{subs}] = {printer._print(var)}"
+                kept = f"  # kept for {', '.join(self.readers[key])} (computed once)"
+                return f"{self.buffers[key]}[{subs}] = {printer._print(var)}{kept}"
             return "write", store
         if key in self.buffers:
             return "read", sp.IndexedBase(self.buffers[key])[tuple(free)]
@@ -417,7 +419,7 @@ def loops(target, indices, rhs, printer, *, mode="=", lhs=None, counter=None, sc
     var = printer._print(scope.fresh("d"))
     rest = expr.xreplace({factor: sp.Symbol(var)})
     outer = _nest(loops_[:d], scope.pre[:d] + [scope.pre[d] + [
-        f"{var} = {printer._print(factor)}"]], [f"if {var} != 0:"])
+        f"{var} = {printer._print(factor)}"]], [f"if {var} != 0:  # zero terms add nothing"])
     inner = _nest(loops_[d:], [[]] + scope.pre[d + 1:], [f"{ref} {op} {printer._print(rest)}"])
     return outer + [INDENT * (d + 1) + line for line in inner]
 
@@ -434,12 +436,15 @@ def _zero_guard(expr, scope):
         return None
     best = None
     for factor in expr.args:
-        if not isinstance(factor, sp.Indexed) or not factor.base.label.name.isidentifier():
+        # zeros come from adjoints (a ReLU's or a max-pool's); a forward value is dense
+        if not (isinstance(factor, sp.Indexed) and factor.base.label.name.endswith("_bar")):
             continue
         if any(str(s).startswith("_") for s in factor.free_symbols if isinstance(s, sp.Symbol)
                and not isinstance(s, sp.Indexed) and s != factor.base.label):
             continue
         d = scope.depth(factor)
+        if any(scope.pre[d + 1:]):  # statements hoisted inside (a shared store) must run
+            continue
         if 0 < d < len(scope.indices) and (best is None or d < best[0]):
             best = (d, factor)
     return best
