@@ -108,6 +108,12 @@ def initial_params(w, seed=0):
 def limit_threads(n):
     """Give every runtime ``n`` threads: idle pools spinning on a 2-core machine slow
     everyone else down (PyTorch with 2 OpenMP threads ran W1 10x slower here)."""
+    if hasattr(os, "sched_setaffinity"):
+        # pin the process to n cores: XLA ignored its thread flags here and ran W3 on
+        # both cores (402 ms/epoch; 745 ms pinned), which is not a per-thread comparison
+        cores = sorted(os.sched_getaffinity(0))
+        if len(cores) > n:
+            os.sched_setaffinity(0, cores[-n:])
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, str(n))
     if n == 1:
@@ -280,7 +286,8 @@ def report(results, compile_runs, args):
              f"Command: `{args.command_line}`  ",
              f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
              f"{platform.python_version()}, {_versions()}  ",
-             f"Threads per runner: {args.threads}. Load average before the run: "
+             f"Threads per runner: {args.threads} (the process is pinned to that many cores). "
+             "Load average before the run: "
              f"{args.load:.2f} (1 min; other jobs on the machine slow every runner alike, "
              "but add noise).  ",
              "All float32; same data, initial parameters and sample order for every runner; "
@@ -311,8 +318,7 @@ def report(results, compile_runs, args):
 def verdict(wname, res):
     """One line: derivekit's steady time against the best peer (and PyTorch for W5)."""
     if "derivekit" not in res:
-        return (f"derivekit: not run ({'conv/pool' if wname == 'W4' else 'recurrent'} "
-                "layers are not in the tensor engine yet).")
+        return "derivekit: not run (it could not be built; derivekit bench printed why)."
     mine = res["derivekit"]["steady"]
     peers = {k: v["steady"] for k, v in res.items() if k != "derivekit"}
     if not peers:
