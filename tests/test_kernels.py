@@ -20,12 +20,7 @@ from kernels.printer import NumbaPrinter, loops
 SIZES = {"B": 5, "d": 4, "h": 3, "C": 3, "m": 2, "n": 3, "p": 2}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def cache_dir(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("DERIVEKIT_CACHE", str(tmp_path_factory.mktemp("kcache")))
-    yield
-    mp.undo()
+pytestmark = pytest.mark.usefixtures("kernel_cache")
 
 
 def away_from_zero(rng, shape, gap=0.1):

@@ -14,12 +14,7 @@ from kernels import fuse, vjp
 from kernels.codegen import typed_literals
 
 
-@pytest.fixture(autouse=True, scope="module")
-def cache_dir(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("DERIVEKIT_CACHE", str(tmp_path_factory.mktemp("kcache")))
-    yield
-    mp.undo()
+pytestmark = pytest.mark.usefixtures("kernel_cache")
 
 
 def mlp():

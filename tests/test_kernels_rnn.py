@@ -17,12 +17,7 @@ T, D, H, C, B = 4, 3, 5, 3, 6
 PARAMS = {"W_xh1": (H, D), "W_hh1": (H, H), "b1": (H,), "W2": (C, H), "b2": (C,)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def cache_dir(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("DERIVEKIT_CACHE", str(tmp_path_factory.mktemp("rnncache")))
-    yield
-    mp.undo()
+pytestmark = pytest.mark.usefixtures("kernel_cache")
 
 
 def rnn_net(**kw):
