@@ -13,7 +13,7 @@ WIDTH_CM, HEIGHT_CM = 15.0, 12.0
 MAX_DX_CM, MAX_DY_CM = 3.2, 1.6
 
 STYLE = (r"every node/.style={font=\small}, "
-         r"var/.style={circle, draw, thick, minimum size=8mm, inner sep=1pt}, "
+         r"var/.style={draw, thick, rounded corners=4mm, minimum size=8mm, inner sep=2pt}, "
          r"partial/.style={fill=white, inner sep=1pt, font=\scriptsize}")
 
 
