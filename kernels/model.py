@@ -132,7 +132,7 @@ class Model:
                 + [self.stats[name] for name, _, _ in self.meta.get("stats", [])])
 
     def _mask_seed(self):
-        """[seed of numba's generator for this epoch call] when the network has masks."""
+        """[seed of the masks' xorshift generator for this epoch call], or [] without masks."""
         masks = self.meta.get("masks", [])
         if not masks:
             return []

@@ -14,6 +14,7 @@ statement are shared with ``sympy.cse``.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 
 import sympy as sp
@@ -295,6 +296,14 @@ class Shared:
         return None
 
 
+def flat_sum(r):
+    """``Σ_c Σ_u Σ_v b`` as ``Σ_{c,u,v} b``: one accumulator, not one per level."""
+    while isinstance(r, ISum) and isinstance(r.body, ISum):
+        r = ISum(r.body.body, *r.indices, *r.body.indices)
+    return r
+
+
+@functools.lru_cache(maxsize=4096)  # the plan and the printing both ask
 def canonical(r):
     """(text, free indices) naming reduction ``r`` up to the names of its indices, or None.
 
@@ -343,9 +352,7 @@ def lower(expr, scope, memo, shared=None):
 
 def _reduction(r, scope, memo, shared=None):
     """Emit the loops computing reduction ``r`` at the right level; return its variable."""
-    while isinstance(r, ISum) and isinstance(r.body, ISum):
-        # Σ_c Σ_u Σ_v b = Σ_{c,u,v} b: one accumulator, not one per level
-        r = ISum(r.body.body, *r.indices, *r.body.indices)
+    r = flat_sum(r)
     # bound indices get fresh names so nested reductions never shadow each other
     fresh = [sp.Idx(str(scope.fresh(str(i.label))), i.upper + 1) for i in r.indices]
     body = r.body.xreplace(dict(zip(r.indices, fresh)))
