@@ -24,3 +24,22 @@ def kernel_cache(tmp_path_factory):
     mp.setenv("DERIVEKIT_CACHE", str(folder))
     yield folder
     mp.undo()
+
+
+@pytest.fixture
+def vjp_equals_evaluate():
+    """A check: the generated forward+VJP kernel of ``layer`` (kernels.vjp) gives the
+    output and every gradient derive.evaluate (the float64 oracle) gives, to 1e-10."""
+    import numpy as np
+
+    import derive as dv
+    from kernels import vjp
+
+    def check(layer, values, upstream):
+        want_out, want = dv.evaluate(layer, values, upstream=upstream)
+        got_out, got = vjp.run(layer, values, upstream=upstream)
+        assert np.abs(got_out - want_out).max() <= 1e-10
+        for name in want:
+            assert np.abs(got[name] - want[name]).max() <= 1e-10, name
+
+    return check
