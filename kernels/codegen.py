@@ -275,7 +275,10 @@ class Kernel(Statements):
         params = p.params + self.stats
         fwd = self.statements(p.forward)
         upd = self.statements(p.updates)  # running statistics, from this batch's forward
-        bwd = [f"{p.seed} = {self.printer._one()}"] + self.statements(p.backward)
+        # the backward is kept block by block: the epoch prints it again with some
+        # gradients' products turned into in-place updates (product_updates)
+        self.backward_blocks = [(a.target, self.assignment(a)) for a in p.backward]
+        bwd = [f"{p.seed} = {self.printer._one()}"] + fuse(self.backward_blocks)
         # evaluate/forward run the eval-mode forward (no masks, running statistics);
         # printing an assignment again names new BLAS temporaries, so each function's
         # buffers are read off its own printed lines
@@ -288,7 +291,8 @@ class Kernel(Statements):
         pred_bufs = self.used_buffers(until, pred)
         args = [self.x, self.y] + params
         self.signature = {"train": train_bufs, "loss": fwd_bufs, "predict": pred_bufs}
-        self.train_body = fwd + upd + bwd  # also printed inline in the epoch: compiled once
+        self.train_body = fwd + upd + bwd
+        self.forward_lines = fwd + upd
         return (self.function("train_step", args + train_bufs, self.train_body, p.output)
                 + self.function("loss_step", args + fwd_bufs, loss, p.output)
                 + self.function("predict_step", [self.x] + params + pred_bufs, pred, "0"))
@@ -333,16 +337,67 @@ class Kernel(Statements):
                 "    _k = order[_s + _r]", "    for _c in range(X2.shape[1]):",
                 "        x2[_r, _c] = X2[_k, _c]", f"    {self.y}_buf[_r] = Y[_k]"]
         loop += draw_masks(p, self.printer)
-        loop += [f"{b} = {b}_buf[:_n]" for b in batched] + ["B = _n"]
-        loop += self.train_body + [f"_total += {p.output} * _n",
-                                   f"_correct += count_correct({self.pred}, {self.y})",
-                                   f"_t += {cast}(1)", f"_lr = {cast}(lrs[_s // bs])"]
-        loop += self.update(sig, optimizer, states)
+        loop += [f"{b} = {b}_buf[:_n]" for b in batched] + ["B = _n",
+                                                            f"_lr = {cast}(lrs[_s // bs])"]
+        # the same statements as train_step (their text compiled once more), except that
+        # a plain-SGD-like update may happen inside a weight gradient's product
+        inplace = self.product_updates(optimizer)
+        blocks = list(self.backward_blocks)
+        for name, (after, line) in sorted(inplace.items(), key=lambda kv: -kv[1][0]):
+            blocks.insert(after + 1, (f"{name} (updated in its gradient's product)", [line]))
+        blocks = [b for b in blocks if b[0] not in {p.grads[q] for q in inplace}]
+        loop += (self.forward_lines + [f"{p.seed} = {self.printer._one()}"] + fuse(blocks)
+                 + [f"_total += {p.output} * _n",
+                    f"_correct += count_correct({self.pred}, {self.y})", f"_t += {cast}(1)"])
+        loop += self.update(sig, optimizer, states, skip=set(inplace))
         body += indent(loop) + ["return _total, _correct"]
         return [JIT, f"def epoch({', '.join(args)}):"] + indent(body) + [""]
 
-    def update(self, sig, optimizer, states):
-        """One loop over all parameters applying the optimizer's rule element by element."""
+    def product_updates(self, optimizer):
+        """Weights whose update is done inside their gradient's product:
+        {param: (index of the backward block to print it after, the gemm line)}.
+
+        For plain SGD, with or without L2 decay, the new weight is ``a*W + b*W_bar``
+        (:meth:`kernels.optim.Optimizer.affine_form`); when ``W_bar`` is one product
+        ``A @ B`` that nothing else reads, BLAS's ``W = beta*W + alpha*(A @ B)`` does the
+        update without writing ``W_bar`` and reading it back (5% of W1's and W3's epoch).
+        The call goes after the last statement that reads ``W`` (the backward still needs
+        the old weights), provided nothing in between overwrites ``A`` or ``B``.
+        """
+        form = optimizer.affine_form()
+        if form is None:
+            return {}
+        keep, step = (f"{self.cast()}({self.printer.doprint(c.subs(_UPDATE_NAMES))})"
+                      for c in form)
+        p, bwd = self.prog, self.prog.backward
+        reads = [_reads(a) for a in bwd]
+        others = set().union(*(_reads(a) for a in p.forward + p.updates))
+        out = {}
+        for q in p.params:
+            g = p.grads[q]
+            at = [k for k, a in enumerate(bwd) if a.target == g]
+            if len(at) != 1 or g in others or any(g in r for r in reads):
+                continue
+            k = at[0]
+            lines = self.backward_blocks[k][1]
+            m = re.fullmatch(rf"np\.dot\(([\w.]+), ([\w.]+), {g}\)", lines[0]) \
+                if len(lines) == 1 else None
+            if m is None:
+                continue
+            last = max([k] + [j for j, r in enumerate(reads) if q in r])
+            operands = {m.group(1).removesuffix(".T"), m.group(2).removesuffix(".T")}
+            if any(bwd[j].target in operands for j in range(k + 1, last + 1)):
+                continue
+            out[q] = (last, f"gemm({m.group(1)}, {m.group(2)}, {q}, {step}, {keep})")
+        return out
+
+    def cast(self):
+        return "np.float32" if self.dtype == "float32" else "np.float64"
+
+    def update(self, sig, optimizer, states, skip=()):
+        """Loops over the parameters (all but ``skip``, which were updated in place)
+        applying the optimizer's rule element by element; ``theta`` holds the
+        parameters one after another, so neighbours share one loop."""
         outs = ", ".join(["theta[_i]"] + [f"{s}[_i]" for s in states])
         call = ", ".join(["theta[_i]", "_g"] + [f"{s}[_i]" for s in states]
                          + (["_t"] if sig["t"] else []) + ["_lr"] + list(sig["hyper"]))
@@ -350,8 +405,26 @@ class Kernel(Statements):
         if optimizer.weight_decay:
             body.append("_g = l2(theta[_i], _g, wd)")
         body.append(f"{outs} = {optimizer.rule.__name__}({call})")
-        return [f"# update every parameter ({optimizer.name})",
-                "for _i in range(theta.size):"] + indent(body)
+        if not skip:
+            return [f"# update every parameter ({optimizer.name})",
+                    "for _i in range(theta.size):"] + indent(body)
+        runs, start = [], 0  # [names, first, end) of consecutive parameters not skipped
+        for q in self.prog.params:
+            size = 1
+            for d in self.shape_of(q):
+                size *= int(d)
+            if q not in skip:
+                if runs and runs[-1][2] == start:
+                    runs[-1][0].append(q)
+                    runs[-1][2] = start + size
+                else:
+                    runs.append([[q], start, start + size])
+            start += size
+        out = []
+        for names, lo, hi in runs:
+            out += [f"# update {', '.join(names)} ({optimizer.name})",
+                    f"for _i in range({lo}, {hi}):"] + indent(body)
+        return out
 
     def evaluators(self):
         """evaluate (loss and correct count) and forward (predictions), chunk by chunk."""
@@ -406,7 +479,7 @@ class Kernel(Statements):
                                meta=repr(self.meta(optimizer, description))),
                  COUNT_CORRECT, "", rules, ""]
         code = funcs + self.epoch(optimizer) + self.evaluators()
-        parts += [helpers("\n".join(code))] + code
+        parts += [helpers("\n".join(code), self.dtype)] + code
         return "\n".join(parts).rstrip() + "\n"
 
 
@@ -435,6 +508,15 @@ def typed_literals(text, float_type):
 
     tree = ast.fix_missing_locations(Typed().visit(ast.parse(text)))
     return "\n\n\n".join(ast.unparse(node) for node in tree.body)
+
+
+_UPDATE_NAMES = {sp.Symbol("eta"): sp.Symbol("_lr")}  # the epoch's name for the rate
+
+
+def _reads(a):
+    """Names of the tensors an assignment's right-hand side reads."""
+    return ({str(b.label) for b in a.rhs.atoms(sp.IndexedBase)}
+            | {str(s) for s in a.rhs.free_symbols})
 
 
 def _walk(node):

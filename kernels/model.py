@@ -37,6 +37,10 @@ class Model:
     ----------
     params : dict
         Parameter arrays by name (updated in place by training).
+    grads : dict
+        Gradient arrays by adjoint name (``W1_bar``), written by ``train_step``. The
+        epoch kernel may update a weight inside its gradient's product (plain SGD), so
+        after training they need not hold the last minibatch's gradient.
     optimizer : kernels.optim.Optimizer
         The optimizer fused into the epoch kernel.
     state : dict

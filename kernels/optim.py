@@ -206,6 +206,34 @@ class Optimizer:
             for s, value in zip(self.state_names, out[1:]):
                 st[s][...] = value
 
+    def affine_form(self):
+        """``(a, b)`` with new theta = ``a*theta + b*g`` for every element (SymPy
+        expressions in ``eta``, ``wd`` and the hyper-parameters), or None.
+
+        Found by running the rule (after :func:`l2` when weight decay is on) on SymPy
+        symbols: plain SGD gives ``(1, -eta)``, SGD with decay ``(1 - eta*wd, -eta)``.
+        Rules with state or a step count (momentum, Adam, ...) give None. The code
+        generator uses it to do such an update inside the gradient's BLAS product.
+        """
+        import sympy as sp
+
+        sig = signature(self.rule)
+        if sig["state"] or sig["t"]:
+            return None
+        theta, g, eta, wd = sp.symbols("theta g eta wd")
+        grad = l2(theta, g, wd) if self.weight_decay else g
+        try:
+            new = sp.expand(self.rule(theta, grad, eta, *sp.symbols(sig["hyper"])))
+        except Exception:  # a rule SymPy cannot run (np.sqrt, branches): not affine
+            return None
+        if not isinstance(new, sp.Expr):
+            return None
+        a, b = new.coeff(theta), new.coeff(g)
+        if (a.has(theta, g) or b.has(theta, g)
+                or sp.expand(new - a * theta - b * g) != 0):
+            return None
+        return a, b
+
     def source(self):
         """Source of the rule (and of :func:`l2` when weight decay is on)."""
         rules = ([l2] if self.weight_decay else []) + [self.rule]

@@ -214,12 +214,47 @@ def tanh_f32(a):
     q = q * x2 + np.float32(4.89352518554385e-03)
     return a if abs(a) < np.float32(0.0004) else x * p / q
 '''
-HELPERS = {"tanh_f32(": TANH_F32}
+GEMM = '''
+# numba's np.dot has no alpha or beta; numba's own BLAS entry point (numba_xxgemm, which
+# calls SciPy's ?gemm) has both, so an update c = beta*c + alpha*(a @ b) is one call
+from numba import types as _nb
+
+_xxgemm = _nb.ExternalFunction("numba_xxgemm", _nb.intc(
+    _nb.char, _nb.char, _nb.char, _nb.intp, _nb.intp, _nb.intp, _nb.CPointer(_nb.{T}),
+    _nb.CPointer(_nb.{T}), _nb.intp, _nb.CPointer(_nb.{T}), _nb.intp,
+    _nb.CPointer(_nb.{T}), _nb.CPointer(_nb.{T}), _nb.intp))
 
 
-def helpers(text):
+@njit(cache=True, nogil=True, error_model="numpy")
+def gemm(a, b, c, alpha, beta):
+    """c = alpha * (a @ b) + beta * c, in place; a and b may be transposed views."""
+    if not c.flags.c_contiguous:
+        raise ValueError("gemm: the output must be C-contiguous")
+    a = a if (a.flags.c_contiguous or a.flags.f_contiguous) else np.ascontiguousarray(a)
+    b = b if (b.flags.c_contiguous or b.flags.f_contiguous) else np.ascontiguousarray(b)
+    m, k = a.shape
+    n = b.shape[1]
+    if m == 0 or n == 0:
+        return
+    # BLAS is column-major: c (row-major) is c.T to it, and c.T = b.T @ a.T
+    ta, lda = (110, k) if a.flags.c_contiguous else (116, m)  # 'n' or 't'
+    tb, ldb = (110, n) if b.flags.c_contiguous else (116, k)
+    scal = np.empty(2, np.{T})
+    scal[0] = alpha
+    scal[1] = beta
+    if _xxgemm({kind}, tb, ta, n, m, k, scal[0:].ctypes, b.ctypes, ldb, a.ctypes, lda,
+               scal[1:].ctypes, c.ctypes, n) != 0:
+        raise RuntimeError("gemm: BLAS call failed")
+'''
+HELPERS = {"tanh_f32(": TANH_F32, "gemm(": GEMM}
+BLAS_KIND = {"float32": ("float32", "115"), "float64": ("float64", "100")}  # 's', 'd'
+
+
+def helpers(text, dtype="float32"):
     """Source of the helper functions ``text`` calls (defined before their callers)."""
-    return "".join(src for call, src in HELPERS.items() if call in text)
+    T, kind = BLAS_KIND[dtype]
+    return "".join(src.replace("{T}", T).replace("{kind}", kind)
+                   for call, src in HELPERS.items() if call in text)
 
 
 # -- loop nests ---------------------------------------------------------------------------

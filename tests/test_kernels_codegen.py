@@ -171,3 +171,85 @@ def test_float32_kernels_use_the_rational_tanh_and_float64_kernels_keep_libm():
     nan = np.array([np.nan], np.float32)
     apply(nan, nan)
     assert np.isnan(nan[0])
+
+
+# -- SGD inside the weight gradient's product ---------------------------------------------
+def epoch_source(model):
+    src = model.source
+    return src[src.index("def epoch"):src.index("def evaluate")]
+
+
+def sgd_reference(net, model, X, y, bs, lr, wd=0.0):
+    """One epoch of SGD (optional L2 decay) on derive.evaluate's gradients, in order."""
+    params = {k: v.copy() for k, v in model.params.items()}
+    total = 0.0
+    for s in range(0, len(X), bs):
+        vals = {"x": X[s:s + bs], "y": y[s:s + bs], **params}
+        loss, g = dv.evaluate(net, vals, wrt=list(params))
+        total += float(loss) * len(vals["x"])
+        params = {k: v - lr * (g[k] + wd * v) for k, v in params.items()}
+    return total / len(X), params
+
+
+@pytest.mark.parametrize("wd", [0.0, 0.05])
+def test_sgd_updates_weights_inside_their_gradients_product(wd):
+    import kernels
+
+    net = dv.Sequential(dv.Linear(6, 5), dv.ReLU(), dv.Linear(5, 5), dv.Tanh(),
+                        dv.Linear(5, 4), loss=dv.SoftmaxCrossEntropy())
+    lr, bs = 0.3, 4
+    model = kernels.compile(net, dtype="float64", optimizer="sgd", lr=lr, weight_decay=wd)
+    text = epoch_source(model)
+    # every weight: W2 and W3 are read by the backward after their gradient is known, so
+    # their update waits for the last read; no weight gradient is written in the epoch
+    for w in ("W1", "W2", "W3"):
+        assert f"gemm(" in text and f", {w}, np.float64(-_lr)" in text, w
+        assert f"{w}_bar)" not in text and f"{w}_bar[" not in text
+    assert text.index("np.dot(z3_bar, W3, a2_bar)") < text.index(", W3, np.float64(-_lr)")
+    rng = np.random.default_rng(3)
+    X, y = rng.normal(size=(11, 6)), rng.integers(0, 4, 11)  # batches of 4, 4, 3
+    want_loss, want = sgd_reference(net, model, X, y, bs, lr, wd)
+    got, _ = model.run_epoch(X, y, np.arange(11, dtype=np.int64), np.full(3, lr), bs)
+    assert abs(got - want_loss) < 1e-12
+    for k, v in want.items():
+        assert np.abs(model.params[k] - v).max() < 1e-12, k
+
+
+def test_rules_with_state_keep_the_gradient_and_the_parameter_loop():
+    import kernels
+    from kernels import optim
+
+    assert optim.make("sgd").affine_form() == (1, -sp_symbol("eta"))
+    for name in ("momentum", "nesterov", "adam", "adagrad", "rmsprop", "adamw"):
+        assert optim.make(name).affine_form() is None, name
+    model = kernels.compile(mlp(), dtype="float64", optimizer="momentum", lr=0.1)
+    text = epoch_source(model)
+    assert "gemm(" not in text and "np.dot(z2_bar.T, a1, W2_bar)" in text
+    assert "for _i in range(theta.size):" in text
+
+
+def sp_symbol(name):
+    import sympy as sp
+
+    return sp.Symbol(name)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_gemm_helper_takes_plain_transposed_and_strided_operands(dtype):
+    import kernels
+
+    gemm = kernels.compile(mlp(), dtype=dtype).module.gemm
+    rng = np.random.default_rng(0)
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    a = rng.normal(size=(7, 5)).astype(dtype)
+    b = rng.normal(size=(3, 7)).astype(dtype)
+    c0 = rng.normal(size=(5, 3)).astype(dtype)
+    wide, tall = rng.normal(size=(5, 14)).astype(dtype), rng.normal(size=(14, 3)).astype(dtype)
+    for A, Bm in ((a.T, b.T), (np.ascontiguousarray(a.T), np.ascontiguousarray(b.T)),
+                  (wide[:, ::2], tall[::2]), (a.T, tall[1::2])):
+        c = c0.copy()
+        want = -0.5 * (A.astype(np.float64) @ Bm) + 0.25 * c
+        gemm(A, Bm, c, -0.5, 0.25)
+        assert c.dtype == dtype and np.abs(c - want).max() < tol
+    with pytest.raises(ValueError, match="C-contiguous"):
+        gemm(a.T, b.T, np.zeros((3, 5), dtype).T, 1.0, 0.0)
