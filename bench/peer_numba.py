@@ -88,7 +88,7 @@ def _relu_back(da, a):
 # -- MLP with one or two hidden layers (W1, W2, W3) ---------------------------------------
 @njit(cache=True, error_model="numpy")
 def mlp_epoch(X, y, order, bs, lr, t0, adam, Ws, bs_, gWs, gbs, mW, vW, mb, vb):
-    N = X.shape[0]
+    N = order.shape[0]  # the samples this epoch visits
     L = len(Ws)
     dt = X.dtype
     acts = [np.empty((bs, Ws[k].shape[0]), dt) for k in range(L)]
@@ -145,7 +145,7 @@ class MLP:
 # -- W4: conv3x3 (pad 1) -> ReLU -> maxpool 2 -> flatten -> linear ------------------------
 @njit(cache=True, error_model="numpy")
 def cnn_epoch(X, y, order, bs, lr, K, kb, W, b, gK, gkb, gW, gb):
-    N, C, H, Wd = X.shape
+    N, (C, H, Wd) = order.shape[0], X.shape[1:]
     F = K.shape[0]
     H2, W2 = H // 2, Wd // 2
     dt = X.dtype
@@ -231,7 +231,7 @@ class CNN:
 # -- W5: vanilla RNN, h_t = tanh(Wx x_t + Wh h_{t-1} + bh), logits from h_T ---------------
 @njit(cache=True, error_model="numpy")
 def rnn_epoch(X, y, order, bs, lr, t0, Wx, Wh, bh, Wo, bo, gWx, gWh, gbh, gWo, gbo, M, V):
-    N, T, D = X.shape
+    N, (T, D) = order.shape[0], X.shape[1:]
     H = Wh.shape[0]
     dt = X.dtype
     xb = np.empty((T, bs, D), dt)

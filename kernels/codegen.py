@@ -329,7 +329,7 @@ class Kernel(Statements):
         body.append(f"wd = {cast}(wd)")
         # bookkeeping names start with "_" so no index of the printed statements (n, k,
         # t, ...) can overwrite them; _t is a float so beta**_t is a pow LLVM can hoist
-        body += ["_N = X2.shape[0]", "_total = 0.0", "_correct = 0", f"_t = {cast}(t0)"]
+        body += ["_N = order.shape[0]", "_total = 0.0", "_correct = 0", f"_t = {cast}(t0)"]
         if self.masks:  # the masks' generator, seeded per call by the Model
             body += mask_setup(p)
         body.append("for _s in range(0, _N, bs):")

@@ -165,6 +165,18 @@ class Model:
     def run_epoch(self, X, y, order, lrs, batch_size):
         """One compiled epoch over ``order``; returns (mean loss, accuracy)."""
         opt, bs = self.optimizer, int(batch_size)
+        order = np.asarray(order)
+        steps = -(-len(order) // bs) if bs > 0 else 0
+        # the kernel does not check bounds: a bad index would read or write past an array
+        if bs < 1 or order.ndim != 1 or order.dtype != np.int64 or len(X) != len(y) \
+                or (len(order) and not 0 <= order.min() <= order.max() < len(X)) \
+                or len(lrs) < steps:
+            raise InputError(
+                f"run_epoch: need batch_size >= 1 (got {bs}), X and y of equal length (got "
+                f"{len(X)} and {len(y)}), order a 1-D int64 array of row numbers below "
+                f"{len(X)} (got {order.dtype} {list(order.shape)}"
+                + (f", from {order.min()} to {order.max()}" if order.size else "")
+                + f") and a learning rate per step ({steps} steps, got {len(lrs)})")
         if self.meta.get("running") and (bs == 1 or len(order) % bs == 1):
             raise InputError(f"BatchNorm needs at least 2 samples per minibatch; batch size "
                              f"{bs} over {len(order)} samples leaves one of 1")

@@ -239,3 +239,31 @@ def test_epoch_with_a_partial_last_batch_equals_sgd_on_evaluate():
         assert np.abs(model.params[k] - v).max() < 1e-10, k
     for k, v in stats.items():
         assert np.abs(model.stats[k] - v).max() < 1e-10, k
+
+
+def test_an_epoch_over_part_of_the_data_visits_only_that_part_and_bad_orders_are_refused():
+    # the epoch used to run len(X) samples whatever the order's length, reading the order
+    # past its end (a crash); it now runs the order's samples, and run_epoch refuses an
+    # order that would index outside X before the kernel (which checks no bounds) runs
+    import kernels
+    from derive.errors import InputError
+
+    net = dv.Sequential(dv.Linear(3, 4), dv.ReLU(), dv.Linear(4, 2),
+                        loss=dv.SoftmaxCrossEntropy())
+    model = kernels.compile(net, dtype="float64", optimizer="sgd", lr=0.5)
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(9, 3)), rng.integers(0, 2, 9)
+    before = {k: v.copy() for k, v in model.params.items()}
+    part = np.array([4, 7], np.int64)
+    loss, _ = model.run_epoch(X, y, part, np.full(1, 0.5), 2)
+    want, g = dv.evaluate(net, {"x": X[part], "y": y[part], **before}, wrt=list(before))
+    assert abs(loss - float(want)) < 1e-12
+    for k, v in before.items():
+        assert np.abs(model.params[k] - (v - 0.5 * g[k])).max() < 1e-12, k
+    bad = [(np.array([0, 9]), 1, 2), (np.array([-1, 2]), 1, 2), (np.array([0.0, 1.0]), 1, 2),
+           (np.arange(4), 1, 2), (np.arange(4), 2, 0)]
+    for order, nlr, bs in bad:
+        with pytest.raises(InputError, match="run_epoch: need"):
+            model.run_epoch(X, y, np.asarray(order), np.full(nlr, 0.1), bs)
+    with pytest.raises(InputError, match="equal length"):
+        model.run_epoch(X, y[:5], np.arange(2), np.full(1, 0.1), 2)
