@@ -1,8 +1,12 @@
 """``derivekit bench``: derivekit against every installed peer, in one process, interleaved.
 
 Every runner gets the same data, the same initial parameters and the same order of
-samples in every epoch; epochs are interleaved (runner order rotating each epoch) so
-drift in the machine's speed hits everyone alike. Reported per workload and runner: the
+samples in every epoch; epochs are interleaved so drift in the machine's speed hits
+everyone alike. The runner order follows a Williams design (:func:`runner_orders`):
+over its rows every runner comes right after every other runner equally often, because
+the one that runs after PyTorch finds the shared data evicted from the cache and the one
+after it finds it warm (a cyclic rotation kept derivekit after PyTorch in 4 epochs of
+5: +6% on W1's steady time, while the hand-written numba peer ran after derivekit). Reported per workload and runner: the
 first epoch (which includes compilation for the JIT runners), the median of the other
 epochs (steady ms/epoch) and the ratio to derivekit, plus the final training loss as a
 check that everyone computed the same thing. Results go to ``bench/RESULTS.md``.
@@ -223,9 +227,9 @@ def run_workload(w, peers, epochs, derivekit=True, log=print):
     orders = [np.random.default_rng([0, e]).permutation(len(X)).astype(np.int64)
               for e in range(epochs)]
     names = list(runners)
+    rows = runner_orders(len(names))
     for e in range(epochs):
-        k = e % len(names) if names else 0
-        for name in names[k:] + names[:k]:
+        for name in [names[i] for i in rows[e % len(rows)]] if names else []:
             t0 = time.perf_counter()
             losses[name] = runners[name].epoch(orders[e])
             dt = time.perf_counter() - t0
@@ -241,6 +245,23 @@ def run_workload(w, peers, epochs, derivekit=True, log=print):
         log(f"  {w.name} {name:22s} first {ts[0]:7.3f} s  steady {1e3 * out[name]['steady']:9.2f} "
             f"ms/epoch  loss {out[name]['loss']:.4f}")
     return out
+
+
+def runner_orders(n):
+    """Orders of ``n`` runners (lists of 0..n-1), one per epoch, cycled: a Williams
+    design, in which every runner immediately follows every other runner equally often
+    (once in n rows for even n, twice in 2n rows for odd n)."""
+    if n <= 1:
+        return [list(range(n))]
+    first, lo, hi = [0], 1, n - 1
+    while len(first) < n:  # 0, 1, n-1, 2, n-2, ...
+        first.append(lo)
+        lo += 1
+        if len(first) < n:
+            first.append(hi)
+            hi -= 1
+    rows = [[(r + i) % n for r in first] for i in range(n)]
+    return rows if n % 2 == 0 else rows + [row[::-1] for row in rows]
 
 
 # -- compile times (separate processes: cold = empty cache, warm = cache filled) ----------
@@ -291,7 +312,8 @@ def report(results, compile_runs, args):
              f"{args.load:.2f} (1 min; other jobs on the machine slow every runner alike, "
              "but add noise).  ",
              "All float32; same data, initial parameters and sample order for every runner; "
-             "epochs interleaved in one process. *first* = setup + first epoch (includes "
+             "epochs interleaved in one process, in a Williams design (each runner follows each "
+             "other equally often). *first* = setup + first epoch (includes "
              "JIT compilation; numba peers may load from their own cache); *steady* = "
              "median of the remaining epochs. Ratio = runner's steady time / derivekit's "
              "(> 1: derivekit is faster).", ""]

@@ -28,3 +28,18 @@ def test_shared_initialisation_is_deterministic():
     a, b = bench.initial_params(w), bench.initial_params(w)
     assert list(a) == ["K", "kb", "W", "b"] and a["K"].shape == (8, 1, 3, 3)
     assert all(np.array_equal(a[k], b[k]) and a[k].dtype == np.float32 for k in a)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6])
+def test_runner_orders_balance_who_runs_after_whom(n):
+    # the runner after PyTorch finds the shared data evicted; each runner must come
+    # after every other equally often, within an epoch's order
+    rows = bench.runner_orders(n)
+    assert all(sorted(r) == list(range(n)) for r in rows)
+    follows = {}
+    for r in rows:
+        for a, b in zip(r, r[1:]):
+            follows[a, b] = follows.get((a, b), 0) + 1
+    assert len(follows) == n * (n - 1)
+    assert len(set(follows.values())) <= 1
+    assert len(rows) == (n if n % 2 == 0 else 2 * n) or n == 1
