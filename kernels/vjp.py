@@ -35,7 +35,7 @@ def source(prog, dtype="float64"):
     ret = prog.output if not prog.tensors[prog.output].shape else "0.0"
     fn = [JIT, f"def vjp({', '.join(args)}):"] + indent(dims + body + [f"return {ret}"])
     code = "\n".join(fn)
-    text = HEADER_VJP.format(title=prog.title) + helpers(code) + "\n" + code + "\n"
+    text = HEADER_VJP.format(title=prog.title) + helpers(code, dtype) + "\n" + code + "\n"
     return text, {"leaves": leaves, "buffers": bufs, "temps": dict(st.temps)}
 
 

@@ -253,3 +253,26 @@ def test_the_gemm_helper_takes_plain_transposed_and_strided_operands(dtype):
         assert c.dtype == dtype and np.abs(c - want).max() < tol
     with pytest.raises(ValueError, match="C-contiguous"):
         gemm(a.T, b.T, np.zeros((3, 5), dtype).T, 1.0, 0.0)
+
+
+# -- outlining repeated blocks ----------------------------------------------------------
+def test_blocks_of_one_shape_become_one_function_with_the_step_as_an_argument():
+    from kernels.outline import Outliner
+
+    lines = []
+    for t in range(1, 5):
+        lines += [f"# x1_{t}", f"for i{t} in range(B):", f"    for j{t} in range(8):",
+                  f"        x1_{t}[i{t}, j{t}] = x[i{t}, {t - 1}, j{t}]  # step {t}",
+                  f"# h{t}_bar", f"np.dot(a{t}_bar, W, h{t}_bar)"]
+    lines += ["# L", "_s = 0.0", "for n in range(B):", "    _s += z[n, 0]", "L = _s/B"]
+    out = Outliner("@njit")
+    body = out(lines)
+    assert body[:2] == ["# x1_1", "_block0(B, x1_1, x, 0)"] and "_block0(B, x1_4, x, 3)" in body
+    # a single BLAS call stays as it is; a block setting a plain name (L) stays inline
+    assert "np.dot(a3_bar, W, h3_bar)" in body and body[-5:] == lines[-5:]
+    src = out.source()
+    assert src[0] == "# the statements of x1_1, x1_2, ..., x1_4 (4 blocks): one function, compiled once"
+    assert src[2:] == ["def _block0(B, x1_1, x, _i1):", "    for _v0 in range(B):",
+                       "        for _v1 in range(8):", "            x1_1[_v0, _v1] = x[_v0, _i1, _v1]", ""]
+    # two blocks of a shape are not worth a function
+    assert Outliner("@njit")(lines[:12]) == lines[:12]

@@ -117,10 +117,13 @@ def test_train_step_equals_evaluate_with_blas_products():
     for k, g in zip(model.params, model.meta["grads"]):
         assert np.abs(model.grads[g] - want[k]).max() < 1e-10, k
     # every per-step product is a BLAS call: forward, the adjoint sweep, the weight sums
+    # (added in place by gemm); steps 2..T are one function, compiled once
     src = model.source
     for product in (r"x1_1, W_xh1\.T", r"h1_1, W_hh1\.T", r"x1_2, W_xh1\.T",
                     r"a1_2_bar, W_hh1", r"a1_2_bar\.T, h1_1", r"a1_2_bar\.T, x1_2"):
-        assert re.search(r"dot\(" + product, src), product
+        assert re.search(r"(dot|gemm)\(" + product, src), product
+    assert re.search(rf"# the statements of a1_2, h1_2, .*a1_{T}, h1_{T}.*: one function", src)
+    assert re.search(rf"# a1_{T}, h1_{T}\n    _block\d+\(h1_{T - 1}, W_hh1, a1_{T}, x1_{T}", src)
 
 
 def _small_w5():
