@@ -347,7 +347,7 @@ class Kernel(Statements):
                 + [f"{b}_buf" if b in batched else b for b in bufs]
                 + (["rseed"] if self.masks else []))
         # the update runs in the parameters' precision (float32 SIMD is twice as wide)
-        cast = "np.float32" if self.dtype == "float32" else "np.float64"
+        cast = self.cast()
         body = [f"{h} = {cast}(hyper[{k}])" for k, h in enumerate(sig["hyper"])]
         body.append(f"wd = {cast}(wd)")
         # bookkeeping names start with "_" so no index of the printed statements (n, k,
@@ -416,6 +416,7 @@ class Kernel(Statements):
         return out
 
     def cast(self):
+        """The kernel's float constructor, for values that must stay in its precision."""
         return "np.float32" if self.dtype == "float32" else "np.float64"
 
     def update(self, sig, optimizer, states, skip=()):

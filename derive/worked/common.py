@@ -116,7 +116,7 @@ def all_exact(*arrays):
 # -- arithmetic ---------------------------------------------------------------------------
 def tidy(value):
     """A value in its simplest exact form (Floats are left as they are)."""
-    value = sp.sympify(value)
+    value = sp.sympify(value, strict=True)
     if value.is_Number or value.has(sp.Float):
         return value
     if value.is_algebraic:
@@ -135,7 +135,7 @@ def approx(value, digits=6):
 
 def with_approx(value):
     """``[value]`` or ``[value, ≈ float]`` when the exact value is not a plain number."""
-    value = sp.sympify(value)
+    value = sp.sympify(value, strict=True)
     if value.is_Rational or value.is_Float:
         return [value]
     return [value, r"\approx " + ltx(approx(value))]
@@ -160,7 +160,7 @@ DIGITS = 6
 
 def ltx(value):
     """LaTeX of a number or expression, floats rounded to :data:`DIGITS` significant digits."""
-    value = sp.sympify(value)
+    value = sp.sympify(value, strict=True)
     floats = value.atoms(sp.Float)
     if floats:
         value = value.xreplace({f: sp.Float(f, DIGITS) for f in floats})
@@ -169,7 +169,7 @@ def ltx(value):
 
 def tex(value):
     """LaTeX of a number, parenthesised when negative or a sum (for use in a product)."""
-    value = sp.sympify(value)
+    value = sp.sympify(value, strict=True)
     text = ltx(value)
     if value.could_extract_minus_sign() or isinstance(value, sp.Add):
         return rf"\left({text}\right)"
@@ -178,7 +178,7 @@ def tex(value):
 
 def pow_tex(value):
     """LaTeX of a number used as the base of a power (parenthesised unless atomic)."""
-    value = sp.sympify(value)
+    value = sp.sympify(value, strict=True)
     if (value.is_Integer and value >= 0) or value.is_Symbol or (value.is_Float and value >= 0):
         return ltx(value)
     return rf"\left({ltx(value)}\right)"
@@ -200,7 +200,7 @@ def products_tex(pairs):
 def matrix(nested):
     """A nested list as a SymPy Matrix (a vector as a row) for display in a Step."""
     if not isinstance(nested, list):
-        return sp.sympify(nested)
+        return sp.sympify(nested, strict=True)
     if not isinstance(nested[0], list):
         return sp.Matrix([nested])
     if isinstance(nested[0][0], list):
