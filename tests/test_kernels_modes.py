@@ -195,3 +195,37 @@ def test_cli_trains_the_batchnorm_dropout_example(example, tmp_path, capsys):
     assert "BatchNorm1d" in (out / "report.md").read_text()
     with np.load(out / "weights.npz") as w:
         assert w["stat/running_var2"].shape == (128,)
+
+
+def test_two_dropouts_in_one_block_derive_evaluate_and_train(kernel_cache):
+    net = dv.Sequential(dv.Linear(3, 3), dv.Dropout(0.3), dv.ReLU(), dv.Dropout(0.3),
+                        dv.Linear(3, 2), loss=dv.SoftmaxCrossEntropy())
+    g = net.graph()
+    assert [n for n, node in g.nodes.items() if node.role == "mask"] == ["m1", "m1_2"]
+    assert set(net.derive().gradients) >= {"W1", "b1", "W2", "b2"}
+    model = kernels.compile(net, dtype="float64")
+    assert [m[0] for m in model.meta["masks"]] == ["m1", "m1_2"]
+    rng = np.random.default_rng(2)
+    X, y = rng.normal(size=(6, 3)), rng.integers(0, 2, 6)
+    m1, m2 = ((rng.random((6, 3)) < 0.7).astype(float) for _ in "12")
+    params = {k: v.copy() for k, v in model.params.items()}
+    vals = {"x": X, "y": y, "m1": m1, "m1_2": m2, **params}
+    loss, want = dv.evaluate(net, vals, wrt=list(params))
+    # the same loss by hand: each mask scales its own layer
+    h = np.maximum((X @ params["W1"].T + params["b1"]) * m1 / 0.7, 0) * m2 / 0.7
+    z = h @ params["W2"].T + params["b2"]
+    zmax = z.max(axis=1, keepdims=True)
+    logp = z - zmax - np.log(np.exp(z - zmax).sum(axis=1, keepdims=True))
+    assert abs(loss - (-logp[np.arange(6), y].mean())) < 1e-12
+    # the compiled step with these two masks gives the derivation's loss and gradients
+    names = model.meta["signature"]["train"]
+    bufs = model.buffers(6, names)
+    bufs[names.index("m1")][...] = m1
+    bufs[names.index("m1_2")][...] = m2
+    got = model.module.train_step(X, y, *model._param_list(), *bufs)
+    assert abs(got - loss) < 1e-12
+    for k, gname in zip(model.params, model.meta["grads"]):
+        assert np.abs(model.grads[gname] - want[k]).max() < 1e-10, k
+    hist = kernels.fit(model, (X, y), epochs=1, batch_size=3, validation=0, progress=False)
+    assert len(hist) == 1 and np.isfinite(hist[0]["loss"])
+    assert not np.array_equal(model.params["W1"], params["W1"])

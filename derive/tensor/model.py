@@ -3,7 +3,8 @@
 Naming (stable: kernels and reports rely on it): layers are numbered by block, the
 counter going up at every layer with parameters; ``Linear`` k has ``W{k}``, ``b{k}`` and
 output ``z{k}``, the activation after it ``a{k}``, norms ``gamma{k}``/``beta{k}`` and
-state ``running_mean{k}``/``running_var{k}``, Dropout's mask ``m{k}``; an ``RNN`` k has
+state ``running_mean{k}``/``running_var{k}``, Dropout's mask ``m{k}`` (a second
+Dropout in the same block ``m{k}_2``, its output ``y{k}_2``); an ``RNN`` k has
 ``W_xh{k}``, ``W_hh{k}``, ``b{k}`` and per step t the input ``x{k}_t``, pre-activation
 ``a{k}_t`` and state ``h{k}_t``, starting from ``h_0 = 0`` (a Sequential feeds one
 input). The network input is ``x: [B, in]`` (``x: [B, C, H, W]`` for a conv net,

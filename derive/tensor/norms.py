@@ -169,7 +169,8 @@ class Dropout(Layer):
         if not self.train:
             return g.define(name, x.shape, lambda *i: x[i], layer=self.describe(),
                             text=x.name)
-        mask = g.leaf(f"m{tag}", x.shape, role="mask",
+        # a block may hold several Dropouts: the first mask is m{tag}, then m{tag}_2, ...
+        mask = g.leaf(g.unique(f"m{tag}"), x.shape, role="mask",
                       random={"dist": "bernoulli", "keep": 1 - self.p, "seed": self.seed})
         keep = sp.Rational(1, 1) - sp.nsimplify(self.p)
         return g.define(name, x.shape, lambda *i: x[i] * mask[i] / keep,
