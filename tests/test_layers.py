@@ -176,6 +176,31 @@ def test_evaluate_bad_input():
         dt.evaluate(lin, good, upstream=np.ones((3, 3)))
 
 
+@pytest.mark.parametrize("name, value, words", [
+    ("x", "abc", r"tensor 'x' \[B, 4\] needs real numbers, got text 'abc'"),
+    ("x", [["a", "b", "c", "d"]], r"tensor 'x' \[B, 4\] needs real numbers, got text"),
+    ("b", ["a", "b", "c"], r"tensor 'b' \[3\] needs real numbers, got text"),
+    ("x", [[1.0, 2.0], [3.0]], r"tensor 'x' \[B, 4\] needs real numbers, got a ragged list"),
+    ("b", np.zeros(3) + 1j, r"tensor 'b' \[3\] needs real numbers, got complex numbers"),
+    ("W", None, r"tensor 'W' \[3, 4\] needs real numbers, got NoneType None"),
+])
+def test_evaluate_refuses_non_numbers_in_one_line(name, value, words):
+    good = {"x": np.ones((2, 4)), "W": np.ones((3, 4)), "b": np.zeros(3)}
+    with pytest.raises(InputError, match=words) as info:
+        dt.evaluate(dt.Linear(4, 3), {**good, name: value})
+    assert "\n" not in str(info.value)
+
+
+def test_evaluate_refuses_text_labels_and_upstream():
+    with pytest.raises(InputError, match=r"tensor 'y' \[B\] needs integer class labels, got "
+                                         r"text \['a', 'b'\]"):
+        dt.evaluate(dt.CrossEntropy(classes=3), {"z": np.ones((2, 3)), "y": ["a", "b"]})
+    good = {"x": np.ones((2, 4)), "W": np.ones((3, 4)), "b": np.zeros(3)}
+    with pytest.raises(InputError, match=r"upstream \(the adjoint of 'z'\) \[B, 3\] needs "
+                                         r"real numbers, got text 'g'"):
+        dt.evaluate(dt.Linear(4, 3), good, upstream="g")
+
+
 def test_sequential_shape_mismatch_names_node_and_shapes():
     with pytest.raises(ShapeError) as info:
         dt.Sequential(dt.Linear(4, 8), dt.ReLU(), dt.Linear(6, 2)).graph()

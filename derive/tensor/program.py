@@ -98,9 +98,22 @@ class Program:
             _bind_products(info, shape, dims)
         return dims
 
+    def numeric(self, values):
+        """``values`` with each of this program's tensors as an array of real numbers
+        (InputError naming the tensor for text, ragged lists, complex or objects)."""
+        return {k: _numeric(self.tensors[k], v) if k in self.tensors else v
+                for k, v in dict(values).items()}
+
     def environment(self, values, upstream=None):
         """An :class:`Env` with inputs, dims, constants, masks and the seed in place."""
-        values = dict(values)
+        env = Env(*self.leaf_arrays(values), self.constants)
+        env.arrays[self.seed] = self.upstream_array(upstream, env)
+        return env
+
+    def leaf_arrays(self, values):
+        """(arrays of every leaf, dimension values): the values checked (numbers, shapes,
+        labels within their classes), masks drawn where not given; InputError otherwise."""
+        values = self.numeric(values)
         for name, spec in self.random.items():
             if name not in values:
                 values[name] = mask_values(spec, self, values)
@@ -117,15 +130,19 @@ class Program:
         if missing:
             raise InputError(f"no value for '{missing[0]}' "
                              f"{shape_str(self.tensors[missing[0]].shape)}")
-        env = Env(arrays, dims, self.constants)
-        out_shape = [env.scalar(s) for s in self.tensors[self.output].shape]
-        seed = np.ones([int(s) for s in out_shape]) if upstream is None else upstream
+        return arrays, dims
+
+    def upstream_array(self, upstream, env):
+        """The output's adjoint as a float array of the output's shape (default: ones)."""
+        out_shape = tuple(int(env.scalar(s)) for s in self.tensors[self.output].shape)
+        seed = np.ones(out_shape) if upstream is None else \
+            _numeric(self.tensors[self.output], upstream,
+                     label=f"upstream (the adjoint of '{self.output}')")
         seed = np.asarray(seed, dtype=float)
-        if seed.shape != tuple(int(s) for s in out_shape):
+        if seed.shape != out_shape:
             raise ShapeError(f"upstream gradient has shape {seed.shape}, the output "
-                             f"'{self.output}' has shape {tuple(int(s) for s in out_shape)}")
-        env.arrays[self.seed] = seed
-        return env
+                             f"'{self.output}' has shape {out_shape}")
+        return seed
 
     def leaf_names(self):
         return [t.name for t in self.tensors.values()
@@ -221,6 +238,26 @@ def _check_resolved(program, dims):
             where = f" (used by {user.name} {shape_str(user.shape)})" if user else ""
             raise InputError(f"dimension symbol '{sym}' is not determined by the values "
                              f"given{where}")
+
+
+def _numeric(info, value, label=None):
+    kind = "integer class labels" if info.dtype == "int" else "real numbers"
+    expected = f"{label or f'tensor {info.name!r}'} {shape_str(info.shape)} needs {kind}"
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError):  # ragged nested lists
+        raise InputError(f"{expected}, got a ragged {type(value).__name__} (rows of "
+                         "different lengths)") from None
+    if arr.dtype.kind not in "biuf":
+        got = {"U": "text", "S": "bytes", "c": "complex numbers"}.get(arr.dtype.kind,
+                                                                      type(value).__name__)
+        raise InputError(f"{expected}, got {got} {_clip(value)}")
+    return arr
+
+
+def _clip(value, width=30):
+    text = repr(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 def _as_array(info, value, dims):
