@@ -1,7 +1,7 @@
 """``derivekit train CONFIG.yaml`` (or flags): build, compile, train, report.
 
-A config is YAML (``safe_load``; every value is data, layer specs are parsed with
-:func:`derive.parse.parse_call`, never evaluated)::
+A config is YAML (read by ``derive.yamlio``: safe and bounded; every value is data,
+layer specs are parsed with :func:`derive.parse.parse_call`, never evaluated)::
 
     model:
       layers: ["linear(64, 128)", relu, "linear(128, 10)"]
@@ -59,15 +59,10 @@ def _parser():
 
 def load_config(path):
     """The config at ``path`` merged over the defaults (InputError on unknown keys)."""
-    import yaml
+    from derive import yamlio
 
-    try:
-        with open(path) as f:
-            raw = yaml.safe_load(f) or {}
-    except OSError as e:
-        raise InputError(f"cannot read config: {e.strerror}", where=path) from None
-    except yaml.YAMLError as e:
-        raise InputError(f"not valid YAML: {str(e).splitlines()[0]}", where=path) from None
+    raw = yamlio.load(path, "config")
+    raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise InputError("a training config is a mapping of keys", where=path)
     unknown = sorted(set(raw) - KEYS)

@@ -9,7 +9,8 @@
     upstream: [...]                    # optional: the output's adjoint (default ones)
     wrt: [x, K]                        # optional: default every input and parameter
 
-Values are plain lists (read with ``yaml.safe_load``); nothing in the file is executed.
+Values are plain lists, or ``{file: X.npy}`` for a large array (read from the problem's
+folder by :func:`derive.problem.prepare`); nothing in the file is executed.
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Answer files and classes: ``derivekit check PROBLEM ANSWERS`` and batch mode.
 
-An answers file is YAML (read with ``safe_load``), either a plain mapping ``node: answer``
-or ``{student: NAME, answers: {node: answer}}`` (``problem:`` picks a document of a
-multi-document problem file, by number from 1 or by title)::
+An answers file is YAML (read by :mod:`derive.yamlio`: safe and bounded), either a plain
+mapping ``node: answer`` or ``{student: NAME, answers: {node: answer}}`` (``problem:``
+picks a document of a multi-document problem file, by number from 1 or by title)::
 
     student: Ada
     answers:
@@ -20,8 +20,7 @@ import csv
 import json
 import os
 
-import yaml
-
+from .. import yamlio
 from ..errors import DeriveError, InputError
 from .table import Report
 
@@ -36,16 +35,9 @@ def read_answers(path):
     try:
         if os.path.getsize(where) > MAX_BYTES:
             raise InputError(f"answers file is larger than {MAX_BYTES} bytes", where=where)
-        with open(where, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
     except OSError as exc:
         raise InputError(f"cannot read answers file ({exc.strerror})", where=where) from None
-    except UnicodeDecodeError:
-        raise InputError("answers file is not UTF-8 text", where=where) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        loc = f"{where}:{mark.line + 1}:{mark.column + 1}" if mark else where
-        raise InputError(f"not valid YAML ({getattr(exc, 'problem', exc)})", where=loc) from None
+    data = yamlio.load(where, "answers file")
     if not isinstance(data, dict) or not data:
         raise InputError("expected a mapping of node: answer", where=where)
     if "answers" in data and set(data) <= ANSWER_KEYS:
