@@ -65,7 +65,11 @@ def fit(model, data, optimizer=None, lr=None, epochs=20, batch_size=32, *, valid
         ``weight_decay=1e-4``).
     lr : float, optional
         Base learning rate (default: the optimizer's).
-    epochs, batch_size : int
+    epochs : int
+    batch_size : int
+        Samples per minibatch, at least 1 (InputError otherwise). A batch size above the
+        number of training samples is clamped to it (full-batch training), with a
+        TrainingWarning saying so.
     validation : float or (X_val, y_val), optional
         Overrides the dataset's validation split.
     seed : int
@@ -88,6 +92,7 @@ def fit(model, data, optimizer=None, lr=None, epochs=20, batch_size=32, *, valid
     """
     ds = as_dataset(data, validation, seed)
     _check(model, ds)
+    batch_size = _batch_size(batch_size, len(ds.X))
     _set_optimizer(model, optimizer, lr, schedule, hyper)
     X = np.ascontiguousarray(ds.X, dtype=model.dtype)
     y = np.ascontiguousarray(ds.y, dtype=np.int64)
@@ -98,25 +103,50 @@ def fit(model, data, optimizer=None, lr=None, epochs=20, batch_size=32, *, valid
         epochs = max(0, epochs - start)
     total = start + epochs
     bar = _bar(progress, epochs, ds)
+    started = None  # the state before the epoch under way: what an interrupt goes back to
     try:
         for epoch in range(start, total):
-            record = _one_epoch(model, ds, X, y, epoch, total, batch_size, seed)
+            started = _copy(model)
+            record = _one_epoch(model, ds, X, y, epoch, total, batch_size, seed, started)
             if record is None:
                 break
             model.history.append(record)
+            started = None
             if checkpoint is not None:
                 model.save(checkpoint)
             _show(bar, record)
             if callback is not None:
                 callback(model, record)
     except KeyboardInterrupt:
+        # the compiled epoch cannot stop half-way, but Ctrl-C may land after it returned
+        # and before its record was kept: go back to the last completed epoch, so the
+        # model (and its checkpoint) hold that epoch's parameters, optimizer state, running
+        # statistics, step count and history together, and a resumed run repeats nothing
+        if started is not None:
+            _restore(model, started)
         path = model.save(checkpoint or "derivekit-interrupted.npz")
-        warnings.warn(f"interrupted: checkpoint saved to {path}", TrainingWarning, stacklevel=2)
+        warnings.warn(f"interrupted: checkpoint saved to {path} (epoch "
+                      f"{len(model.history)}, the last completed)", TrainingWarning,
+                      stacklevel=2)
         raise
     finally:
         if bar is not None:
             bar.close()
     return model.history
+
+
+def _batch_size(batch_size, n):
+    """``batch_size`` checked (a whole number >= 1) and clamped to the ``n`` samples."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+            or batch_size < 1:
+        raise InputError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+    if n < 1:
+        raise InputError("no training samples to make minibatches of")
+    if batch_size > n:
+        warnings.warn(f"batch_size {batch_size} is larger than the {n} training samples; "
+                      f"using {n} (full batch)", TrainingWarning, stacklevel=3)
+        return n
+    return int(batch_size)
 
 
 def _set_optimizer(model, optimizer, lr, schedule, hyper):
@@ -134,12 +164,11 @@ def _set_optimizer(model, optimizer, lr, schedule, hyper):
     model.use(optimizer)
 
 
-def _one_epoch(model, ds, X, y, epoch, total, batch_size, seed):
+def _one_epoch(model, ds, X, y, epoch, total, batch_size, seed, snapshot):
     order = np.random.default_rng([seed, epoch]).permutation(len(X)).astype(np.int64)
     steps = -(-len(X) // batch_size)
     opt = model.optimizer
     lrs = opt.schedule.rates(opt.lr, epoch, steps, total)
-    snapshot = _copy(model)
     t0 = time.perf_counter()
     loss, acc = model.run_epoch(X, y, order, lrs, batch_size)
     seconds = time.perf_counter() - t0
@@ -160,11 +189,12 @@ def _one_epoch(model, ds, X, y, epoch, total, batch_size, seed):
 def _copy(model):
     return ({k: v.copy() for k, v in model.params.items()},
             {p: {s: v.copy() for s, v in st.items()} for p, st in model.state.items()},
-            model.step, {k: v.copy() for k, v in model.stats.items()})
+            model.step, {k: v.copy() for k, v in model.stats.items()}, len(model.history))
 
 
 def _restore(model, snapshot):
-    params, state, step, stats = snapshot
+    params, state, step, stats, epochs = snapshot
+    del model.history[epochs:]
     for k, v in params.items():
         model.params[k][...] = v
     for k, v in stats.items():

@@ -21,10 +21,12 @@ import hashlib
 import io
 import json
 import os
+import zipfile
+import zlib
 
 import numpy as np
 
-from derive.errors import InputError
+from derive.errors import InputError, ShapeError
 
 from . import cache, optim
 from .init import initialise
@@ -163,33 +165,55 @@ class Model:
         return result
 
     def run_epoch(self, X, y, order, lrs, batch_size):
-        """One compiled epoch over ``order``; returns (mean loss, accuracy)."""
-        opt, bs = self.optimizer, int(batch_size)
-        order = np.asarray(order)
-        steps = -(-len(order) // bs) if bs > 0 else 0
-        # the kernel does not check bounds: a bad index would read or write past an array
-        if bs < 1 or order.ndim != 1 or order.dtype != np.int64 or len(X) != len(y) \
-                or (len(order) and not 0 <= order.min() <= order.max() < len(X)) \
-                or len(lrs) < steps:
-            raise InputError(
-                f"run_epoch: need batch_size >= 1 (got {bs}), X and y of equal length (got "
-                f"{len(X)} and {len(y)}), order a 1-D int64 array of row numbers below "
-                f"{len(X)} (got {order.dtype} {list(order.shape)}"
-                + (f", from {order.min()} to {order.max()}" if order.size else "")
-                + f") and a learning rate per step ({steps} steps, got {len(lrs)})")
-        if self.meta.get("running") and (bs == 1 or len(order) % bs == 1):
-            raise InputError(f"BatchNorm needs at least 2 samples per minibatch; batch size "
-                             f"{bs} over {len(order)} samples leaves one of 1")
+        """One compiled epoch over ``order``; returns (mean loss, accuracy).
+
+        ``X``: ``[N, *input_shape]``; ``y``: N integer labels in ``range(n_outputs)``;
+        ``order``: int64 row numbers below N, taken ``batch_size`` at a time (a batch size
+        above ``len(order)`` is one batch of all of them); ``lrs``: a rate per step.
+        InputError (one line, naming the argument and the bad value) otherwise: the
+        kernel does not check bounds, so a bad index would read or write past an array.
+        """
+        opt = self.optimizer
+        X, y, order, lrs, bs = self._epoch_args(X, y, order, lrs, batch_size)
         x2 = self._input_buffer(bs)
         xb = x2.reshape((bs,) + self.input_shape)
         yb = self._label_buffer(bs)
         loss, correct = self._call(
-            "epoch", X.reshape(len(X), -1), y, order, np.asarray(lrs, np.float64), bs,
+            "epoch", X.reshape(len(X), -1), y, order, lrs, bs,
             int(self.step), opt.hyper_values(), float(opt.weight_decay), self.theta,
             self.grad, *self.flat_state, x2, xb, yb, *self._param_list(),
             *self.buffers(bs, self.meta["signature"]["train"]), *self._mask_seed())
         self.step += -(-len(order) // bs)
         return loss / len(order), correct / len(order)
+
+    def _epoch_args(self, X, y, order, lrs, batch_size):
+        """run_epoch's arguments checked (one vectorised min/max per array, no copies
+        when they already have the kernel's types) and the batch size capped at
+        ``len(order)`` (the same single minibatch, without buffers for unused rows)."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+                or batch_size < 1:
+            raise InputError(f"run_epoch: batch_size must be a whole number >= 1, got "
+                             f"{batch_size!r}")
+        X = self._inputs(X, "run_epoch")
+        y = _labels(y, len(X), self.n_outputs, "run_epoch")
+        order = np.asarray(order)
+        if order.ndim != 1 or order.dtype != np.int64 or not len(order):
+            raise InputError(f"run_epoch: order must be a non-empty 1-D int64 array of row "
+                             f"numbers, got {order.dtype} of shape {list(order.shape)}")
+        lo, hi = order.min(), order.max()
+        if lo < 0 or hi >= len(X):
+            raise InputError(f"run_epoch: order holds row {lo if lo < 0 else hi}, X has rows "
+                             f"0..{len(X) - 1}")
+        bs = min(int(batch_size), len(order))
+        steps = -(-len(order) // bs)
+        lrs = np.ascontiguousarray(lrs, dtype=np.float64)
+        if lrs.ndim != 1 or len(lrs) < steps:
+            raise InputError(f"run_epoch: need a learning rate per step ({steps} steps of "
+                             f"{bs}), got lrs of shape {list(lrs.shape)}")
+        if self.meta.get("running") and (bs == 1 or len(order) % bs == 1):
+            raise InputError(f"BatchNorm needs at least 2 samples per minibatch; batch size "
+                             f"{bs} over {len(order)} samples leaves one of 1")
+        return X, y, order, lrs, bs
 
     def _input_buffer(self, rows):
         key = ("x", rows)
@@ -205,7 +229,7 @@ class Model:
 
     def outputs(self, X):
         """The network's outputs (logits for a classifier) for every row of ``X``."""
-        X = self._inputs(X)
+        X = self._inputs(X, "outputs")
         out = np.empty((len(X), self.n_outputs), self.dtype)
         bufs = self.buffers(self.meta["chunk"], self.meta["signature"]["predict"])
         self._call("forward", X, out, *self._param_list(), *bufs)
@@ -221,64 +245,145 @@ class Model:
             X, y = X.X_val, X.y_val
         from .data import check
 
+        X = self._inputs(X, "evaluate")
         X, y = check(X, y, n_classes=self.n_outputs, input_shape=self.input_shape,
                      where="evaluate")
         bufs = self.buffers(self.meta["chunk"], self.meta["signature"]["loss"])
-        loss, correct = self._call("evaluate", self._inputs(X), y, *self._param_list(), *bufs)
+        loss, correct = self._call("evaluate", self._inputs(X, "evaluate"), y,
+                                   *self._param_list(), *bufs)
         return {"loss": float(loss / len(y)), "accuracy": float(correct / len(y))}
 
-    def _inputs(self, X):
-        X = np.ascontiguousarray(X, dtype=self.dtype)
+    def _inputs(self, X, where):
+        """``X`` as a C-contiguous array of the model's dtype (no copy when it is one),
+        [N, *input_shape]; one-line InputError/ShapeError naming ``where`` otherwise."""
+        try:
+            X = np.ascontiguousarray(X, dtype=self.dtype)
+        except (ValueError, TypeError):
+            got = np.asarray(X, dtype=object)
+            raise InputError(f"{where}: X must be numbers, [N, "
+                             f"{', '.join(map(str, self.input_shape))}], got "
+                             f"{type(X).__name__} {_clip(got)}") from None
         if X.shape[1:] != self.input_shape:
-            raise InputError(f"inputs of shape {X.shape} do not fit the model's input "
-                             f"[N, {', '.join(map(str, self.input_shape))}]")
+            raise ShapeError(f"{where}: X of shape {list(X.shape)} does not fit the model's "
+                             f"input [N, {', '.join(map(str, self.input_shape))}]")
         return X
 
     # -- checkpoints --------------------------------------------------------------------
     def save(self, path):
-        """Write parameters, optimizer state and history to ``path`` (.npz), atomically."""
+        """Write parameters, optimizer state, running statistics, step count, the masks'
+        seed and history to ``path`` (.npz) atomically: a temporary file in the same
+        folder, then a rename, so a failed write (a full disk) keeps the previous
+        checkpoint, and raises one-line InputError naming the file."""
         arrays = {f"param/{k}": v for k, v in self.params.items()}
         for p, st in self.state.items():
             arrays.update({f"state/{p}/{s}": v for s, v in st.items()})
         arrays.update({f"stat/{k}": v for k, v in self.stats.items()})
         header = {"fingerprint": self.fingerprint(), "description": self.meta["description"],
                   "params": self.meta["params"], "optimizer": self.optimizer.name,
-                  "step": self.step, "history": self.history}
+                  "step": self.step, "seed": self.seed, "history": self.history}
         arrays["header"] = np.array(json.dumps(header))
         path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
         buf = io.BytesIO()
         np.savez(buf, **arrays)
-        os.makedirs(folder, exist_ok=True)
-        cache.write_atomic(path, buf.getvalue())
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            cache.write_atomic(path, buf.getvalue())
+        except OSError as e:
+            kept = "the previous checkpoint is kept" if os.path.exists(path) else "nothing saved"
+            raise InputError(f"cannot write the checkpoint ({e.strerror or e}); {kept}",
+                             where=path) from None
         return path
 
     def load(self, path):
-        """Restore a checkpoint written by :meth:`save` for this same network."""
+        """Restore a checkpoint written by :meth:`save` for this same network.
+
+        Everything is checked before anything is changed: a file that is not a readable
+        checkpoint (truncated, damaged), one of another network, or an array of the wrong
+        shape or kind is a one-line InputError naming the file (and the array), and the
+        model keeps its state.
+        """
         where = os.fspath(path)
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                header = json.loads(str(f["header"]))
-                arrays = {k: f[k] for k in f.files if k != "header"}
-        except (OSError, ValueError, KeyError) as e:
-            raise InputError(f"not a derivekit checkpoint ({e})", where=where) from None
+        header, arrays = _read_checkpoint(where)
         if header["fingerprint"] != self.fingerprint():
             raise InputError(f"checkpoint is from another model ({header['description']}), "
                              f"not {self.meta['description']}", where=where)
-        missing = [k for k in self.stats if f"stat/{k}" not in arrays]
-        if missing:
-            raise InputError(f"checkpoint has no running statistic '{missing[0]}'", where=where)
-        for k in self.params:
-            self.params[k][...] = arrays[f"param/{k}"]
-        for k in self.stats:
-            self.stats[k][...] = arrays[f"stat/{k}"]
-        if header["optimizer"] == self.optimizer.name:
-            for p, st in self.state.items():
-                for s in st:
-                    st[s][...] = arrays[f"state/{p}/{s}"]
-            self.step = int(header["step"])
+        same_rule = header["optimizer"] == self.optimizer.name
+        wanted = {f"param/{k}": v for k, v in self.params.items()}
+        wanted.update({f"stat/{k}": v for k, v in self.stats.items()})
+        if same_rule:
+            wanted.update({f"state/{p}/{s}": v for p, st in self.state.items()
+                           for s, v in st.items()})
+        for key, target in wanted.items():
+            _check_array(arrays.get(key), key, target.shape, where)
+        for key, target in wanted.items():
+            target[...] = arrays[key]
+        if same_rule:
+            self.step = header["step"]
+        if header["seed"] is not None:
+            self.seed = header["seed"]
         self.history = list(header["history"])
         return self
+
+
+def _read_checkpoint(where):
+    """(header dict, {name: array}) of a checkpoint file; InputError when unreadable."""
+    try:
+        with np.load(where, allow_pickle=False) as f:
+            header = json.loads(str(f["header"]))
+            arrays = {k: f[k] for k in f.files if k != "header"}
+    except FileNotFoundError:
+        raise InputError("no such checkpoint file", where=where) from None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise InputError(f"not a readable derivekit checkpoint (truncated or damaged: "
+                         f"{str(e) or type(e).__name__})", where=where) from None
+    valid = {"fingerprint": lambda v: isinstance(v, str),
+             "description": lambda v: isinstance(v, str),
+             "optimizer": lambda v: isinstance(v, str),
+             "step": lambda v: isinstance(v, int) and v >= 0,
+             "seed": lambda v: isinstance(v, int),
+             "history": lambda v: isinstance(v, list)}
+    if not isinstance(header, dict):
+        raise InputError("not a derivekit checkpoint (its header is not a table)", where=where)
+    header.setdefault("seed", None)  # checkpoints before the seed was saved
+    bad = [k for k, ok in valid.items() if not (ok(header.get(k)) or
+                                                 (k == "seed" and header[k] is None))]
+    if bad:
+        raise InputError(f"not a derivekit checkpoint (its header has no valid '{bad[0]}')",
+                         where=where)
+    return header, arrays
+
+
+def _check_array(value, key, shape, where):
+    if value is None:
+        raise InputError(f"checkpoint has no array '{key}'", where=where)
+    if value.dtype.kind not in "iuf" or value.shape != tuple(shape):
+        raise InputError(f"array '{key}' is {value.dtype} of shape {list(value.shape)}; the "
+                         f"model needs floats of shape {list(shape)}", where=where)
+    if not np.isfinite(value).all():
+        raise InputError(f"array '{key}' holds NaN or Inf", where=where)
+
+
+def _labels(y, n, n_classes, where):
+    """``y`` as int64 labels (no copy when it is already) for ``n`` rows, each in
+    ``range(n_classes)``: the kernels index the scores with them."""
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != n:
+        raise InputError(f"{where}: y must hold one label per row of X ({n}), got shape "
+                         f"{list(y.shape)}")
+    if y.dtype.kind not in "iu":
+        raise InputError(f"{where}: y must hold integer class labels, got {y.dtype}")
+    y = np.ascontiguousarray(y, dtype=np.int64)
+    if n:
+        lo, hi = y.min(), y.max()
+        if lo < 0 or hi >= n_classes:
+            raise InputError(f"{where}: label {lo if lo < 0 else hi} in y is outside "
+                             f"0..{n_classes - 1} (the model's {n_classes} classes)")
+    return y
+
+
+def _clip(value, width=30):
+    text = repr(value.tolist() if isinstance(value, np.ndarray) else value)
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 def _flat(shapes, dtype):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from derive.errors import InputError
+from derive.tensor.evaluate import Env
 
 from . import cache
 from .codegen import HEADER_VJP, JIT, Statements, indent
@@ -57,20 +57,14 @@ def run(net, values, upstream=None, wrt=None, dtype="float64"):
     Same arguments and results as :func:`derive.evaluate`.
     """
     module, info, prog = compile_vjp(net, dtype, wrt)
-    values = dict(values)
-    for name, spec in prog.random.items():
-        if name not in values:
-            from derive.tensor.program import mask_values
-            values[name] = mask_values(spec, prog, values)
-    dims = prog.bind(values)
-    missing = [n for n in info["leaves"] if n not in values]
-    if missing:
-        raise InputError(f"no value for '{missing[0]}'")
+    # the kernel does not check bounds: numbers, shapes and labels (which it indexes
+    # with) are checked as derive.evaluate checks them, masks drawn where not given
+    arrays, dims = prog.leaf_arrays(values)
     ftype = np.dtype(dtype)
-    args = [np.ascontiguousarray(values[n], dtype=np.int64 if prog.tensors[n].dtype == "int"
+    args = [np.ascontiguousarray(arrays[n], dtype=np.int64 if prog.tensors[n].dtype == "int"
                                  else ftype) for n in info["leaves"]]
-    out_shape = _shape(prog.tensors[prog.output].shape, dims)
-    seed = (np.ones(out_shape) if upstream is None else np.asarray(upstream)).astype(ftype)
+    seed = prog.upstream_array(upstream, Env(arrays, dims, prog.constants)).astype(ftype)
+    out_shape = seed.shape
     seed_arg = float(seed) if not out_shape else np.ascontiguousarray(seed)
     bufs = {}
     for name in info["buffers"]:
@@ -80,7 +74,7 @@ def run(net, values, upstream=None, wrt=None, dtype="float64"):
     result = module.vjp(*args, seed_arg, *bufs.values())
     output = result if not out_shape else bufs[prog.output]
     bufs[prog.seed] = seed  # a gradient may be the upstream itself (x + y: x_bar = out_bar)
-    grads = {w: bufs[g] if g in bufs else np.zeros_like(values[w], dtype=ftype)
+    grads = {w: bufs[g] if g in bufs else np.zeros_like(arrays[w], dtype=ftype)
              for w, g in prog.grads.items()}
     return np.asarray(output), grads
 
