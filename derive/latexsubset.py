@@ -56,13 +56,13 @@ def refusal(tex, commands=MATH_COMMANDS, chars=None, braces=False):
     """
     if "^^" in tex:
         return "^^"
+    for match in _COMMAND.finditer(tex):
+        if match.group(1) not in commands:
+            return "\\" + match.group(1) if match.group(1) else "a trailing \\"
     if chars is not None:
         bad = next((c for c in tex if c not in chars), None)
         if bad is not None:
             return repr(bad)
-    for match in _COMMAND.finditer(tex):
-        if match.group(1) not in commands:
-            return "\\" + match.group(1) if match.group(1) else "a trailing \\"
     if braces and not _balanced(tex):
         return "unbalanced braces"
     return None
@@ -83,12 +83,12 @@ def check_display_name(tex, where):
     if not isinstance(tex, str):
         raise InputError(f"a display name is a string of LaTeX, got {type(tex).__name__}",
                          where=where)
-    if len(tex) > MAX_NAME:
-        raise InputError(f"a display name is at most {MAX_NAME} characters", where=where)
     bad = refusal(tex, NAME_COMMANDS, NAME_CHARS, braces=True)
     if bad is not None:
         raise InputError(f"{bad} is not allowed in a display name (allowed: letters, digits, "
                          r"_ ^ { } , ' and commands such as \hat \mathrm \alpha)", where=where)
+    if len(tex) > MAX_NAME:
+        raise InputError(f"a display name is at most {MAX_NAME} characters", where=where)
     return tex
 
 

@@ -43,12 +43,26 @@ def pdf_bytes(source):
             return fh.read()
 
 
+def tex_environment(tmp):
+    """The environment pdflatex runs in: paranoid about files.
+
+    ``openin_any=p`` / ``openout_any=p`` make kpathsea refuse to read or write dotfiles,
+    absolute paths and paths through ``..`` (outside ``TEXMFOUTPUT``, set to the
+    temporary folder), so even a document that asks cannot read ``/etc/hostname``; shell
+    escape is off on the command line as well.
+    """
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TEXINPUTS", "TEXMFOUTPUT", "shell_escape", "shell_escape_commands")}
+    env.update(openin_any="p", openout_any="p", TEXMFOUTPUT=tmp, shell_escape="f")
+    return env
+
+
 def _run(exe, tmp):
     """One pdflatex run in ``tmp``; its log (DeriveError on failure)."""
     cmd = [exe, "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape", "doc.tex"]
     try:
         proc = subprocess.run(cmd, cwd=tmp, capture_output=True, stdin=subprocess.DEVNULL,
-                              timeout=PDFLATEX_TIMEOUT)
+                              timeout=PDFLATEX_TIMEOUT, env=tex_environment(tmp))
     except subprocess.TimeoutExpired:
         raise DeriveError(f"pdflatex took longer than {PDFLATEX_TIMEOUT} s") from None
     log_path = os.path.join(tmp, "doc.log")

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import re
 
+from derive.errors import DeriveError
+from derive.latexsubset import MATH_COMMANDS, refusal
+
 from .document import (Equations, Graph, Heading, Items, Math, Prose, Table, lay_out, rows_of,
                        segments)
 from .printer import visible_len
@@ -67,9 +70,20 @@ def escape(text):
 
 
 def prose(text):
-    """Prose with ``$...$`` math kept and everything else escaped."""
-    return "".join("".join(_char(c, True) for c in p) if is_math else escape(p)
-                   for is_math, p in segments(text))
+    """Prose with ``$...$`` math kept and everything else escaped.
+
+    Prose may carry user text (titles, notes, labels), so its mathematics is kept only
+    when it stays within :data:`derive.latexsubset.MATH_COMMANDS`; any other ``$...$``
+    is printed as the characters it is.
+    """
+    return "".join(_math(p) if is_math else escape(p) for is_math, p in segments(text))
+
+
+def _math(segment):
+    tex = "".join(_char(c, True) for c in segment)
+    if refusal(tex[1:-1], MATH_COMMANDS, braces=True) is not None:
+        return escape(segment)
+    return tex
 
 
 def _flat(tex):
@@ -199,10 +213,44 @@ RULES = {
 
 
 def emit(doc):
-    """The complete ``.tex`` source of a Document."""
+    """The complete ``.tex`` source of a Document.
+
+    Raises DeriveError if the body holds a command that reads, writes or redefines (see
+    :func:`forbidden`): whatever let it through, it is not written or compiled.
+    """
     body = "\n\n".join(lay_out(doc, RULES, "tex"))
     title = r"{\LARGE\bfseries %s\par}" % prose(doc.title)
-    return PREAMBLE + "\n\\begin{document}\n" + title + "\n\n" + body + "\n\n\\end{document}\n"
+    body = title + "\n\n" + body
+    bad = forbidden(body)
+    if bad is not None:
+        raise DeriveError(f"refusing to write LaTeX that contains {bad} (display names and "
+                          "problem text may not use it)")
+    return PREAMBLE + "\n\\begin{document}\n" + body + "\n\n\\end{document}\n"
+
+
+# Commands that read or write files, run programs, or change how TeX reads what follows.
+# User text is whitelisted where it enters (derive.latexsubset, prose above); this list is
+# the last check on the finished body, so a path that forgot to check cannot leak a file.
+_FORBIDDEN = frozenset("""input include InputIfFileExists IfFileExists includeonly endinput
+    openin openout read readline write immediate closein closeout newread newwrite message
+    catcode lccode uccode mathcode sfcode delcode def edef gdef xdef let futurelet
+    csname endcsname expandafter noexpand scantokens lowercase uppercase special shipout
+    jobname everyjob everypar everymath everydisplay afterassignment aftergroup toks
+    usepackage RequirePackage documentclass newcommand renewcommand providecommand
+    DeclareRobustCommand makeatletter makeatother includegraphics verbatiminput
+    lstinputlisting pdffiledump pdfmdfivesum pdffilesize pdffilemoddate pdfximage pdfobj
+    pdfliteral pdfstrcmp directlua write18 ShellEscape""".split())
+_CONTROL_WORD = re.compile(r"\\([A-Za-z@]+|.)", re.S)
+
+
+def forbidden(body):
+    """The first forbidden command of a LaTeX body (or ``^^``), None if there is none."""
+    if "^^" in body:
+        return "^^"
+    for match in _CONTROL_WORD.finditer(body):
+        if match.group(1) in _FORBIDDEN or "@" in match.group(1):
+            return "\\" + match.group(1)
+    return None
 
 
 def display_math(d):

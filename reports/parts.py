@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import sympy as sp
 
+from derive.latexsubset import check_display_names
+
 from .backward import backward_blocks, expr_math, shape_math
 from .document import Document, Equations, Heading, Items, Math, Prose, Row, Table
 from .graph import graph_blocks
 from .printer import latex, shape_tex, symbol_tex, visible_len
-from .values import array_tex, classify, value_tex
+from .values import array_tex, classify, text_math, value_tex
 
 ROLE_WORDS = {"input": "input", "param": "parameter"}
 
@@ -37,8 +39,12 @@ def _collection_title(derivations):
 
 
 def problem_blocks(d, level):
-    """Every part of one Derivation, headings at ``level``."""
-    names = d.meta.get("latex_names") or {}
+    """Every part of one Derivation, headings at ``level``.
+
+    Display names are checked again here (InputError outside the subset), since a
+    Derivation may come from Python rather than from a checked problem file.
+    """
+    names = check_display_names(d.meta.get("latex_names") or {}, "latex_names")
     parts = [
         ("Forward pass", forward_blocks(d, names)),
         ("Computational graph", graph_blocks(d, names)),
@@ -142,20 +148,6 @@ def result_blocks(result, names):
             for r in result for k, c in zip(keys, (_cell(r.get(k), names) for k in keys))
             if k in r]
     return [Equations(rows)]
-
-
-_TEXT_SPECIALS = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$",
-                  "&": r"\&", "#": r"\#", "^": r"\^{}", "_": r"\_", "%": r"\%",
-                  "~": r"\~{}"}
-
-
-def text_math(text):
-    r"""Words inside mathematics, escaped: user text can never become LaTeX commands.
-
-    >>> text_math("a_b {x}")
-    '\\text{a\\_b \\{x\\}}'
-    """
-    return r"\text{%s}" % "".join(_TEXT_SPECIALS.get(c, c) for c in str(text))
 
 
 def _key_tex(key, names):

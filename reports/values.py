@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 
 import numpy as np
 import sympy as sp
@@ -82,15 +83,30 @@ def approximate(v):
 
 
 def entry_tex(v, names=None):
-    """One scalar value, exact only (no decimal)."""
+    """One scalar value, exact only (no decimal); text is set as escaped words."""
     kind = classify(v)
     if kind == "float":
         return decimal_tex(v)
     if kind in ("int", "bool"):
         return str(int(v))
-    if kind == "text":
-        return str(v)
+    if kind == "text":  # a dimension name (B) stays mathematics; other words are escaped
+        text = str(v)
+        return text if re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", text) else text_math(text)
     return latex(v, names)
+
+
+_TEXT_SPECIALS = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$",
+                  "&": r"\&", "#": r"\#", "^": r"\^{}", "_": r"\_", "%": r"\%",
+                  "~": r"\~{}"}
+
+
+def text_math(text):
+    r"""Words inside mathematics, escaped: user text can never become LaTeX commands.
+
+    >>> text_math("a_b {x}")
+    '\\text{a\\_b \\{x\\}}'
+    """
+    return r"\text{%s}" % "".join(_TEXT_SPECIALS.get(c, c) for c in str(text))
 
 
 def value_tex(v, names=None):

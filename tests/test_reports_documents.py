@@ -92,9 +92,9 @@ def test_pdf_compiles(tmp_path):
 @needs_pdflatex
 def test_broken_latex_fails_cleanly_and_writes_nothing(tmp_path):
     d = rnn()
-    d.meta["latex_names"] = {"w": r"\nosuchmacro{w}"}
+    d.meta["latex_names"] = {"w": r"w^{1}^{2}"}  # within the allowed subset, yet not TeX
     target = tmp_path / "doc.pdf"
-    with pytest.raises(DeriveError, match=r"pdflatex failed: Undefined control sequence"):
+    with pytest.raises(DeriveError, match=r"pdflatex failed: Double superscript"):
         reports.write(d, target)
     assert os.listdir(tmp_path) == []
 
