@@ -16,12 +16,43 @@ from .errors import DeriveError, InputError
 
 FORMATS = ("text", "md", "tex", "html", "json")
 EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 3
+DEBUG_FLAG = "--debug"
 
 
 def main(argv=None):
-    """Run the CLI; returns the exit code (0 ok, 1 a check failed, 2 bad input)."""
-    parser = _parser()
+    """Run the CLI; returns the exit code.
+
+    0 ok, 1 a check failed, 2 bad input, 3 an internal error (a bug, or memory or
+    recursion exhausted), 130 interrupted. Every failure is one line on stderr; the
+    traceback of an internal error is printed only with ``--debug``.
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
+    debug = DEBUG_FLAG in argv
+    argv = [a for a in argv if a != DEBUG_FLAG]
+    command = argv[0] if argv and not argv[0].startswith("-") else None
+    try:
+        return _dispatch(argv)
+    except BrokenPipeError:  # the reader (| head) left: stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except DeriveError as exc:
+        _fail(command, f"error: {exc}")
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        _fail(command, "interrupted")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one place every other failure ends up
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        _fail(command, internal_error(exc, debug))
+        return EXIT_INTERNAL
+
+
+def _dispatch(argv):
+    parser = _parser()
     if argv and argv[0] in PASS_THROUGH:  # kernels' commands parse their own flags
         args = argparse.Namespace(command=argv[0], rest=argv[1:], run=PASS_THROUGH[argv[0]])
     else:
@@ -29,19 +60,36 @@ def main(argv=None):
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_BAD_INPUT
+    return args.run(args) or 0
+
+
+def internal_error(exc, debug=False):
+    """The one line an unexpected exception becomes."""
+    if isinstance(exc, MemoryError):
+        what = "out of memory (the input is too large for this machine)"
+    elif isinstance(exc, RecursionError):
+        what = "internal error: RecursionError: the input nests too deeply to process"
+    else:
+        text = " ".join(str(exc).split())
+        text = text if len(text) <= 200 else text[:200] + " ..."
+        what = f"internal error: {type(exc).__name__}" + (f": {text}" if text else "")
+    hint = "please report this" + ("" if debug else "; run with --debug for the traceback")
+    return f"{what} ({hint})"
+
+
+def _fail(command, message):
+    prefix = f"derivekit {command}" if command else "derivekit"
     try:
-        return args.run(args) or 0
-    except DeriveError as exc:
-        print(f"derivekit {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print(f"derivekit {args.command}: interrupted", file=sys.stderr)
-        return 130
+        print(f"{prefix}: {message}", file=sys.stderr)
+    except (OSError, ValueError):  # stderr itself is gone (a closed pipe)
+        pass
 
 
 def _parser():
     p = argparse.ArgumentParser(prog="derivekit", description="Worked gradients, fast "
                                 "kernels and verdicts from one symbolic definition.")
+    p.add_argument(DEBUG_FLAG, action="store_true",
+                   help="print the traceback of an internal error")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     c = sub.add_parser("demo", help="render the bundled examples (the main job)")
