@@ -43,3 +43,31 @@ def vjp_equals_evaluate():
             assert np.abs(got[name] - want[name]).max() <= 1e-10, name
 
     return check
+
+
+# -- fuzzing profiles (tests/test_fuzz_*.py; shared generators in tests/fuzzgen*.py) -----
+def pytest_addoption(parser):
+    parser.addoption("--fuzz-long", action="store_true",
+                     help="run the fuzz tests with the long profile (as DERIVEKIT_FUZZ=long)")
+
+
+def pytest_configure(config):
+    """The fast, reproducible fuzz profile by default; the long one on request."""
+    if config.getoption("--fuzz-long", default=False):
+        os.environ["DERIVEKIT_FUZZ"] = "long"
+    try:
+        from hypothesis import HealthCheck, Phase, settings
+    except ImportError:
+        return
+    quiet = [HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large]
+    # CI does not shrink (a slow graph shrinks for minutes); a failure prints its case as a
+    # one-line reproduction anyway. The long profile shrinks to a minimal case.
+    settings.register_profile("derivekit-ci", deadline=None, derandomize=True, database=None,
+                              print_blob=True, suppress_health_check=quiet,
+                              phases=[Phase.explicit, Phase.generate])
+    settings.register_profile("derivekit-long", deadline=None, derandomize=False,
+                              print_blob=True, suppress_health_check=quiet,
+                              phases=[Phase.explicit, Phase.reuse, Phase.generate,
+                                      Phase.target, Phase.shrink])
+    long = os.environ.get("DERIVEKIT_FUZZ") == "long"
+    settings.load_profile("derivekit-long" if long else "derivekit-ci")
