@@ -192,18 +192,18 @@ class Model:
         ``len(order)`` (the same single minibatch, without buffers for unused rows)."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
                 or batch_size < 1:
-            raise InputError(f"run_epoch: batch_size must be a whole number >= 1, got "
+            raise InputError(f"run_epoch: need batch_size >= 1 (a whole number), got "
                              f"{batch_size!r}")
         X = self._inputs(X, "run_epoch")
         y = _labels(y, len(X), self.n_outputs, "run_epoch")
         order = np.asarray(order)
         if order.ndim != 1 or order.dtype != np.int64 or not len(order):
-            raise InputError(f"run_epoch: order must be a non-empty 1-D int64 array of row "
+            raise InputError(f"run_epoch: need order a non-empty 1-D int64 array of row "
                              f"numbers, got {order.dtype} of shape {list(order.shape)}")
         lo, hi = order.min(), order.max()
         if lo < 0 or hi >= len(X):
-            raise InputError(f"run_epoch: order holds row {lo if lo < 0 else hi}, X has rows "
-                             f"0..{len(X) - 1}")
+            raise InputError(f"run_epoch: need order's row numbers in 0..{len(X) - 1} (the "
+                             f"rows of X), got {lo if lo < 0 else hi}")
         bs = min(int(batch_size), len(order))
         steps = -(-len(order) // bs)
         lrs = np.ascontiguousarray(lrs, dtype=np.float64)
@@ -368,8 +368,8 @@ def _labels(y, n, n_classes, where):
     ``range(n_classes)``: the kernels index the scores with them."""
     y = np.asarray(y)
     if y.ndim != 1 or len(y) != n:
-        raise InputError(f"{where}: y must hold one label per row of X ({n}), got shape "
-                         f"{list(y.shape)}")
+        raise InputError(f"{where}: need X and y of equal length ({n} rows of X), got y of "
+                         f"shape {list(y.shape)}")
     if y.dtype.kind not in "iu":
         raise InputError(f"{where}: y must hold integer class labels, got {y.dtype}")
     y = np.ascontiguousarray(y, dtype=np.int64)

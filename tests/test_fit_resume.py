@@ -219,7 +219,7 @@ def test_batch_size_below_one_or_not_whole_is_refused(data, bad):
     with pytest.raises(InputError, match=rf"batch_size must be a whole number >= 1, got "
                                          rf"{repr(bad)}$"):
         kernels.fit(model, data, epochs=1, batch_size=bad, progress=False)
-    with pytest.raises(InputError, match=r"run_epoch: batch_size must be a whole number"):
+    with pytest.raises(InputError, match=r"run_epoch: need batch_size >= 1 \(a whole number\)"):
         model.run_epoch(data[0], data[1], np.arange(120), np.ones(8), bad)
 
 
@@ -262,11 +262,12 @@ def test_kernel_entries_check_shapes_dtypes_and_order(data):
          (X[:, :7], y, order, lrs, 16)),
         (InputError, r"run_epoch: y must hold integer class labels, got float64",
          (X, y.astype(float), order, lrs, 16)),
-        (InputError, r"run_epoch: y must hold one label per row of X \(32\), got shape \[31\]",
+        (InputError, r"run_epoch: need X and y of equal length \(32 rows of X\), got y of "
+                     r"shape \[31\]",
          (X, y[:31], order, lrs, 16)),
-        (InputError, r"run_epoch: order holds row 32, X has rows 0..31",
+        (InputError, r"run_epoch: need order's row numbers in 0..31 \(the rows of X\), got 32",
          (X, y, order + 1, lrs, 16)),
-        (InputError, r"run_epoch: order must be a non-empty 1-D int64 array",
+        (InputError, r"run_epoch: need order a non-empty 1-D int64 array",
          (X, y, order.astype(np.int32), lrs, 16)),
         (InputError, r"run_epoch: need a learning rate per step \(2 steps of 16\)",
          (X, y, order, lrs[:1], 16)),
