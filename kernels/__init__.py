@@ -37,6 +37,13 @@ def program_of(net):
     return program(graph, wrt=params)
 
 
+def docstring_text(text):
+    """``text`` safe inside a triple-quoted docstring of generated source: a title holds
+    what a user typed (layer options from a config file), so quotes and backslashes are
+    escaped and it can never end the docstring and become code."""
+    return str(text).replace("\\", "\\\\").replace('"', '\\"')
+
+
 def describe(prog):
     """The derivation as text with index names made canonical: the cache key's main part.
 
@@ -131,7 +138,9 @@ def compile(net, dtype="float32", optimizer="sgd", *, lr=None, init="xavier_unif
         if not derived:
             derived.append(program_of(net if graph is None else graph))
         prog = derived[0]
-        return Kernel(prog, dtype=dtype).source(opt, prog.title or type(net).__name__)
+        description = prog.title or type(net).__name__
+        kernel = Kernel(prog, dtype=dtype, title=docstring_text(description))
+        return kernel.source(opt, description)
 
     def build(opt):
         k = cache.key(description, version, dtype, opt.key())

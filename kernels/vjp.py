@@ -16,7 +16,7 @@ import numpy as np
 
 from derive.tensor.evaluate import Env
 
-from . import cache
+from . import cache, docstring_text
 from .codegen import HEADER_VJP, JIT, Statements, indent
 from .printer import helpers
 
@@ -35,7 +35,8 @@ def source(prog, dtype="float64"):
     ret = prog.output if not prog.tensors[prog.output].shape else "0.0"
     fn = [JIT, f"def vjp({', '.join(args)}):"] + indent(dims + body + [f"return {ret}"])
     code = "\n".join(fn)
-    text = HEADER_VJP.format(title=prog.title) + helpers(code, dtype) + "\n" + code + "\n"
+    text = HEADER_VJP.format(title=docstring_text(prog.title)) + helpers(code, dtype) \
+        + "\n" + code + "\n"
     return text, {"leaves": leaves, "buffers": bufs, "temps": dict(st.temps)}
 
 

@@ -226,3 +226,49 @@ def test_what_runs_is_what_was_checked_not_a_pyc_beside_it(genuine, fresh, kerne
         warnings.simplefilter("error", cache.CacheWarning)
         model = kernels.compile(net(), dtype="float64")
     assert trains(model) and not sentinel.exists()
+
+
+# -- text from a config file never becomes code -------------------------------------------
+def payload(sentinel):
+    return f"__import__('pathlib').Path({str(sentinel)!r}).write_text('ran')"
+
+
+def test_a_layer_option_cannot_close_the_kernels_docstring(kernel_cache, tmp_path):
+    from kernels.cli import build_net
+
+    sentinel = tmp_path / "ran"
+    escape = '"""\\n' + payload(sentinel).replace('"', '\\"') + '\\n"""'
+    spec = 'linear(64, 10, bias="' + escape.replace('"', '\\"') + '")'
+    model = kernels.compile(build_net({"layers": [spec], "loss": "cross_entropy"}))
+    assert not sentinel.exists()
+    assert model.evaluate(np.ones((2, 64)), np.array([0, 1]))["loss"] > 0
+    assert '\\"\\"\\"\n__import__' in model.source  # shown, escaped, inside the docstring
+
+
+@pytest.mark.parametrize("option", ["elu(alpha={})", "leaky_relu(k={})", "batchnorm(10, eps={})",
+                                    "batchnorm(10, momentum={})", "layernorm(10, eps={})"])
+def test_layer_options_are_numbers_not_expressions(tmp_path, option):
+    from derive.errors import InputError
+    from kernels.cli import build_net
+
+    sentinel = tmp_path / "ran"
+    spec = option.format('"' + payload(sentinel).replace('"', '\\"') + '"')
+    with pytest.raises(InputError, match=r"must be a number, got \"__import__"):
+        build_net({"layers": ["linear(64, 10)", spec, "linear(10, 10)"]}).graph()
+    assert not sentinel.exists()
+    with pytest.raises(InputError, match=r"the hinge margin must be a number"):
+        build_net({"layers": ["linear(64, 10)"],
+                   "loss": f'hinge(margin="{payload(sentinel)}")'}).graph()
+    assert not sentinel.exists()
+    net = build_net({"layers": ["linear(64, 10)", option.format('"1/2"'), "linear(10, 10)"]})
+    assert net.graph() is not None  # a number in a string is still read (without eval)
+
+
+def test_dimension_names_that_are_not_names_are_refused(tmp_path):
+    from derive.errors import InputError
+
+    with pytest.raises(InputError, match=r"dimension name \"q = 1\\n    open.* is not a valid"):
+        dv.Linear("q = 1\n    open('x', 'w')\n    d", 3)
+    with pytest.raises(InputError, match=r"dimension name 'lambda' is not a valid name"):
+        dv.Linear("lambda", 3)
+    assert str(dv.Linear("d", 3).in_features) == "d"

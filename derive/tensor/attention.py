@@ -185,9 +185,10 @@ class PositionalEncoding(Layer4):
         layer = self.describe()
         check_width(x, self.d_model, layer, f"pe{tag}")
         d = self.d_model
+        base = sp.nsimplify(ops.constant(self.base, "the positional encoding's base"))
 
         def pe(t, j):
-            angle = t / sp.nsimplify(self.base) ** (2 * sp.floor(j / 2) / d)
+            angle = t / base ** (2 * sp.floor(j / 2) / d)
             return sp.Piecewise((sp.sin(angle), sp.Eq(sp.Mod(j, 2), 0)), (sp.cos(angle), True))
 
         enc = g.define(g.unique(f"pe{tag}"), x.shape[1:], pe, layer=layer,

@@ -9,6 +9,7 @@ and both shapes).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 import sympy as sp
@@ -145,7 +146,14 @@ class TensorGraph:
         return Tensor(self, name)
 
     def constant(self, name, value):
-        """A named hyper-parameter (ε, momentum) kept as a symbol with a value."""
+        """A named hyper-parameter (ε, momentum) kept as a symbol with a value (a real
+        number; a string only if it reads as one, ``"1e-5"`` or ``"1/2"``: never evaluated)."""
+        try:
+            if isinstance(value, bool) or not isinstance(value, (int, float, str, sp.Number)):
+                raise ValueError
+            value = float(Fraction(value.strip())) if isinstance(value, str) else value
+        except (ValueError, ZeroDivisionError):
+            raise InputError(f"{name} must be a number, got {value!r:.40}") from None
         sym = sp.Symbol(name, positive=True)
         self.constants[sym] = value
         return sym

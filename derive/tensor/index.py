@@ -15,11 +15,12 @@ other side (Σ_j a_j δ(j, k) = a_k when k runs inside j's range).
 from __future__ import annotations
 
 import itertools
+import keyword
 from functools import reduce
 
 import sympy as sp
 
-from ..errors import NotDifferentiableError
+from ..errors import InputError, NotDifferentiableError
 
 # -- dimensions and indices ---------------------------------------------------------------
 
@@ -29,6 +30,10 @@ def dim(value):
     if isinstance(value, sp.Basic):
         return value
     if isinstance(value, str):
+        # the name is printed into generated kernel source (``d = x.shape[1]``)
+        if not value.isidentifier() or keyword.iskeyword(value):
+            raise InputError(f"dimension name {value!r:.40} is not a valid name (letters, "
+                             "digits and _)")
         return sp.Symbol(value, integer=True, positive=True)
     return sp.Integer(int(value))
 

@@ -8,9 +8,11 @@ one (``graph.define(name, op.shape, op.element)``).
 """
 from __future__ import annotations
 
+from fractions import Fraction
+
 import sympy as sp
 
-from ..errors import ShapeError
+from ..errors import InputError, ShapeError
 from ..functions import relu as _relu
 from ..functions import sigmoid as _sigmoid
 from .functions import elu as _elu
@@ -36,13 +38,31 @@ class Lazy:
         return self.element(*idx)
 
 
+def constant(value, what="a constant"):
+    """A layer option (slope, margin, λ, ...) as a SymPy number: an int, a float, a
+    SymPy expression, or a string holding one number (``"1/2"``, ``"1e-3"``, read
+    without evaluating anything: options may come from a config file); InputError
+    naming ``what`` otherwise."""
+    if isinstance(value, sp.Basic):
+        return value
+    if isinstance(value, str):
+        try:
+            value = Fraction(value.strip())
+        except (ValueError, ZeroDivisionError):
+            raise InputError(f"{what} must be a number, got {value!r:.40}") from None
+        return sp.Rational(value.numerator, value.denominator)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"{what} must be a number, got {value!r:.40}")
+    return sp.Integer(value) if isinstance(value, int) else sp.Float(value)
+
+
 def lazy(x):
     """An operand as a Lazy (numbers become 0-d constants)."""
     if isinstance(x, Lazy):
         return x
     if hasattr(x, "shape") and hasattr(x, "__getitem__"):
         return Lazy(x.shape, lambda *i: x[i] if i else x[()])
-    value = sp.sympify(x)
+    value = constant(x, "an operand")
     return Lazy((), lambda: value)
 
 
@@ -184,11 +204,13 @@ def tanh(a):
 
 
 def leaky_relu(a, k=0.01):
-    return elementwise(lambda x: _leaky(x, sp.sympify(k)), a)
+    k = constant(k, "leaky_relu's slope")
+    return elementwise(lambda x: _leaky(x, k), a)
 
 
 def elu(a, alpha=1.0):
-    return elementwise(lambda x: _elu(x, sp.sympify(alpha)), a)
+    alpha = constant(alpha, "elu's alpha")
+    return elementwise(lambda x: _elu(x, alpha), a)
 
 
 def gelu(a):
@@ -244,7 +266,7 @@ def cross_entropy(z, labels, where=None):
 def hinge(s, labels, margin=1, where=None):
     """Multiclass SVM hinge (CS231n): ``(1/B) Σ_n Σ_{j≠y_n} max(0, s_nj - s_ny + Δ)``."""
     s, labels = _labels_fit(s, labels, where, "hinge")
-    delta = sp.sympify(margin)
+    delta = constant(margin, "the hinge margin")
     per = Lazy(s.shape, lambda n, j: (1 - sp.KroneckerDelta(j, labels[n]))
                * _relu(s[n, j] - s[n, labels[n]] + delta))
     return Lazy((), lambda: reduce_sum(per)[()] / s.shape[0])
@@ -263,12 +285,14 @@ def zero_one(s, labels, where=None):
 
 def l1(w, lam=1):
     """``λ Σ |w|``."""
-    return Lazy((), lambda: sp.sympify(lam) * reduce_sum(elementwise(sp.Abs, w))[()])
+    lam = constant(lam, "the L1 weight")
+    return Lazy((), lambda: lam * reduce_sum(elementwise(sp.Abs, w))[()])
 
 
 def l2(w, lam=1):
     """``(λ/2) Σ w²`` (gradient λw, PyTorch's weight decay)."""
-    return Lazy((), lambda: sp.sympify(lam) / 2 * reduce_sum(
+    lam = constant(lam, "the L2 weight")
+    return Lazy((), lambda: lam / 2 * reduce_sum(
         elementwise(lambda x: x ** 2, w))[()])
 
 
