@@ -238,6 +238,16 @@ def test_batch_larger_than_the_data_is_one_full_batch(data):
     assert rows - {big.meta["chunk"]} == {120}  # chunk: evaluate's buffers
 
 
+def test_cli_train_refuses_batch_size_zero_in_one_line(capsys, tmp_path):
+    from derive import cli
+
+    code = cli.main(["train", "--model", "linear(64,10)", "--data", "digits", "--epochs", "1",
+                     "--batch-size", "0", "--no-progress", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err
+    assert err.endswith("batch_size must be a whole number >= 1, got 0")
+
+
 # -- what compiled kernels index with -----------------------------------------------------
 @pytest.mark.parametrize("labels, words", [
     ([10 ** 6], r"run_epoch: label 1000000 in y is outside 0..2 \(the model's 3 classes\)"),
