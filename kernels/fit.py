@@ -35,6 +35,9 @@ def as_dataset(data, validation=None, seed=0):
         if validation is None:
             return data
         data = (data.X, data.y)
+    if isinstance(data, (tuple, list)) and len(data) in (2, 4) \
+            and hasattr(data[0], "__len__") and len(data[0]) == 0:
+        raise InputError("data has no training samples (X is empty)")
     if isinstance(data, (tuple, list)) and len(data) == 4:
         return data_mod.arrays(data[0], data[1], validation=(data[2], data[3]))
     if isinstance(data, (tuple, list)) and len(data) == 2:
@@ -77,9 +80,12 @@ def fit(model, data, optimizer=None, lr=None, epochs=20, batch_size=32, *, valid
     schedule : str, dict or Schedule, optional
         Learning-rate schedule (per epoch unless ``per="step"``).
     checkpoint : path, optional
-        Saved after every epoch (write then rename), and on Ctrl-C. With ``resume``, a
-        model that has not trained yet loads an existing checkpoint first and trains up
-        to ``epochs`` in all; otherwise each call trains ``epochs`` more.
+        Saved after every epoch (write then rename: a failed write keeps the previous
+        one), and on Ctrl-C, which first takes the model back to the end of the last
+        completed epoch (parameters, optimizer state, running statistics, step count and
+        history together), so resuming reproduces the uninterrupted run. With
+        ``resume``, a model that has not trained yet loads an existing checkpoint first
+        and trains up to ``epochs`` in all; otherwise each call trains ``epochs`` more.
     progress : bool
         Show a tqdm progress bar.
     callback : callable, optional

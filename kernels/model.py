@@ -248,6 +248,8 @@ class Model:
         X = self._inputs(X, "evaluate")
         X, y = check(X, y, n_classes=self.n_outputs, input_shape=self.input_shape,
                      where="evaluate")
+        if not len(y):
+            raise InputError("evaluate: no samples (X and y are empty)")
         bufs = self.buffers(self.meta["chunk"], self.meta["signature"]["loss"])
         loss, correct = self._call("evaluate", self._inputs(X, "evaluate"), y,
                                    *self._param_list(), *bufs)

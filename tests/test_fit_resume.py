@@ -298,6 +298,10 @@ def test_kernel_entries_check_shapes_dtypes_and_order(data):
         model.evaluate(X[:2], np.array([0, 10 ** 6]))
     with pytest.raises(InputError, match=r"evaluate: X must be numbers"):
         model.evaluate([["a"] * 8], np.array([0]))
+    with pytest.raises(InputError, match=r"evaluate: no samples \(X and y are empty\)"):
+        model.evaluate(np.zeros((0, 8)), np.zeros(0, np.int64))
+    with pytest.raises(InputError, match=r"data has no training samples \(X is empty\)"):
+        kernels.fit(model, (np.zeros((0, 8)), np.zeros(0, np.int64)), progress=False)
 
 
 def test_vjp_run_checks_the_labels_it_indexes_with():
