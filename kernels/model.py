@@ -196,7 +196,7 @@ class Model:
                              f"{batch_size!r}")
         X = self._inputs(X, "run_epoch")
         y = _labels(y, len(X), self.n_outputs, "run_epoch")
-        order = np.asarray(order)
+        order = np.ascontiguousarray(order)  # (a strided view would compile anew)
         if order.ndim != 1 or order.dtype != np.int64 or not len(order):
             raise InputError(f"run_epoch: need order a non-empty 1-D int64 array of row "
                              f"numbers, got {order.dtype} of shape {list(order.shape)}")
@@ -206,10 +206,15 @@ class Model:
                              f"rows of X), got {lo if lo < 0 else hi}")
         bs = min(int(batch_size), len(order))
         steps = -(-len(order) // bs)
-        lrs = np.ascontiguousarray(lrs, dtype=np.float64)
-        if lrs.ndim != 1 or len(lrs) < steps:
+        try:
+            lrs = np.ascontiguousarray(lrs, dtype=np.float64)
+            got = None if lrs.ndim == 1 and len(lrs) >= steps else \
+                f"lrs of shape {list(lrs.shape)}"
+        except (TypeError, ValueError):
+            got = f"lrs that are not numbers ({_clip(lrs)})"
+        if got is not None:
             raise InputError(f"run_epoch: need a learning rate per step ({steps} steps of "
-                             f"{bs}), got lrs of shape {list(lrs.shape)}")
+                             f"{bs}), got {got}")
         if self.meta.get("running") and (bs == 1 or len(order) % bs == 1):
             raise InputError(f"BatchNorm needs at least 2 samples per minibatch; batch size "
                              f"{bs} over {len(order)} samples leaves one of 1")
