@@ -18,13 +18,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fuzzgen as fg
+import fuzzgen_scalar as fs
+import fuzzgen_special as fsp
+import fuzzgen_terms as ft
 
 TORCH = importlib.util.find_spec("torch") is not None
 
 
 @st.composite
 def cases(draw, **kw):
-    return fg.scalar_case(fg.DrawSource(draw), **kw)
+    return fs.scalar_case(fg.DrawSource(draw), **kw)
 
 
 @st.composite
@@ -32,22 +35,22 @@ def special_cases(draw, make, info):
     return make(fg.DrawSource(draw), info=info)
 
 
-@pytest.mark.parametrize("function", fg.DOCUMENTED)
+@pytest.mark.parametrize("function", ft.DOCUMENTED)
 @settings(max_examples=fg.examples(3))
 @given(data=st.data())
 def test_gradients_of_random_graphs_match_mpmath(function, data):
     case = data.draw(cases(require=function))
-    fg.expect_ok(fg.check_scalar(case, use_torch=TORCH))
+    fg.expect_ok(fs.check_scalar(case, use_torch=TORCH))
 
 
 @settings(max_examples=fg.examples(4))
-@given(case=cases(ops=[op.name for op in fg.OPS]))
+@given(case=cases(ops=[op.name for op in ft.OPS]))
 def test_a_variable_that_cancels_has_gradient_zero(case):
     # "x/x + y" --wrt x,y: x is still asked for, and its gradient is 0 where it cancels
-    fg.expect_ok(fg.check_scalar(case, use_torch=TORCH))
+    fg.expect_ok(fs.check_scalar(case, use_torch=TORCH))
 
 
-UNARY = [op.name for op in fg.UNARY]
+UNARY = [op.name for op in ft.UNARY]
 
 
 @settings(max_examples=fg.examples(12))
@@ -57,20 +60,20 @@ def test_compositions_of_two_functions_at_exact_points(data):
     # gradient into 0
     pair = [data.draw(st.sampled_from(UNARY)), data.draw(st.sampled_from(UNARY))]
     case = data.draw(cases(chain_of=pair, mode="exact", form="expression"))
-    fg.expect_ok(fg.check_scalar(case, use_torch=TORCH))
+    fg.expect_ok(fs.check_scalar(case, use_torch=TORCH))
 
 
-@pytest.mark.parametrize("info", list(fg.OUT_OF_DOMAIN))
+@pytest.mark.parametrize("info", list(fsp.OUT_OF_DOMAIN))
 @settings(max_examples=fg.examples(3))
 @given(data=st.data())
 def test_points_outside_the_real_domain_are_refused(info, data):
-    case = data.draw(special_cases(fg.ood_case, info))
-    fg.expect_ok(fg.check_out_of_domain(case))
+    case = data.draw(special_cases(fsp.ood_case, info))
+    fg.expect_ok(fsp.check_out_of_domain(case))
 
 
-@pytest.mark.parametrize("info", list(fg.KINKS))
+@pytest.mark.parametrize("info", list(fsp.KINKS))
 @settings(max_examples=fg.examples(3))
 @given(data=st.data())
 def test_kinks_follow_the_stated_conventions(info, data):
-    case = data.draw(special_cases(fg.kink_case, info))
-    fg.expect_ok(fg.check_kink(case))
+    case = data.draw(special_cases(fsp.kink_case, info))
+    fg.expect_ok(fsp.check_kink(case))
