@@ -1,0 +1,112 @@
+"""Time limits around symbolic work that user input can make arbitrarily costly.
+
+The whitelist parser bounds an expression's size, depth and constant powers, so input
+cannot run code or build an astronomically large number. What it can still do is be
+*legal but costly*: ``(x1 + x2)**9999`` parses in microseconds, yet expanding it would
+not finish, and ``factor`` of an exact value with ``exp(-529/64)`` factors a polynomial of
+degree 529. Such steps run under :func:`deadline`, which raises :class:`Timeout` after a
+wall-clock budget (``SIGALRM``; on threads other than the main one, or where signals are
+missing, the budget cannot be enforced and the work simply runs, which is why the cheap
+structural bounds in :mod:`derive.simplify` come first).
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import signal
+import threading
+import time
+
+
+class Timeout(Exception):
+    """The budget of a :func:`deadline` block ran out."""
+
+
+def _can_alarm():
+    return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+
+
+@contextlib.contextmanager
+def deadline(seconds):
+    """Raise :class:`Timeout` inside the block after ``seconds`` of wall-clock time.
+
+    Nested deadlines keep the outer one: an inner block never extends it. The block
+    receives ``True`` when this deadline armed the timer itself, ``False`` when it could
+    not (another thread, no signals, or a shorter outer deadline running); a caller that
+    catches Timeout to fall back should re-raise it when it did not arm the timer, since
+    the Timeout then belongs to an outer block.
+    """
+    if not _can_alarm() or seconds is None:
+        yield False
+        return
+    remaining, _ = signal.getitimer(signal.ITIMER_REAL)
+    if remaining and remaining <= seconds:  # an outer, shorter deadline is running
+        yield False
+        return
+
+    def _raise(signum, frame):
+        raise Timeout(f"gave up after {seconds:g} s")
+
+    start = time.monotonic()
+    previous = signal.signal(signal.SIGALRM, _raise)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield True
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if remaining:  # re-arm the outer deadline with what is left of it
+            left = remaining - (time.monotonic() - start)
+            signal.setitimer(signal.ITIMER_REAL, max(left, 1e-3))
+
+
+class Allowance:
+    """A wall-clock allowance shared by many small steps of one piece of work.
+
+    A derivation tidies hundreds of expressions; each gets at most ``step`` seconds, and
+    all of them together at most ``total``. Once the allowance is spent, :meth:`left`
+    is 0 and callers take their cheap path (``spent`` records that this happened).
+    """
+
+    def __init__(self, total, step):
+        self.end = time.monotonic() + total
+        self.step = step
+        self.spent = False
+
+    def left(self):
+        """Seconds the next step may take (0 when the allowance is used up)."""
+        left = min(self.step, self.end - time.monotonic())
+        if left <= 0:
+            self.spent = True
+            return 0.0
+        return left
+
+
+def attempt(fn, seconds, default=None):
+    """``fn()`` under a deadline; ``default`` when it times out or raises an arithmetic error.
+
+    Used for *optional* symbolic work (a proof attempt, a simplification for display):
+    giving up there changes how a verdict is justified, never the verdict.
+    """
+    try:
+        with deadline(seconds):
+            return fn()
+    except Exception:  # noqa: BLE001 - optional work: any failure means "not this way"
+        return default
+_ACTIVE = contextvars.ContextVar("derivekit_allowance", default=None)
+
+
+@contextlib.contextmanager
+def allowance(total, step):
+    """Make an :class:`Allowance` the one :func:`step_seconds` reads inside the block."""
+    token = _ACTIVE.set(Allowance(total, step))
+    try:
+        yield _ACTIVE.get()
+    finally:
+        _ACTIVE.reset(token)
+
+
+def step_seconds(default):
+    """Seconds the next costly step may take: the active allowance's, else ``default``."""
+    active = _ACTIVE.get()
+    return default if active is None else active.left()
