@@ -8,7 +8,7 @@
 from .api import grad, solve
 from .derivation import Adjoint, Derivation, Edge, Gradient, Node, Section, Step, bar
 from .errors import DeriveError, InputError, NotDifferentiableError, ShapeError, UnsupportedError
-from .functions import maximum, relu, sigmoid
+from .functions import maximum, minimum, relu, sigmoid
 from .parse import parse, parse_call
 
 try:  # the tensor engine (issue 3) adds layers, Sequential, evaluate

@@ -4,7 +4,13 @@
   stay in terms of sigma (as exam answers are written).
 * ``relu(x) = max(x, 0)``; ReLU'(0) = 0 by convention (``Heaviside(x, 0)``).
 * ``maximum(a, b)``: the derivative routes to the first maximum on a tie, as max-pool
-  does (d/da = H(a - b) with H(0) = 1, d/db = H(b - a) with H(0) = 0).
+  does (d/da = H(a - b) with H(0) = 1, d/db = H(b - a) with H(0) = 0); ``minimum(a, b)``
+  likewise routes to the first minimum.
+* ``|x|``: inputs are real, so d|x|/dx = sign(x) with sign(0) = 0 (:func:`real_diff`).
+
+Every numeric evaluation (``evalf``) of these functions stays on the real line: a
+rewrite into complex exponentials would leave round-off imaginary parts that make
+SymPy's zero tests lie (sigmoid(sin(x)) once simplified to 0 that way).
 """
 import sympy as sp
 
@@ -15,6 +21,7 @@ CONVENTIONS = {
     "Abs": "|x|'(0) = 0 by convention (sign(0) = 0).",
     "Max": "max(a, b) routes the gradient to the first maximum on a tie.",
     "Min": "min(a, b) routes the gradient to the first minimum on a tie.",
+    "minimum": "min(a, b) routes the gradient to the first minimum on a tie.",
 }
 
 
@@ -41,7 +48,12 @@ class sigmoid(sp.Function):
         return 1 / (1 + sp.exp(-x))
 
     def _eval_evalf(self, prec):
-        return self.rewrite(sp.exp)._eval_evalf(prec)
+        # Only this function is rewritten: rewrite(exp) would also turn an inner sin or
+        # cos into complex exponentials and leave an imaginary round-off part.
+        x = self.args[0]._eval_evalf(prec)
+        if x is None:
+            return None
+        return (1 / (1 + sp.exp(-x)))._eval_evalf(prec)
 
     def _eval_is_real(self):
         return self.args[0].is_real
@@ -111,6 +123,49 @@ class maximum(sp.Function):
         return text if exp is None else r"%s^{%s}" % (text, exp)
 
 
+class minimum(sp.Function):
+    """``min(a, b)`` whose derivative goes to the first minimum on a tie."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, a, b):
+        if a.is_number and b.is_number and a.is_extended_real and b.is_extended_real:
+            return a if a <= b else b
+        return None
+
+    def fdiff(self, argindex=1):
+        a, b = self.args
+        if argindex == 1:
+            return sp.Heaviside(b - a, 1)
+        return sp.Heaviside(a - b, 0)
+
+    def _eval_rewrite_as_Min(self, a, b, **kwargs):
+        return sp.Min(a, b)
+
+    def _eval_evalf(self, prec):
+        return sp.Min(*self.args)._eval_evalf(prec)
+
+    def _latex(self, printer, exp=None):
+        text = r"\min\left(%s, %s\right)" % tuple(printer._print(a) for a in self.args)
+        return text if exp is None else r"%s^{%s}" % (text, exp)
+
+
+def real_diff(expr, symbol):
+    """``d expr / d symbol`` with every free symbol taken as real.
+
+    Graph inputs are real numbers; SymPy's symbols are complex by default, which makes
+    d|x|/dx come out as ``(re(x) re'(x) + im(x) im'(x)) sign(x) / x``. Swapping in real
+    dummies gives ``sign(x)`` (so |x|'(0) = sign(0) = 0, the stated convention).
+    """
+    if not expr.has(sp.Abs):  # only |x| differentiates differently over the reals
+        return sp.diff(expr, symbol)
+    real = {s: sp.Dummy(s.name, real=True) for s in expr.free_symbols | {symbol}
+            if isinstance(s, sp.Symbol) and not s.is_real}
+    back = {d: s for s, d in real.items()}
+    return sp.diff(expr.xreplace(real), symbol.xreplace(real)).xreplace(back)
+
+
 def softplus(x):
     """``log(1 + exp(x))``, composed (its derivative is sigmoid)."""
     return sp.log(1 + sp.exp(x))
@@ -124,7 +179,7 @@ def kinks(expr, subs):
     tie in max, |0|).
     """
     found = []
-    for f in expr.atoms(relu, maximum, sp.Abs, sp.Max, sp.Min):
+    for f in expr.atoms(relu, maximum, minimum, sp.Abs, sp.Max, sp.Min):
         args = [a.xreplace(subs) for a in f.args]
         at_kink = args[0].is_zero if len(args) == 1 else (args[0] - args[1]).is_zero
         if at_kink:

@@ -21,7 +21,7 @@ import re
 import sympy as sp
 
 from .errors import InputError, UnsupportedError
-from .functions import maximum, relu, sigmoid, softplus
+from .functions import maximum, minimum, relu, sigmoid, softplus
 
 MAX_CHARS = 5000
 MAX_NODES = 3000
@@ -39,7 +39,10 @@ def _max(*args):
 
 
 def _min(*args):
-    return sp.Min(*args)
+    out = args[0]
+    for a in args[1:]:
+        out = minimum(out, a)
+    return out
 
 
 #: Function names allowed in expressions, mapped to SymPy builders.
@@ -84,12 +87,13 @@ class Parser:
         self.matmul = matmul
         self.transpose = transpose
         self.combine = combine or (lambda op, build, args: build(*args))
+        self.mentioned = {}  # names read as symbols, in order (an ordered set)
 
     # -- entry ---------------------------------------------------------------------------
     def parse(self, text):
         if not isinstance(text, str):
             if isinstance(text, (int, float)) and not isinstance(text, bool):
-                return number(text)
+                return number(text, where=self.where)
             raise self.error(f"expected an expression as text, got {type(text).__name__}")
         if len(text) > MAX_CHARS:
             raise self.error(f"expression is too long ({len(text)} characters; "
@@ -131,7 +135,7 @@ class Parser:
         value = node.value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.error(f"constant {value!r:.30} is not a number", node)
-        return number(value)
+        return number(value, where=self.where)
 
     def visit_Name(self, node, depth):
         name = node.id
@@ -144,6 +148,7 @@ class Parser:
         if self.unknown == "error":
             known = ", ".join(sorted(k for k in self.names if k not in CONSTANTS)) or "none"
             raise self.error(f"unknown symbol {name!r} (known: {known})", node)
+        self.mentioned[name] = None
         return sp.Symbol(name)
 
     def visit_UnaryOp(self, node, depth):
@@ -230,19 +235,25 @@ def _literal(node, parser):
                        "here", node)
 
 
-def number(value):
-    """A Python int/float as a SymPy number (ints exact, floats stay floats)."""
+def number(value, where=None):
+    """A Python int/float as a SymPy number (ints exact, floats stay floats).
+
+    ``where`` names the flag, file or key the value came from, for the error message.
+    """
     if isinstance(value, bool):
-        raise InputError(f"expected a number, got {value!r}")
+        raise InputError(f"expected a number, got {value!r}", where=where)
     if isinstance(value, int):
         return sp.Integer(value)
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise InputError(f"expected a finite number, got {value!r}")
+            raise InputError(f"expected a finite number, got {value!r}", where=where)
         return sp.Float(value)
     if isinstance(value, sp.Number):
+        if not value.is_finite:
+            raise InputError(f"expected a finite number, got {value}", where=where)
         return value
-    raise InputError(f"expected a number, got {type(value).__name__} {value!r:.40}")
+    raise InputError(f"expected a number, got {type(value).__name__} {value!r:.40}",
+                     where=where)
 
 
 def parse(text, *, names=None, functions=None, unknown="symbol", where=None,
@@ -269,7 +280,7 @@ def parse(text, *, names=None, functions=None, unknown="symbol", where=None,
 def parse_number(value, where=None):
     """A value from a problem file: int/float, or text such as "1/2" or "sqrt(2)"."""
     if isinstance(value, (int, float, sp.Number)) and not isinstance(value, bool):
-        return number(value)
+        return number(value, where=where)
     expr = parse(value, unknown="error", where=where)
     if not expr.is_number:
         raise InputError(f"expected a number, got {value!r:.40}", where=where)

@@ -16,7 +16,7 @@ import math
 
 import sympy as sp
 
-from ..functions import maximum, relu, sigmoid
+from ..functions import maximum, minimum, relu, sigmoid
 from .guard import Timeout, deadline
 
 NAN = complex(float("nan"), 0.0)
@@ -140,6 +140,7 @@ _RULES = {
     sigmoid: _sigmoid,
     relu: lambda a: _real(a[0], lambda v: max(v, 0.0)),
     maximum: lambda a: _real_args(a, lambda v: v[0] if v[0] >= v[1] else v[1]),
+    minimum: lambda a: _real_args(a, lambda v: v[0] if v[0] <= v[1] else v[1]),
     sp.Max: lambda a: _real_args(a, max),
     sp.Min: lambda a: _real_args(a, min),
 }
