@@ -11,7 +11,7 @@ from .problem import solve_spec
 
 
 def grad(definition, wrt=None, at=None, inputs=None, params=None, output=None,
-         title=None, latex_names=None):
+         title=None, latex_names=None, where=None, keys=None):
     """Derive the gradient of a scalar computation, node by node.
 
     Parameters
@@ -23,6 +23,9 @@ def grad(definition, wrt=None, at=None, inputs=None, params=None, output=None,
         Names to differentiate with respect to (default: every leaf). "x,y" works too.
     at : dict, optional
         Values of the leaves; ints and fraction strings stay exact.
+    where, keys : str, dict, optional
+        Where error messages point: by default to the arguments ``wrt`` and ``at``;
+        the command line passes ``keys={"wrt": "--wrt", "values": "--at"}``.
 
     Returns
     -------
@@ -45,7 +48,8 @@ def grad(definition, wrt=None, at=None, inputs=None, params=None, output=None,
                          "or named assignments")
     if latex_names:
         graph.latex_names = dict(latex_names)
-    return backprop(graph, wrt=wrt, values=at, title=title or _title(definition))
+    return backprop(graph, wrt=wrt, values=at, title=title or _title(definition),
+                    where=where, keys={"wrt": "wrt", "values": "at", **(keys or {})})
 
 
 def _title(definition):

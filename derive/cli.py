@@ -137,7 +137,8 @@ def _output_options(c):
 def cmd_grad(args):
     from .api import grad
 
-    d = grad(args.expression, wrt=args.wrt, at=_values(args.at) if args.at else None)
+    d = grad(args.expression, wrt=args.wrt, at=_values(args.at) if args.at else None,
+             keys={"wrt": "--wrt", "values": "--at"})
     return _emit(d, args)
 
 

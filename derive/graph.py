@@ -18,8 +18,12 @@ import sympy as sp
 
 from .derivation import Node
 from .errors import InputError
-from .parse import Parser, check_identifier, parse
+from .parse import Parser, check_identifier
 from .problem import check_keys, get, problem_kind
+
+#: Most computed nodes a graph may have: a worked solution of more is unreadable, and
+#: the sweep's exact arithmetic grows with it. Larger graphs are refused in one line.
+MAX_GRAPH_NODES = 500
 
 
 @dataclass
@@ -56,37 +60,43 @@ def from_assignments(assignments, inputs=None, params=None, output=None, where="
     """Build a Graph from ``{name: definition}`` (or a list of pairs), in order.
 
     ``inputs``/``params`` declare the leaves; when both are omitted, every name that is
-    not a node becomes an input (in order of first use). Definitions are text (parsed
-    with the whitelist) or SymPy expressions.
+    not a node becomes an input (in order of first use), including a name that cancels
+    out of its definition (``x/x``): its gradient is 0, not an unknown name. Definitions
+    are text (parsed with the whitelist) or SymPy expressions. Building takes time
+    linear in the number of nodes, at most :data:`MAX_GRAPH_NODES` of them.
     """
     pairs = list(assignments.items()) if isinstance(assignments, dict) else list(assignments)
     if not pairs:
         raise InputError("no nodes given", where=where)
+    if len(pairs) > MAX_GRAPH_NODES:
+        raise InputError(f"too many nodes ({len(pairs)}; at most {MAX_GRAPH_NODES})",
+                         where=where)
     declared = inputs is not None or params is not None
     leaves = [_leaf(n, "input", where) for n in (inputs or [])]
     leaves += [_leaf(n, "param", where) for n in (params or [])]
     node_names = [str(name) for name, _ in pairs]
     _check_names(leaves, node_names, where)
-    known = {n.name: sp.Symbol(n.name) for n in leaves}
+    position = {name: i for i, name in enumerate(node_names)}
+    known = {n.name for n in leaves}
     computed = []
-    for name, text in pairs:
+    for i, (name, text) in enumerate(pairs):
         loc = f"{where}.{name}"
-        later = {n: sp.Symbol(n) for n in node_names if n not in known}
-        expr = _definition(text, known, loc)
+        expr, mentioned = _definition(text, loc)
         used = [s.name for s in _ordered_symbols(expr)]
-        for s in used:
+        for s in dict.fromkeys(used + mentioned):
+            if s in known:
+                continue
             if s == name:
                 raise InputError(f"cycle: node '{name}' depends on itself", where=loc)
-            if s in later:
+            if s in position:
                 raise InputError(f"node '{s}' is used before it is defined", where=loc)
-            if s not in known:
-                if declared:
-                    raise InputError(f"unknown symbol '{s}' (not an input, parameter or "
-                                     "earlier node)", where=loc)
-                leaves.append(Node(name=s, role="input"))
-                known[s] = sp.Symbol(s)
+            if declared:
+                raise InputError(f"unknown symbol '{s}' (not an input, parameter or "
+                                 "earlier node)", where=loc)
+            leaves.append(Node(name=s, role="input"))
+            known.add(s)
         computed.append(Node(name=name, definition=expr, inputs=tuple(dict.fromkeys(used))))
-        known[name] = sp.Symbol(name)
+        known.add(name)
     graph = Graph(leaves + computed, output=output)
     if output is not None and output not in graph.by_name:
         raise InputError(f"output '{output}' is not a node of the graph", where=where)
@@ -102,12 +112,14 @@ def _check_names(leaves, node_names, where):
         seen.add(name)
 
 
-def _definition(text, known, where):
+def _definition(text, where):
+    """A node's definition and the names its text mentions (some may cancel out)."""
     if isinstance(text, sp.Basic):
-        return text
+        return text, []
     if isinstance(text, bool) or not isinstance(text, (str, int, float)):
         raise InputError(f"expected an expression, got {type(text).__name__}", where=where)
-    return parse(str(text), where=where)
+    parser = Parser(where=where)
+    return parser.parse(str(text)), list(parser.mentioned)
 
 
 def _ordered_symbols(expr):
@@ -144,10 +156,13 @@ class _Decomposer:
 def from_expression(expr, inputs=None, params=None, prefix="v", where="expression"):
     """Decompose one expression into primitive nodes ``v1..vn`` (see module docstring)."""
     deco = _Decomposer(prefix)
+    mentioned = []
     if isinstance(expr, sp.Basic):
         top = _decompose_sympy(expr, deco)
     else:
-        top = Parser(where=where, combine=deco).parse(expr)
+        parser = Parser(where=where, combine=deco)
+        top = parser.parse(expr)
+        mentioned = list(parser.mentioned)
     if not deco.nodes or top != sp.Symbol(deco.nodes[-1].name):
         deco.nodes.append(Node(name=f"{prefix}{len(deco.nodes) + 1}", definition=top,
                                inputs=tuple(s.name for s in _ordered_symbols(top))))
@@ -156,7 +171,12 @@ def from_expression(expr, inputs=None, params=None, prefix="v", where="expressio
         raise InputError(f"input name '{sorted(clash)[0]}' clashes with the node names "
                          f"{prefix}1, {prefix}2, ...; rename it", where=where)
     pairs = [(n.name, n.definition) for n in deco.nodes]
-    return from_assignments(pairs, inputs=inputs, params=params, where=where)
+    graph = from_assignments(pairs, inputs=inputs, params=params, where=where)
+    cancelled = [n for n in mentioned if n not in graph.by_name]
+    if cancelled and inputs is None and params is None:  # x in x/x + y: still an input
+        graph = Graph(graph.leaves + [Node(name=n, role="input") for n in cancelled]
+                      + graph.computed, output=graph.output)
+    return graph
 
 
 def _all_leaf_symbols(nodes):

@@ -151,7 +151,7 @@ def test_max_routes_to_the_first_maximum_on_a_tie():
     ({"nodes": {"y": "x**2"}, "wrt": ["z"]}, "'z' is not in the graph"),
     ({"nodes": {"y": "x**"}}, "malformed expression"),
     ({"nodes": {"y": "gamma(x)"}}, "unsupported function 'gamma'"),
-    ({"nodes": {"y": "log(x)"}, "values": {"x": 0}}, "undefined at the given values"),
+    ({"nodes": {"y": "log(x)"}, "values": {"x": 0}}, "log(x) needs x > 0, and here x = 0"),
     ({"nodes": {"y": "x"}, "values": {}}, "no value given for 'x'"),
     ({"nodes": {"y": "x"}, "typo": 1}, "unknown key 'typo'"),
 ])
