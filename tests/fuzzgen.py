@@ -175,17 +175,22 @@ def timed(kind, repro, body, limit=TIME_LIMIT):
     return Outcome(kind, status, repro, detail, time.perf_counter() - start)
 
 
-def problem_file(text, name="problem.yaml"):
-    """Write ``text`` to a file in this process's scratch folder; its path."""
+def scratch_dir():
+    """This process's scratch folder (problem files, sentinels), made on first use."""
     global _SCRATCH
     if _SCRATCH is None:
         import tempfile
 
         _SCRATCH = tempfile.mkdtemp(prefix="derivekit-fuzz-")
-    path = os.path.join(_SCRATCH, name)
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    return path
+    return _SCRATCH
 
 
 _SCRATCH = None
+
+
+def problem_file(text, name="problem.yaml"):
+    """Write ``text`` to ``name`` in the scratch folder; its path."""
+    path = os.path.join(scratch_dir(), name)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return path
