@@ -254,6 +254,7 @@ def check_hostile(case, limit=TIME_LIMIT):
         except DeriveError as exc:
             if "\n" in str(exc).strip():
                 return "mismatch", f"a {len(str(exc).splitlines())}-line error: {exc}"
+            return "ok", f"refused: {exc}"
         except AssertionError as exc:
             return "mismatch", str(exc)
         return "ok", ""
@@ -364,4 +365,6 @@ def _judge_cli(run, seconds, limit, case, folder):
         return "slow", f"answered in {seconds:.1f} s (limit {limit:g} s), exit {run.returncode}"
     problem = case.check_output(run.stdout, run.returncode, folder) if case.check_output \
         else ""
-    return ("mismatch", problem) if problem else ("ok", f"exit {run.returncode}")
+    if problem:
+        return "mismatch", problem
+    return "ok", f"refused: {err}" if run.returncode == 2 else f"exit {run.returncode}"

@@ -141,7 +141,7 @@ def check_out_of_domain(case, limit=TIME_LIMIT):
         except DeriveError as exc:
             if "\n" in str(exc).strip():
                 return "mismatch", f"refused, but in {len(str(exc).splitlines())} lines: {exc}"
-            return "ok", str(exc)
+            return "ok", f"refused: {exc}"
         got = {n: getattr(d.gradients.get(n), "value", None) for n in case.wrt}
         value = next((x.value for x in d.nodes if x.name == d.output), None)
         return "mismatch", (f"{case.info}: answered instead of refusing: value {value}, "
