@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 
 from derive.errors import InputError
@@ -153,13 +154,36 @@ def load_data(spec, seed=0):
                      where="data")
 
 
+def _check_count(value, key, args, where):
+    """``epochs``/``batch_size`` must be whole numbers >= 1; the error names the flag or key."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        flag = "--" + key.replace("_", "-")
+        place = flag if getattr(args, key) is not None else \
+            (f"{where}: {key}" if where else flag)
+        raise InputError(f"expected a whole number >= 1, got {value!r}", where=place)
+
+
+def _one_line_warnings(message, category, filename, lineno, file=None, line=None):
+    print(f"derivekit train: warning: {message}", file=sys.stderr)
+
+
 def train_main(argv=None):
     """Entry point of ``derivekit train``; returns the exit code."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warnings
+        return _train(argv)
+
+
+def _train(argv):
     import kernels
 
     args = _parser().parse_args(argv)
     cfg = load_config(args.config) if args.config else dict(DEFAULTS)
     cfg = merge_flags(cfg, args)
+    for key in ("epochs", "batch_size"):  # checked before anything is compiled
+        _check_count(cfg[key], key, args, where=args.config)
     net = build_net(cfg["model"])
     ds = load_data(cfg["data"], cfg["seed"])
     opt = dict(cfg["optimizer"])
