@@ -245,7 +245,7 @@ def test_cli_train_refuses_batch_size_zero_in_one_line(capsys, tmp_path):
                      "--batch-size", "0", "--no-progress", "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err
-    assert err.endswith("batch_size must be a whole number >= 1, got 0")
+    assert err.endswith("--batch-size: expected a whole number >= 1, got 0")
 
 
 # -- what compiled kernels index with -----------------------------------------------------
