@@ -134,10 +134,18 @@ def _ordered_symbols(expr):
 class _Decomposer:
     """A Parser ``combine`` hook that makes one node per operation."""
 
-    def __init__(self, prefix):
+    def __init__(self, prefix, taken=()):
         self.prefix = prefix
+        self.taken = set(taken)  # the expression's own names: node names skip them
         self.nodes = []
         self.seen = {}
+        self.count = 0
+
+    def fresh(self):
+        self.count += 1
+        while f"{self.prefix}{self.count}" in self.taken:
+            self.count += 1
+        return f"{self.prefix}{self.count}"
 
     def __call__(self, op, build, args):
         expr = build(*args)
@@ -146,7 +154,7 @@ class _Decomposer:
         key = (op, tuple(args))
         if key in self.seen:
             return self.seen[key]
-        name = f"{self.prefix}{len(self.nodes) + 1}"
+        name = self.fresh()
         inputs = tuple(dict.fromkeys(s.name for a in args for s in _ordered_symbols(a)))
         self.nodes.append(Node(name=name, definition=expr, inputs=inputs))
         self.seen[key] = sp.Symbol(name)
@@ -155,21 +163,19 @@ class _Decomposer:
 
 def from_expression(expr, inputs=None, params=None, prefix="v", where="expression"):
     """Decompose one expression into primitive nodes ``v1..vn`` (see module docstring)."""
-    deco = _Decomposer(prefix)
     mentioned = []
     if isinstance(expr, sp.Basic):
+        deco = _Decomposer(prefix, {s.name for s in expr.free_symbols})
         top = _decompose_sympy(expr, deco)
     else:
-        parser = Parser(where=where, combine=deco)
-        top = parser.parse(expr)
-        mentioned = list(parser.mentioned)
+        names = Parser(where=where)
+        names.parse(expr)  # first the names the text uses, so no node takes one of them
+        mentioned = list(names.mentioned)
+        deco = _Decomposer(prefix, mentioned)
+        top = Parser(where=where, combine=deco).parse(expr)
     if not deco.nodes or top != sp.Symbol(deco.nodes[-1].name):
-        deco.nodes.append(Node(name=f"{prefix}{len(deco.nodes) + 1}", definition=top,
+        deco.nodes.append(Node(name=deco.fresh(), definition=top,
                                inputs=tuple(s.name for s in _ordered_symbols(top))))
-    clash = {n.name for n in deco.nodes} & {s.name for s in _all_leaf_symbols(deco.nodes)}
-    if clash:
-        raise InputError(f"input name '{sorted(clash)[0]}' clashes with the node names "
-                         f"{prefix}1, {prefix}2, ...; rename it", where=where)
     pairs = [(n.name, n.definition) for n in deco.nodes]
     graph = from_assignments(pairs, inputs=inputs, params=params, where=where)
     cancelled = [n for n in mentioned if n not in graph.by_name]
@@ -177,11 +183,6 @@ def from_expression(expr, inputs=None, params=None, prefix="v", where="expressio
         graph = Graph(graph.leaves + [Node(name=n, role="input") for n in cancelled]
                       + graph.computed, output=graph.output)
     return graph
-
-
-def _all_leaf_symbols(nodes):
-    names = {n.name for n in nodes}
-    return {s for n in nodes for s in n.definition.free_symbols if s.name not in names}
 
 
 def _decompose_sympy(expr, deco):

@@ -170,3 +170,10 @@ def test_command_line_errors_name_the_flag(argv, where, capsys):
 def test_problem_values_name_the_key():
     with pytest.raises(dv.DeriveError, match=r"values\.w: expected a finite number"):
         dv.solve({"nodes": {"y": "w*x"}, "values": {"w": float("nan"), "x": 1}})
+
+
+def test_inputs_named_like_nodes_keep_their_names():
+    # the decomposer names nodes v1, v2, ...; an input called v1 made a false "cycle"
+    d = dv.grad("abs(sin(v1 + 5))", wrt="v1", at={"v1": "5/2"})
+    assert d.gradients["v1"].value == sp.cos(sp.Rational(15, 2))
+    assert "v1" not in {n.name for n in d.nodes if n.definition is not None}
