@@ -36,14 +36,14 @@ def special_cases(draw, make, info):
 
 
 @pytest.mark.parametrize("function", ft.DOCUMENTED)
-@settings(max_examples=fg.examples(3))
+@settings(max_examples=fg.examples(2))
 @given(data=st.data())
 def test_gradients_of_random_graphs_match_mpmath(function, data):
     case = data.draw(cases(require=function))
     fg.expect_ok(fs.check_scalar(case, use_torch=TORCH))
 
 
-@settings(max_examples=fg.examples(4))
+@settings(max_examples=fg.examples(3))
 @given(case=cases(ops=[op.name for op in ft.OPS]))
 def test_a_variable_that_cancels_has_gradient_zero(case):
     # "x/x + y" --wrt x,y: x is still asked for, and its gradient is 0 where it cancels
