@@ -171,8 +171,11 @@ def as_real(value, digits=30):
 
 
 def tolerance(mode, want, scale):
+    """How far a value may be from the mpmath one: exact values to 12 digits (room for a
+    float fallback of 15 digits that a long simplification may take), float values to 7,
+    and both to a multiple of the rounding floor ``scale`` where terms cancel."""
     if mode == "exact":
-        return mp.mpf("1e-12") * abs(want) + mp.mpf("1e-20") * (1 + scale)
+        return mp.mpf("1e-12") * abs(want) + mp.mpf("1e-13") * (1 + scale)
     return mp.mpf("1e-7") * abs(want) + mp.mpf("1e-10") * (1 + scale)
 
 
