@@ -96,7 +96,3 @@ def tree_size(expr, limit):
         stack.extend((a, False) for a in e.args if a not in sizes)
     return sizes[expr]
 
-
-def is_zero(expr):
-    """True when ``expr`` simplifies to exactly zero (False when unsure)."""
-    return tidy(sp.expand(expr)) == 0 or sp.simplify(expr) == 0
