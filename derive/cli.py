@@ -322,7 +322,11 @@ def _text(expr):
 
 def _short(value):
     text = str(value)
-    return text if len(text) <= 200 else f"(array; use --format or -o to see it)"
+    if len(text) > 200:
+        return "(array; use --format or -o to see it)"
+    if getattr(value, "is_number", False) and not value.is_Rational and not value.is_Float:
+        text += f" ≈ {float(value.evalf(20)):.6g}"  # an exact irrational value, and its size
+    return text
 
 
 def _values(text):

@@ -177,3 +177,8 @@ def test_inputs_named_like_nodes_keep_their_names():
     d = dv.grad("abs(sin(v1 + 5))", wrt="v1", at={"v1": "5/2"})
     assert d.gradients["v1"].value == sp.cos(sp.Rational(15, 2))
     assert "v1" not in {n.name for n in d.nodes if n.definition is not None}
+
+
+def test_the_command_line_shows_the_size_of_an_exact_irrational_value(capsys):
+    assert main(["grad", "sigmoid(sin(x))", "--at", "x=-21/8"]) == 0
+    assert "≈ -0.20464" in capsys.readouterr().out
