@@ -4,7 +4,8 @@ Run (with the generators of the pytest fuzz suite, tests/fuzzgen*.py)::
 
     nice -n 10 python bench/fuzz.py --scalar 10000 --tensor 1000 [--kernels 20]
         [--pairs 4] [--hostile 500] [--cli] [--seed 0] [--markdown fuzz.md]
-        [--failures failures.jsonl]
+        [--log results.jsonl]
+    python bench/fuzz.py --from-log results.jsonl        # the summary again
     python bench/fuzz.py --only scalar:123 --seed 0     # one case again, in this process
 
 ``--scalar N`` runs N scalar-family cases: smooth random graphs (every documented
@@ -168,22 +169,22 @@ def run(args):
     w, results = Worker(options), []
     todo = tasks(args)
     start = time.perf_counter()
-    failures = open(args.failures, "w", encoding="utf-8") if args.failures else None
+    log = open(args.log, "w", encoding="utf-8") if args.log else None
     try:
         for n, (kind, index) in enumerate(todo, 1):
             timeout = (max(args.limit, 120.0) if kind == "kernel" else args.limit) + GRACE
             r = w.run(kind, index, timeout)
             r["case"] = f"{kind}:{index}"
             results.append(r)
-            if failures and not _ok(r):
-                failures.write(json.dumps(r) + "\n")
-                failures.flush()
+            if log:
+                log.write(json.dumps(r) + "\n")
+                log.flush()
             if n % args.progress == 0 or n == len(todo):
                 _progress(n, len(todo), results, time.perf_counter() - start)
     finally:
         w.stop()
-        if failures:
-            failures.close()
+        if log:
+            log.close()
     return results, time.perf_counter() - start, w.restarts
 
 
@@ -204,11 +205,15 @@ KIND_NAMES = {"scalar": "scalar graphs", "ood": "out-of-domain points", "kink": 
 
 
 def failure_class(r):
-    """Failures that differ only in numbers, names and quoted text are one class."""
+    """Failures that differ only in numbers, names and quoted text are one class: the
+    detail up to its first number, brace or value, with names and quotes blanked."""
     detail = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", r["detail"])
-    detail = re.sub(r"[-+]?\d[\d./e+-]*", "#", detail)
-    detail = re.sub(r"\b[a-z]\w*=", "", detail)
-    return r["kind"], r["status"], detail[:90]
+    detail = re.sub(r"d/d\w+", "d/dX", detail)
+    detail = re.sub(r"(wrt|node|tensor) \S+", r"\1 X", detail)
+    detail = re.split(r"answered instead of refusing|\(nodes:", detail)[0]
+    cut = re.search(r"[-+]?\d|\{|\bvalue\b|\bgot\b", detail[12:])
+    detail = detail[:12 + cut.start()] if cut else detail
+    return r["kind"], r["status"], detail.strip(" :,(")[:80]
 
 
 def summary(results, seconds, restarts, args):
@@ -288,7 +293,8 @@ def parse(argv):
     p.add_argument("--limit", type=float, default=10.0, help="seconds per case")
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--markdown", help="also write the summary to this file")
-    p.add_argument("--failures", help="write every failure as a JSON line to this file")
+    p.add_argument("--log", help="write every case's result as a JSON line to this file")
+    p.add_argument("--from-log", help="only summarise the results of an earlier --log")
     p.add_argument("--progress", type=int, default=100, help="report every N cases")
     p.add_argument("--only", help="run one case KIND:INDEX here and print it")
     args = p.parse_args(argv)
@@ -306,7 +312,12 @@ def main(argv=None):
         out = run_case(kind, int(index), options)
         print(out.report())
         return 0 if out.ok else 1
-    results, seconds, restarts = run(args)
+    if args.from_log:
+        with open(args.from_log, encoding="utf-8") as fh:
+            results = [json.loads(line) for line in fh]
+        seconds, restarts = sum(r["seconds"] for r in results), 0
+    else:
+        results, seconds, restarts = run(args)
     text = summary(results, seconds, restarts, args)
     print(text)
     if args.markdown:
