@@ -95,60 +95,53 @@ class relu(sp.Function):
         return text if exp is None else r"%s^{%s}" % (text, exp)
 
 
-class maximum(sp.Function):
-    """``max(a, b)`` whose derivative goes to the first maximum on a tie."""
+class _FirstExtreme(sp.Function):
+    """max or min of two values whose derivative goes to the FIRST extreme on a tie.
+
+    ``direction`` is +1 for max, -1 for min: d/da = H(±(a - b)) with H(0) = 1 and
+    d/db = H(±(b - a)) with H(0) = 0, so a tie routes everything to ``a``.
+    """
 
     nargs = 2
+    direction = 1
+    twin = sp.Max  # SymPy's own function, for numeric evaluation and rewrites
+    tex = r"\max"
 
     @classmethod
     def eval(cls, a, b):
         if a.is_number and b.is_number and a.is_extended_real and b.is_extended_real:
-            return a if a >= b else b
+            return a if cls.direction * (a - b) >= 0 else b
         return None
 
     def fdiff(self, argindex=1):
         a, b = self.args
         if argindex == 1:
-            return sp.Heaviside(a - b, 1)
-        return sp.Heaviside(b - a, 0)
+            return sp.Heaviside(self.direction * (a - b), 1)
+        return sp.Heaviside(self.direction * (b - a), 0)
+
+    def _eval_evalf(self, prec):
+        return self.twin(*self.args)._eval_evalf(prec)
+
+    def _latex(self, printer, exp=None):
+        text = r"%s\left(%s, %s\right)" % ((self.tex,)
+                                             + tuple(printer._print(a) for a in self.args))
+        return text if exp is None else r"%s^{%s}" % (text, exp)
+
+
+class maximum(_FirstExtreme):
+    """``max(a, b)`` whose derivative goes to the first maximum on a tie."""
 
     def _eval_rewrite_as_Max(self, a, b, **kwargs):
         return sp.Max(a, b)
 
-    def _eval_evalf(self, prec):
-        return sp.Max(*self.args)._eval_evalf(prec)
 
-    def _latex(self, printer, exp=None):
-        text = r"\max\left(%s, %s\right)" % tuple(printer._print(a) for a in self.args)
-        return text if exp is None else r"%s^{%s}" % (text, exp)
-
-
-class minimum(sp.Function):
+class minimum(_FirstExtreme):
     """``min(a, b)`` whose derivative goes to the first minimum on a tie."""
 
-    nargs = 2
-
-    @classmethod
-    def eval(cls, a, b):
-        if a.is_number and b.is_number and a.is_extended_real and b.is_extended_real:
-            return a if a <= b else b
-        return None
-
-    def fdiff(self, argindex=1):
-        a, b = self.args
-        if argindex == 1:
-            return sp.Heaviside(b - a, 1)
-        return sp.Heaviside(a - b, 0)
+    direction, twin, tex = -1, sp.Min, r"\min"
 
     def _eval_rewrite_as_Min(self, a, b, **kwargs):
         return sp.Min(a, b)
-
-    def _eval_evalf(self, prec):
-        return sp.Min(*self.args)._eval_evalf(prec)
-
-    def _latex(self, printer, exp=None):
-        text = r"\min\left(%s, %s\right)" % tuple(printer._print(a) for a in self.args)
-        return text if exp is None else r"%s^{%s}" % (text, exp)
 
 
 def real_diff(expr, symbol):
