@@ -45,11 +45,11 @@ def _setup_worker(options):
     for path in (ROOT, TESTS):
         if path not in sys.path:
             sys.path.insert(0, path)
-    import tempfile
     import warnings
 
     warnings.simplefilter("ignore")
-    os.environ.setdefault("DERIVEKIT_CACHE", tempfile.mkdtemp(prefix="derivekit-fuzz-cache-"))
+    if options.get("cache"):
+        os.environ["DERIVEKIT_CACHE"] = options["cache"]
 
 
 def run_case(kind, index, options):
@@ -159,13 +159,20 @@ def tasks(args):
     out += [("pair", i) for i in range(args.pairs * len(UNARY) ** 2)]
     out += [("tensor", i) for i in range(args.tensor)]
     out += [("hostile", i) for i in range(args.hostile)]
-    out += [("cli", i) for i in range(10 if args.cli else 0)]
+    from fuzzgen_hostile import cli_cases
+
+    out += [("cli", i) for i in range(len(cli_cases()) if args.cli else 0)]
     out += [("kernel", i) for i in range(args.kernels)]
     return out
 
 
 def run(args):
-    options = {"seed": args.seed, "limit": args.limit, "torch": not args.no_torch}
+    import shutil
+    import tempfile
+
+    cache = tempfile.mkdtemp(prefix="derivekit-fuzz-cache-")  # kernels built by this run
+    options = {"seed": args.seed, "limit": args.limit, "torch": not args.no_torch,
+               "cache": cache}
     w, results = Worker(options), []
     todo = tasks(args)
     start = time.perf_counter()
@@ -183,6 +190,7 @@ def run(args):
                 _progress(n, len(todo), results, time.perf_counter() - start)
     finally:
         w.stop()
+        shutil.rmtree(cache, ignore_errors=True)
         if log:
             log.close()
     return results, time.perf_counter() - start, w.restarts
@@ -266,7 +274,8 @@ def _classes(results):
             groups[failure_class(r)].append(r)
     if not groups:
         return ["No failures."]
-    out = [f"{sum(len(g) for g in groups.values())} failures in {len(groups)} classes "
+    n = sum(len(g) for g in groups.values())
+    out = [f"{n} failure{'s' * (n != 1)} in {len(groups)} class{'es' * (len(groups) != 1)} "
            "(each with its shortest reproduction):", ""]
     for (kind, status, _), rs in sorted(groups.items(), key=lambda kv: -len(kv[1])):
         r = min(rs, key=lambda r: len(r["repro"]))

@@ -179,9 +179,12 @@ def scratch_dir():
     """This process's scratch folder (problem files, sentinels), made on first use."""
     global _SCRATCH
     if _SCRATCH is None:
+        import atexit
+        import shutil
         import tempfile
 
         _SCRATCH = tempfile.mkdtemp(prefix="derivekit-fuzz-")
+        atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)
     return _SCRATCH
 
 
