@@ -57,10 +57,9 @@ class Evaluator:
                 stack.extend(todo)
                 continue
             stack.pop()
-            if not e.args:
-                self.memo[e] = e.evalf(DIGITS)
-            else:
-                self.memo[e] = e.func(*[self.memo[a] for a in e.args]).evalf(DIGITS)
+            value = e.func(*[self.memo[a] for a in e.args]) if e.args else e
+            # conditions (Piecewise's True, x > 0) are not numbers: kept as they are
+            self.memo[e] = value.evalf(DIGITS) if isinstance(value, sp.Expr) else value
         return self.memo[expr]
 
 

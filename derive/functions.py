@@ -144,19 +144,27 @@ class minimum(_FirstExtreme):
         return sp.Min(a, b)
 
 
+class _RealAbs(sp.Function):
+    """|u| of a real u while differentiating: d|u|/du = sign(u) (sign(0) = 0)."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return sp.sign(self.args[0])
+
+
 def real_diff(expr, symbol):
-    """``d expr / d symbol`` with every free symbol taken as real.
+    """``d expr / d symbol`` with every quantity real.
 
     Graph inputs are real numbers; SymPy's symbols are complex by default, which makes
-    d|x|/dx come out as ``(re(x) re'(x) + im(x) im'(x)) sign(x) / x``. Swapping in real
-    dummies gives ``sign(x)`` (so |x|'(0) = sign(0) = 0, the stated convention).
+    d|x|/dx come out as ``(re(x) re'(x) + im(x) im'(x)) sign(x) / x``. Each |u| is
+    differentiated as a real function instead: sign(u) u' (so |x|'(0) = sign(0) = 0, the
+    stated convention).
     """
     if not expr.has(sp.Abs):  # only |x| differentiates differently over the reals
         return sp.diff(expr, symbol)
-    real = {s: sp.Dummy(s.name, real=True) for s in expr.free_symbols | {symbol}
-            if isinstance(s, sp.Symbol) and not s.is_real}
-    back = {d: s for s, d in real.items()}
-    return sp.diff(expr.xreplace(real), symbol.xreplace(real)).xreplace(back)
+    real = expr.replace(sp.Abs, _RealAbs)
+    return sp.diff(real, symbol).replace(_RealAbs, sp.Abs)
 
 
 def softplus(x):

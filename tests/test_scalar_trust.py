@@ -182,3 +182,9 @@ def test_inputs_named_like_nodes_keep_their_names():
 def test_the_command_line_shows_the_size_of_an_exact_irrational_value(capsys):
     assert main(["grad", "sigmoid(sin(x))", "--at", "x=-21/8"]) == 0
     assert "≈ -0.20464" in capsys.readouterr().out
+
+
+def test_conditions_inside_a_derived_form_are_evaluated():
+    # SymPy may write sign(sqrt(z)) as a Piecewise; its True condition is not a number
+    d = dv.grad({"h1": "abs(sqrt(z))", "h2": "log(h1)"}, wrt=["z"], at={"z": "2/7"})
+    assert d.gradients["z"].value == sp.Rational(7, 4)  # d log(sqrt z)/dz = 1/(2z)
