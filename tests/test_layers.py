@@ -235,3 +235,26 @@ def test_program_documents_random_masks_and_constants():
     assert {str(k) for k in prog.constants} == {"epsilon", "momentum"}
     assert [a.target for a in prog.updates] == ["running_mean2", "running_var2"]
     assert prog.tensors["running_mean2"].role == "state"
+
+
+def test_two_norms_in_one_block_get_their_own_names_and_right_gradients():
+    # BatchNorm then LayerNorm (no parameters, same block) both defined xhat2, mu2, ...
+    net = dv.Sequential(dv.Linear(4, 4), dv.BatchNorm(4), dv.LayerNorm(4, affine=False),
+                        dv.BatchNorm(4), loss=dv.MSE())
+    g = net.graph()
+    assert {"xhat2", "xhat2_2", "xhat3"} <= set(g.nodes)
+    rng = np.random.default_rng(5)
+    vals = {"x": rng.normal(size=(5, 4)), "y": rng.normal(size=(5, 4)),
+            "W1": rng.normal(size=(4, 4)), "b1": rng.normal(size=4),
+            "gamma2": rng.normal(size=4), "beta2": rng.normal(size=4),
+            "gamma3": rng.normal(size=4), "beta3": rng.normal(size=4)}
+    vals.update({k: np.zeros(4) if "mean" in k else np.ones(4)
+                 for k, node in g.nodes.items() if node.role == "state"})
+    loss, grads = dv.evaluate(net, vals, wrt=["W1", "gamma2", "x"])
+    for name in ("W1", "gamma2", "x"):  # central differences along a random direction
+        t = rng.normal(size=vals[name].shape)
+        h = 1e-6
+        up = dv.evaluate(net, {**vals, name: vals[name] + h * t})[0]
+        down = dv.evaluate(net, {**vals, name: vals[name] - h * t})[0]
+        assert (up - down) / (2 * h) == pytest.approx(float((grads[name] * t).sum()),
+                                                      rel=1e-6, abs=1e-8), name

@@ -38,6 +38,18 @@ class _Norm(Layer):
         """The statistics' index for element (n, i): n for LayerNorm, i for BatchNorm."""
         return (n,) if self.axis == 1 else (i,)
 
+    @staticmethod
+    def own_tag(g, tag):
+        """``tag``, or ``tag_2``, ``tag_3``, ... when a norm of the same block took it
+        (BatchNorm then LayerNorm in one block would both define xhat2, mu2, ...)."""
+        taken = lambda t: any(f"{b}{t}" in g.nodes for b in ("xhat", "mu", "running_mean"))
+        if not taken(tag):
+            return tag
+        k = 2
+        while taken(f"{tag}_{k}"):
+            k += 1
+        return f"{tag}_{k}"
+
     def statistics(self, g, x, tag, layer):
         """Nodes mu, xc, var, sigma, xhat (batch statistics); returns xhat."""
         eps = g.constant("epsilon", self.eps)
@@ -97,6 +109,7 @@ class LayerNorm(_Norm):
         (x,) = inputs
         layer = self.describe()
         feature_size(x, self.features, f"y{tag}", layer)
+        tag = self.own_tag(g, tag)
         xhat, _ = self.statistics(g, x, tag, layer)
         return self.affine_out(g, xhat, tag, layer, x)
 
@@ -117,6 +130,7 @@ class BatchNorm(_Norm):
         (x,) = inputs
         layer = self.describe()
         feature_size(x, self.features, f"y{tag}", layer)
+        tag = self.own_tag(g, tag)
         # each state names the batch statistic it estimates (eval mode reads the state in
         # its place) and its starting value (PyTorch's: mean 0, variance 1)
         rm = g.leaf(f"running_mean{tag}", (self.features,), role="state",
