@@ -13,6 +13,7 @@ function and the value in a one-line error.
 """
 from __future__ import annotations
 
+import mpmath
 import sympy as sp
 
 from .errors import DeriveError, InputError
@@ -73,7 +74,7 @@ def real_value(expr, fsubs, what, where, shown=None):
     value = fsubs(expr) if isinstance(fsubs, Evaluator) else approx(expr, fsubs)
     if value.is_Number and value.is_finite:
         if abs(value) > MAX_MAGNITUDE:
-            raise InputError(f"{_text(what)} is about {sp.Float(value, 3)} at {_at(shown or fsubs)}, "
+            raise InputError(f"{_text(what)} is about {_magnitude(value)} at {_at(shown or fsubs)}, "
                              f"too large to compute with (|value| < 1e300)", where=where)
         return value
     if isinstance(fsubs, Evaluator):
@@ -120,6 +121,14 @@ def confirm(exact, twin, what, scale=None):
         raise ConsistencyError(f"{_text(what)}: the exact value {exact} = {_num(value)} disagrees "
                                f"with its direct evaluation {_num(twin)}; derivekit will "
                                "not print it (please report this)")
+
+
+def _magnitude(value):
+    """"1.6e+38" or, past what a float prints, "10^(1.9e+38)" (never formats the huge number)."""
+    exponent = mpmath.log10(abs(mpmath.mpf(value._mpf_)))
+    if exponent < 300:
+        return f"{float(value):.2g}"
+    return f"10^{int(exponent)}" if exponent < 1e15 else f"10^({float(exponent):.2g})"
 
 
 def _text(what):

@@ -153,6 +153,17 @@ class _RealAbs(sp.Function):
         return sp.sign(self.args[0])
 
 
+def real_abs(x):
+    """``|x|`` for real quantities, simplified as such: |exp(z)| is exp(z), not exp(re(z)).
+
+    SymPy's symbols are complex, so ``Abs`` would bring re() and im() into a derivation
+    of real inputs; its automatic simplification runs here on real stand-ins instead.
+    """
+    real = {s: sp.Dummy(s.name, real=True) for s in x.free_symbols
+            if isinstance(s, sp.Symbol) and not s.is_real}
+    return sp.Abs(x.xreplace(real)).xreplace({d: s for s, d in real.items()})
+
+
 def real_diff(expr, symbol):
     """``d expr / d symbol`` with every quantity real.
 

@@ -21,7 +21,7 @@ import re
 import sympy as sp
 
 from .errors import InputError, UnsupportedError
-from .functions import maximum, minimum, relu, sigmoid, softplus
+from .functions import maximum, minimum, real_abs, relu, sigmoid, softplus
 
 MAX_CHARS = 5000
 MAX_NODES = 3000
@@ -49,7 +49,7 @@ def _min(*args):
 FUNCTIONS = {
     "exp": sp.exp, "log": sp.log, "ln": sp.log, "sqrt": sp.sqrt,
     "sigmoid": sigmoid, "sigma": sigmoid, "tanh": sp.tanh, "relu": relu,
-    "max": _max, "maximum": _max, "min": _min, "abs": sp.Abs,
+    "max": _max, "maximum": _max, "min": _min, "abs": real_abs,
     "sin": sp.sin, "cos": sp.cos, "softplus": softplus,
 }
 CONSTANTS = {"pi": sp.pi}

@@ -188,3 +188,16 @@ def test_conditions_inside_a_derived_form_are_evaluated():
     # SymPy may write sign(sqrt(z)) as a Piecewise; its True condition is not a number
     d = dv.grad({"h1": "abs(sqrt(z))", "h2": "log(h1)"}, wrt=["z"], at={"z": "2/7"})
     assert d.gradients["z"].value == sp.Rational(7, 4)  # d log(sqrt z)/dz = 1/(2z)
+
+
+def test_a_tower_of_exponentials_is_refused_naming_its_size():
+    err, took = timed(lambda: dv.grad("exp(exp(exp(exp(x))))", wrt="x", at={"x": "3/2"}))
+    assert took < BOUND and isinstance(err, dv.DeriveError)
+    assert "about 10^(1.1e+38)" in str(err) and "'v4' = exp(v3)" in str(err)
+
+
+def test_abs_of_an_expression_simplifies_over_the_reals():
+    # SymPy turned |exp(z)| into exp(re(z)), whose derivative then crashed at values
+    d = dv.grad({"h1": "abs(exp(z))"}, at={"z": 2})
+    assert d.gradients["z"].expression == sp.exp(sp.Symbol("z"))
+    assert d.gradients["z"].value == sp.exp(2)
