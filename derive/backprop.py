@@ -27,6 +27,7 @@ INPUT_FORM_BUDGET = 12
 SIMPLIFY_SECONDS = 3.0  # all the simplification of one derivation
 STEP_SECONDS = 1.0  # one expression's simplification
 EXACT_TREE = 400  # an exact value larger than this is shown as a float instead
+EXACT_DIGITS = 60  # nor is one holding a number of more digits
 PROBE = (0.61, 0.83, 1.13, 0.47, 1.29, 0.71, 0.97, 1.41)  # leaf values for the probe
 
 
@@ -171,6 +172,12 @@ def _state_conventions(node, nums, sym, d):
         d.note(f"{CONVENTIONS[fname]} (reached at node '{node.name}')")
 
 
+def _huge_numbers(expr):
+    """True when ``expr`` holds an integer or fraction of more than EXACT_DIGITS digits."""
+    return any(max(abs(r.p), r.q).bit_length() > EXACT_DIGITS * 3.33
+               for r in expr.atoms(sp.Rational))
+
+
 class Numbers:
     """Values of one sweep: exact (as printed) beside their 30-digit float twins.
 
@@ -241,7 +248,7 @@ class Numbers:
         """The value to print: a float in float mode, else exact and lightly simplified."""
         if self.floating or exact.has(sp.Float):
             return sp.Float(twin, 15)
-        if tree_size(exact, EXACT_TREE) > EXACT_TREE:
+        if tree_size(exact, EXACT_TREE) > EXACT_TREE or _huge_numbers(exact):
             self.d.note("Some exact values grew too large to print; they are shown to 15 "
                         "significant digits.")
             return sp.Float(twin, 15)

@@ -44,8 +44,8 @@ def tidy(expr, budget=SIMPLIFY_OPS):
     except Timeout:
         if not own:
             raise
-    except RecursionError:
-        pass
+    except (RecursionError, ValueError, ArithmeticError):
+        pass  # e.g. printing a 5,000-digit integer to order generators: keep what we have
     return min(candidates, key=lambda e: (sp.count_ops(e), len(str(e))))
 
 

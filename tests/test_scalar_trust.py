@@ -201,3 +201,12 @@ def test_abs_of_an_expression_simplifies_over_the_reals():
     d = dv.grad({"h1": "abs(exp(z))"}, at={"z": 2})
     assert d.gradients["z"].expression == sp.exp(sp.Symbol("z"))
     assert d.gradients["z"].value == sp.exp(2)
+
+
+def test_exact_powers_with_huge_integers_do_not_crash_simplification():
+    # simplify printed a 5,000-digit integer to sort generators (Python refuses that)
+    d = dv.grad({"h1": "z + z", "h2": "h1**5", "h3": "z + z", "h4": "h2**h3"}, wrt=["z"],
+                at={"z": "19/16"})
+    with mpmath.workdps(40):
+        want = mpmath.diff(lambda z: ((2 * z) ** 5) ** (2 * z), mpmath.mpf(19) / 16)
+    assert float(d.gradients["z"].value) == pytest.approx(float(want), rel=1e-12)
