@@ -120,6 +120,10 @@ def wrap(src, ctx, node, keep_complex=False):
     """``node`` inside a random smooth wrapper (with a smooth term when it takes one)."""
     fmt, value = pick(src, WRAPPERS[:KEEPS_COMPLEX] if keep_complex else WRAPPERS)
     args = [node, term(ctx, src.integer(0, 2))] if "{1}" in fmt else [node]
+    if keep_complex and fmt == "({0}*{1})" and abs(args[1].mp(ctx.env)) < 1e-3:
+        # a factor that vanishes there (y, or x - x, which SymPy cancels at once) can
+        # make sqrt(y)*y differentiable at 0 or remove the bad node: not a refusal case
+        fmt, value, args = "{0}", WRAPPERS[0][1], [node]
     return Raw(fmt, args, value=lambda *v: value(*v, None) if len(v) == 1 else value(*v))
 
 
