@@ -45,6 +45,9 @@ def deadline(seconds):
         return
 
     def _raise(signum, frame):
+        # An exception raised while Python runs a gc callback is printed and dropped; the
+        # timer is re-armed so a swallowed Timeout comes again until the block is left.
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
         raise Timeout(f"gave up after {seconds:g} s")
 
     start = time.monotonic()
