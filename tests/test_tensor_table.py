@@ -174,7 +174,9 @@ def check_torch(torch, row, layer, program, values, upstream, out, grads):
     (ref * torch.tensor(upstream)).sum().backward()
     for w in grads:
         got = t[w].grad.numpy() if t[w].grad is not None else np.zeros_like(grads[w])
-        assert np.allclose(got, grads[w], atol=1e-9), w
+        assert np.allclose(got, grads[w], atol=1e-9), \
+            f"{w}: max difference {np.abs(got - grads[w]).max():.3g} at " \
+            f"{np.unravel_index(np.abs(got - grads[w]).argmax(), got.shape)}"
 
 
 @pytest.mark.parametrize("row", ROWS, ids=lambda r: r.name)
