@@ -11,12 +11,12 @@ from .errors import DeriveError, InputError, NotDifferentiableError, ShapeError,
 from .functions import maximum, minimum, relu, sigmoid
 from .parse import parse, parse_call
 
-try:  # the tensor engine (issue 3) adds layers, Sequential, evaluate
+try:  # the tensor engine adds layers, Sequential, evaluate
     from .tensor import *  # noqa: F401,F403
 except ModuleNotFoundError as _exc:  # pragma: no cover - only while it is absent
     if _exc.name != "derive.tensor":
         raise
-try:  # verdicts on hand derivations (issue 6)
+try:  # verdicts on hand derivations
     from .verify import check, gradcheck  # noqa: F401
 except ModuleNotFoundError as _exc:  # pragma: no cover
     if _exc.name != "derive.verify":

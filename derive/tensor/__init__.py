@@ -14,7 +14,7 @@ Modules
 ``layers`` / ``losses`` / ``norms``  the layer library; ``model``: Sequential, Network
 ``catalog``   layer names and ``layer_derivation`` (``derivekit layer NAME``)
 ``vnotation`` the ``tensor_graph`` problem kind (exam v-notation)
-``conv`` / ``pool`` / ``recurrent`` / ``attention`` / ``graphnet``  issue 4's layers;
+``conv`` / ``pool`` / ``recurrent`` / ``attention`` / ``graphnet``  spatial, recurrent, attention and graph layers;
 ``scatter``: gathers and scatter-accumulates through computed indices
 
 Kernel interface (stable; also /work/notes/tensor_interface.md)
