@@ -163,7 +163,10 @@ def private_cache(genuine, kernel_cache, tmp_path, monkeypatch):
     folder = tmp_path / "mine"
     shutil.copytree(kernel_cache, folder)
     monkeypatch.setenv("DERIVEKIT_CACHE", str(folder))
-    return folder, folder / genuine[0]
+    # the file this process's next compile reads (its key is taken now, not when the
+    # module fixture ran, so earlier tests in the run cannot make it another file)
+    path = kernels.compile(net(), dtype="float64").module.__file__
+    return folder, type(folder)(path)
 
 
 def test_numba_files_others_can_write_are_deleted_not_unpickled(genuine, fresh, kernel_cache,
