@@ -21,7 +21,7 @@ ALIASES = {"softmax_cross_entropy": "cross_entropy", "ce": "cross_entropy",
            "svm": "hinge", "multiclass_hinge": "hinge", "0-1": "zero_one",
            "bn": "batchnorm", "batchnorm1d": "batchnorm", "ln": "layernorm",
            "bce_with_logits": "bce_logits", "lrelu": "leaky_relu", "logsoftmax": "log_softmax"}
-from .catalog4 import ALIASES4, layers4  # noqa: E402  (issue 4's layers)
+from .catalog4 import ALIASES4, layers4  # noqa: E402  (spatial, recurrent and attention layers)
 
 LAYERS.update(layers4())
 ALIASES.update(ALIASES4)

@@ -79,7 +79,7 @@ def answer_files(folder):
 
 
 def write_report(report, path, fmt=None):
-    """Write a Report: JSON of issue 6 directly, other formats through ``reports``."""
+    """Write a Report: its own JSON directly, other formats through ``reports``."""
     fmt = (fmt or os.path.splitext(os.fspath(path))[1].lstrip(".") or "md").lower()
     if fmt == "json":
         with open(path, "w", encoding="utf-8") as fh:
@@ -150,7 +150,7 @@ def cli_check(problem, answers, out=None, fmt=None):
     answers : path
         An answers file, or a folder of them (batch mode).
     out : path, optional
-        One file: the report, format from the suffix (``.json`` is issue 6's JSON,
+        One file: the report, format from the suffix (``.json`` is the report's own JSON,
         ``.md`` / ``.html`` / ``.tex`` / ``.pdf`` go through ``reports``). A folder:
         the directory for the reports and ``scores.csv`` (default ``ANSWERS/reports``).
     fmt : {"text", "json", "md", "html", "tex", "pdf"}, optional
