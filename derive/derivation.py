@@ -119,6 +119,9 @@ class Derivation:
     sections: list = field(default_factory=list)  # worked Sections after the graph parts
     notes: list = field(default_factory=list)  # conventions used, stated once each
     result: Any = None  # the final answer of a worked example
+    #: the tensor engine's record of the sweep (derive.tensor.program.Program): the
+    #: forward, backward and update assignments kernels print and ``evaluate`` runs
+    program: Any = None
     meta: dict = field(default_factory=dict)  # source file, problem kind, options
 
     # -- lookup -------------------------------------------------------------------------

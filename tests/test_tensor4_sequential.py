@@ -127,7 +127,7 @@ def test_conv_sequential_derivation_shows_the_scatters():
     titles = [s.title for s in d.sections]
     assert "Scatter-accumulate and gather forms" in titles
     assert any("first maximum" in n.lower() for n in d.notes)
-    assert isinstance(d.meta["program"], Program4)
+    assert isinstance(d.program, Program4)
 
 
 def test_flatten_scatter_with_symbolic_sizes_runs_in_a_plain_program():

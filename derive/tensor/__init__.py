@@ -20,7 +20,7 @@ Modules
 Kernel interface (stable; also /work/notes/tensor_interface.md)
 -----------------------------------------------------------------
 ``program(model, wrt=None) -> Program`` for a Layer, Sequential, Network, TensorGraph or a
-Derivation made by this package (``derivation.meta["program"]``).
+Derivation made by this package (``derivation.program``).
 
 ``Program`` fields: ``tensors`` (name -> ``TensorInfo(name, shape, role, dtype, meta)``;
 role in input | target | label | param | state | mask | node | adjoint; dtype "float" or

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..derivation import Derivation
 from ..errors import InputError
 from .backward import build_program
 from .graph import TensorGraph
@@ -15,10 +16,12 @@ def program(model, wrt=None):
         return model
     if isinstance(model, TensorGraph):
         return build_program(model, wrt)[0]
-    meta = getattr(model, "meta", None)
-    if isinstance(meta, dict) and isinstance(meta.get("program"), Program):
-        return meta["program"]
-    if hasattr(model, "program"):
+    if isinstance(model, Derivation):
+        if isinstance(model.program, Program):
+            return model.program
+        raise InputError(f"cannot evaluate the derivation {model.title!r}: it has no tensor "
+                         "program (a scalar or worked derivation)")
+    if callable(getattr(model, "program", None)):
         return model.program(wrt)
     raise InputError(f"cannot evaluate {type(model).__name__}: expected a layer, a model, "
                      "a tensor graph or its Derivation")

@@ -44,9 +44,9 @@ def finish_program(program, graph):
 
 def finish_derivation(d, graph):
     """Replace the Derivation's program by the scatterised one and show the scatters."""
-    d.meta["program"] = finish_program(d.meta["program"], graph)
-    drop_delta_matrix_forms(d, graph, d.meta["program"])
-    section = scatter_section(d.meta["program"])
+    d.program = finish_program(d.program, graph)
+    drop_delta_matrix_forms(d, graph, d.program)
+    section = scatter_section(d.program)
     if section is not None:
         d.sections.append(section)
     return d

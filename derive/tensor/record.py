@@ -34,7 +34,8 @@ def derive_graph(graph, wrt=None, values=None, upstream=None, kind="tensor_graph
     arrays = program.run(values, upstream) if values is not None else None
     view = View(graph, s, program, arrays, kind)
     d = Derivation(title=title or graph.title, kind=kind, output=graph.output, wrt=list(s.wrt),
-                   meta={"program": program, "shapes": view.shapes(),
+                   program=program,
+                   meta={"shapes": view.shapes(),
                          "latex_names": dict(graph.latex_names)})
     d.nodes = view.nodes()
     d.edges = view.edges()

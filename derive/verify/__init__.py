@@ -61,7 +61,7 @@ def checker_for(d, n_points=6, seed=0):
 
 
 def _is_tensor(d):
-    return d.meta.get("program") is not None or d.meta.get("kind") == "tensor_graph"
+    return d.program is not None or d.meta.get("kind") == "tensor_graph"
 
 
 def _derivation(against):

@@ -3,7 +3,7 @@
 A tensor answer is parsed by the same whitelist into a small expression tree (not
 SymPy matrices: ``*`` must stay elementwise and a mistake must stay representable, e.g.
 a shape that does not fit), and evaluated with NumPy at a few sample points where the
-derivation's own program (``meta["program"]``, the float64 oracle) gives every forward
+derivation's own program (``Derivation.program``, the float64 oracle) gives every forward
 array and every adjoint. Vectors are rows, as in the derivation's matrix display:
 ``x.T @ v4_bar`` is the outer product; an answer that is the same vector as a column is
 accepted.
@@ -41,7 +41,7 @@ class TensorChecker:
 
     def __init__(self, d, n_points=3, seed=0):
         self.d = d
-        self.prog = d.meta["program"]
+        self.prog = d.program
         self.adjoint = {a.name: a for a in d.adjoints}
         names = [n.name for n in d.nodes] + [str(s) for s in self.prog.dims]
         self.vocab = Vocabulary(names, d.meta.get("latex_names"))
