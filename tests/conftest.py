@@ -15,6 +15,22 @@ def example():
     return lambda *parts: os.path.join(EXAMPLES, *parts)
 
 
+@pytest.fixture(scope="session")
+def v():
+    """The v1..v7 tensor problem (examples/tensor/v_problem.yaml), derived once."""
+    import derive as dv
+
+    return dv.solve(os.path.join(EXAMPLES, "tensor", "v_problem.yaml"))[0]
+
+
+@pytest.fixture(scope="session")
+def tensor_mlp():
+    """A batched MLP with an MSE loss (examples/tensor/mlp_mse.yaml), derived once."""
+    import derive as dv
+
+    return dv.solve(os.path.join(EXAMPLES, "tensor", "mlp_mse.yaml"))[0]
+
+
 @pytest.fixture(scope="module")
 def kernel_cache(tmp_path_factory):
     """A fresh kernel cache folder (DERIVEKIT_CACHE) for one test module, so its

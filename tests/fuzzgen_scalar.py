@@ -179,6 +179,19 @@ def tolerance(mode, want, scale):
     return mp.mpf("1e-7") * abs(want) + mp.mpf("1e-10") * (1 + scale)
 
 
+def gradient_problem(d, case, name, want, scale, label=""):
+    """What is wrong with derivekit's d/d``name`` in ``d`` against ``want`` ("" if right)."""
+    try:
+        got = as_real(d.gradients[name].value)
+    except (KeyError, ValueError) as exc:
+        return (f"d/d{name}: expected {short(want)}, got "
+                f"{d.gradients.get(name)!r:.200} ({exc})")
+    if abs(got - want) > tolerance(case.mode, want, scale):
+        return (f"d/d{name}{label}: expected {short(want)}, got {short(got)} "
+                f"(derivekit: {d.gradients[name].value})")
+    return ""
+
+
 def check_scalar(case, use_torch=False, limit=TIME_LIMIT):
     """derive.grad on ``case`` against mpmath (and torch): an Outcome."""
 
@@ -197,15 +210,9 @@ def check_scalar(case, use_torch=False, limit=TIME_LIMIT):
                 problems.append(f"value: expected {mp.nstr(want_f, 12)}, got {value}")
         for name in case.wrt:
             want = mp_gradient(case.root, case.env, name)
-            try:
-                got = as_real(d.gradients[name].value)
-            except (KeyError, ValueError) as exc:
-                problems.append(f"d/d{name}: expected {short(want)}, got "
-                                f"{d.gradients.get(name)!r:.200} ({exc})")
-                continue
-            if abs(got - want) > tolerance(case.mode, want, mp_scale(case.root, case.env, name)):
-                problems.append(f"d/d{name}: expected {short(want)}, got {short(got)} "
-                                f"(derivekit: {d.gradients[name].value})")
+            problem = gradient_problem(d, case, name, want, mp_scale(case.root, case.env, name))
+            if problem:
+                problems.append(problem)
         if use_torch and not problems:
             problems += _torch_disagreements(case)
         if problems:

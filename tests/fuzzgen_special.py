@@ -15,7 +15,7 @@ from fractions import Fraction
 import mpmath as mp
 
 from fuzzgen import TIME_LIMIT, pick, timed
-from fuzzgen_scalar import ScalarCase, as_real, mp_gradient, tolerance, short
+from fuzzgen_scalar import ScalarCase, gradient_problem, mp_gradient
 from fuzzgen_terms import (DENOMINATORS, DPS, H, Term, const_mp, const_text, term,
                            variable_names, point, Context)
 
@@ -89,6 +89,13 @@ class SpecialCase(ScalarCase):
     sides: dict = field(default_factory=dict)   # kink: variable -> left | right | average
 
 
+def _choices(src, mode, form, info, table):
+    """The case's number mode, input form, variable names and table row (random unless given)."""
+    mode = mode or pick(src, ["exact", "float"])
+    form = form or pick(src, ["expression", "nodes", "problem"])
+    return mode, form, variable_names(src), info or pick(src, list(table))
+
+
 def _smooth_context(src, mode, names):
     given, env = point(src, mode, names)
     return Context(src, mode, env, names), given
@@ -96,10 +103,7 @@ def _smooth_context(src, mode, names):
 
 def ood_case(src, mode=None, form=None, info=None):
     """A smooth graph with one node outside the real domain (or at an infinite slope)."""
-    mode = mode or pick(src, ["exact", "float"])
-    form = form or pick(src, ["expression", "nodes", "problem"])
-    names = variable_names(src)
-    info = info or pick(src, list(OUT_OF_DOMAIN))
+    mode, form, names, info = _choices(src, mode, form, info, OUT_OF_DOMAIN)
     fmt, zero = OUT_OF_DOMAIN[info]
     with mp.workdps(DPS):
         ctx, given = _smooth_context(src, mode, names)
@@ -168,10 +172,7 @@ KINKS = {
 
 def kink_case(src, mode=None, form=None, info=None):
     """A smooth graph with one kink exactly at the point, used once."""
-    mode = mode or pick(src, ["exact", "float"])
-    form = form or pick(src, ["expression", "nodes", "problem"])
-    names = variable_names(src)
-    info = info or pick(src, list(KINKS))
+    mode, form, names, info = _choices(src, mode, form, info, KINKS)
     fmt, side = KINKS[info]
     with mp.workdps(DPS):
         ctx, given = _smooth_context(src, mode, names)
@@ -215,15 +216,10 @@ def check_kink(case, limit=TIME_LIMIT):
             side = case.sides.get(name)
             want = (one_sided(case.root, case.env, name, side) if side
                     else mp_gradient(case.root, case.env, name))
-            try:
-                got = as_real(d.gradients[name].value)
-            except (KeyError, ValueError) as exc:
-                problems.append(f"d/d{name}: expected {short(want)}, got "
-                                f"{d.gradients.get(name)!r:.200} ({exc})")
-                continue
-            if abs(got - want) > tolerance(case.mode, want, mp_scale_raw(case, name)):
-                problems.append(f"d/d{name} ({case.info} convention): expected {short(want)}, "
-                                f"got {short(got)}")
+            problem = gradient_problem(d, case, name, want, mp_scale_raw(case, name),
+                                       f" ({case.info} convention)")
+            if problem:
+                problems.append(problem)
         if not any("convention" in n or "routes" in n for n in d.notes):
             problems.append(f"no convention stated in the notes ({d.notes})")
         return ("mismatch", "; ".join(problems)) if problems else ("ok", "")

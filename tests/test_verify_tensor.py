@@ -3,18 +3,7 @@ correct answers accepted, mistakes named (transpose, swapped operands, @ vs *, m
 batch sum, missing edge, chain not applied, sign, factor)."""
 import pytest
 
-import derive as dv
 from derive.verify import check, check_table, cli_check
-
-
-@pytest.fixture(scope="module")
-def v():
-    return dv.solve("examples/tensor/v_problem.yaml")[0]
-
-
-@pytest.fixture(scope="module")
-def mlp():
-    return dv.solve("examples/tensor/mlp_mse.yaml")[0]
 
 
 @pytest.mark.parametrize("wrt, answer", [
@@ -68,8 +57,8 @@ def test_v_problem_counterexample_names_the_element(v):
     ("W2", "a1.T @ z2_bar", "transpose"),
     ("a1", "W2 @ z2_bar", "swapped_operands"),
 ])
-def test_batched_mlp_wrong(mlp, wrt, answer, kind):
-    assert check(answer, against=mlp, wrt=wrt).diagnosis == kind
+def test_batched_mlp_wrong(tensor_mlp, wrt, answer, kind):
+    assert check(answer, against=tensor_mlp, wrt=wrt).diagnosis == kind
 
 
 @pytest.mark.parametrize("wrt, answer, proof", [
@@ -81,8 +70,8 @@ def test_batched_mlp_wrong(mlp, wrt, answer, kind):
     ("W1", "z1_bar.T @ X", "symbolic"),
     ("z2", "(2/(B*k))*(z2 - Y)", "symbolic"),
 ])
-def test_batched_mlp_correct(mlp, wrt, answer, proof):
-    verdict = check(answer, against=mlp, wrt=wrt)
+def test_batched_mlp_correct(tensor_mlp, wrt, answer, proof):
+    verdict = check(answer, against=tensor_mlp, wrt=wrt)
     assert verdict.correct, str(verdict)
     assert verdict.proof == proof, str(verdict)
     if proof == "numeric":

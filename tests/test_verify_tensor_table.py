@@ -3,23 +3,12 @@ against the student's own earlier answers), and tensor answers get symbolic proo
 import numpy as np
 import pytest
 
-import derive as dv
 from derive.verify import check, check_table, checker_for, cli_check
 from derive.verify.tensor_proof import MM, T, canonical, prove, tree_entry
 
 import sympy as sp
 
 WRONG_V6 = "(1/d)*(v6 - y)"  # the 2 of the square forgotten
-
-
-@pytest.fixture(scope="module")
-def v():
-    return dv.solve("examples/tensor/v_problem.yaml")[0]
-
-
-@pytest.fixture(scope="module")
-def mlp():
-    return dv.solve("examples/tensor/mlp_mse.yaml")[0]
 
 
 @pytest.mark.parametrize("v4", [
@@ -75,8 +64,8 @@ def test_two_independent_mistakes_count_twice(v):
     assert x.diagnosis == "transpose" and x.carried_from == ["v6"]
 
 
-def test_batched_mlp_missing_batch_factor_carried(mlp):
-    report = check_table(mlp, {"z2": "(2/k)*(z2 - Y)",            # a missing 1/B
+def test_batched_mlp_missing_batch_factor_carried(tensor_mlp):
+    report = check_table(tensor_mlp, {"z2": "(2/k)*(z2 - Y)",            # a missing 1/B
                                "b2": "sum(z2_bar, axis=0)",
                                "W2": "((2/k)*(z2 - Y)).T @ a1",
                                "a1": "z2_bar @ W2"})
