@@ -249,7 +249,7 @@ class Optimizer:
 def signature(rule):
     """Split a rule's arguments: {"state": (...), "t": bool, "hyper": (...)}.
 
-    Cached: every epoch call reads it, and inspect.signature costs ~10 us (1% of W1's
+    Cached: every epoch call reads it, and inspect.signature costs ~10 us (1% of a small MLP's
     epoch)."""
     args = list(inspect.signature(rule).parameters)
     if args[:2] != ["theta", "g"] or "eta" not in args:

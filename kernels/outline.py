@@ -2,8 +2,8 @@
 
 An unrolled RNN prints the same step twenty times (``a1_2, h1_2`` from ``h1_1`` and
 ``x1_2``; ``a1_3, h1_3`` from ``h1_2`` and ``x1_3``; ...). numba and LLVM then compile
-twenty copies, and their time grows with the text: W5's epoch took 26 s to compile. Here
-every block (a ``# targets`` comment and the statements under it, as
+twenty copies, and their time grows with the text: a 20-step RNN's epoch took 26 s
+to compile. Here every block (a ``# targets`` comment and the statements under it, as
 :func:`kernels.fuse.fuse` prints them) is reduced to a *shape*: its text with the arrays
 it reads or writes numbered in order of appearance (``_a0, _a1, ...``), its loop
 variables and local scalars numbered too, and its integer literals set aside. Blocks of

@@ -221,13 +221,7 @@ def torch_twin(case, program):
     """``(t, layer) -> output`` in PyTorch for a composition (t: torch tensors by name)."""
     if case.row is not None:
         return case.row.torch
-    queues = {}
-    for name, info in program.tensors.items():
-        queues.setdefault(info.role, []).append(name)
-    owned = []
-    for spec in case.layers:
-        owned.append({role: [queues[role].pop(0) for _ in range(n)]
-                      for role, n in spec.leaves(case.train).items() if n})
+    owned = owned_leaves(case, program)
 
     def forward(t, layer):
         h = t["x"]
@@ -243,6 +237,15 @@ def torch_twin(case, program):
         return loss
 
     return forward
+
+
+def owned_leaves(case, program):
+    """Per layer of a composition, {role: [leaf names]} (the graph lists them in order)."""
+    queues = {}
+    for name, info in program.tensors.items():
+        queues.setdefault(info.role, []).append(name)
+    return [{role: [queues[role].pop(0) for _ in range(n)]
+             for role, n in spec.leaves(case.train).items() if n} for spec in case.layers]
 
 
 def _torch_penalty(spec, w):
@@ -312,7 +315,10 @@ def _torch_loss(spec, z, t):
             "SoftmaxCrossEntropy": lambda: F.cross_entropy(z, y),
             "CrossEntropy": lambda: F.cross_entropy(z, y),
             "BCEWithLogits": lambda: F.binary_cross_entropy_with_logits(z, y),
-            "BCE": lambda: F.binary_cross_entropy(z, y),
+            # derivekit's definition written out: F.binary_cross_entropy's backward divides
+            # by max(p (1 - p), 1e-12), so it is not the derivative of its forward where
+            # the sigmoid saturates (tensor:148 of the long profile, seed 202)
+            "BCE": lambda: -(y * z.log() + (1 - y) * (1 - z).log()).mean(),
             "Hinge": lambda: F.multi_margin_loss(z, y, margin=float(spec.kw["margin"]))
             * z.shape[1]}[spec.ctor]()
 
@@ -336,9 +342,42 @@ def prepare(case):
         row = Row("composition", case.make, None, case.domain())
         row.torch = torch_twin(case, program)
     values = instance(program, case.sizes, row, case.seed)
+    values = moderate_logits(case, program, values)
     out, _ = dt.evaluate(program, values)
     upstream = np.random.default_rng(case.seed + 1).normal(size=np.shape(out))
     return layer, program, row, values, upstream
+
+
+LOGIT_BOUND = 8.0
+
+
+def moderate_logits(case, program, values, bound=LOGIT_BOUND):
+    """``values`` with the logits in front of a BCE loss within ``±bound``.
+
+    BCE reads the sigmoid's output p, and in float64 ``1 - p`` loses about
+    ``-log10(1 - p)`` of its 16 digits: at a logit of 30 the loss is a staircase and no
+    finite difference can judge its gradient (tensor:586 of the long profile, seed 202).
+    Where a logit exceeds the bound, the parameters of the last Linear and of every
+    layer after it are scaled down (by at least half each time) until none does; the
+    values stay a function of the case's seed, and cases within the bound are untouched.
+    At 8, 1 - p >= 3e-4 and the central difference's rounding stays near 1e-7 relative.
+    """
+    if case.row is not None or not case.loss or case.loss.ctor != "BCE":
+        return values
+    logits = next(a.rhs.args[0].base.label.name for a in reversed(program.forward)
+                  if getattr(a.rhs, "func", None) is not None
+                  and getattr(a.rhs.func, "__name__", "") == "sigmoid")
+    owned = owned_leaves(case, program)
+    last = max(i for i, spec in enumerate(case.layers) if spec.ctor == "Linear")
+    params = [n for leaves in owned[last:] for n in leaves.get("param", [])]
+    values = dict(values)
+    for _ in range(60):
+        worst = float(np.abs(program.run(values, backward=False)[logits]).max())
+        if worst <= bound:
+            break
+        factor = min(0.9 * bound / worst, 0.5) if np.isfinite(worst) else 0.5
+        values.update({n: values[n] * factor for n in params})
+    return values
 
 
 def check_tensor(case, use_torch=False, limit=TIME_LIMIT):

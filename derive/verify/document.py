@@ -3,7 +3,7 @@
 One Section per answer: its verdict as the title, the explanation as prose, and the
 given and expected adjoints as worked steps (SymPy expressions, typeset by the reports'
 printer). ``result`` is a short table (node, verdict, how) that renders in every format;
-the full JSON of issue 6 is kept in ``meta["check"]``.
+the verdicts' full JSON (see reports/JSON.md) is kept in ``meta["check"]``.
 
 Answer text is untrusted: it only reaches a document as plain words with ``$`` removed
 (the reports treat ``$...$`` in prose as LaTeX), never as LaTeX. Parsed answers are SymPy

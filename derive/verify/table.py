@@ -58,7 +58,7 @@ class Report:
         return self.total > 0 and self.correct == self.total
 
     def to_dict(self):
-        """The JSON of issue 6: ``{"score", "answers": [...]}`` plus counts and first_wrong."""
+        """The verdict JSON: ``{"score", "answers": [...]}`` plus counts and first_wrong."""
         return {"score": round(self.score, 4), "correct": self.correct, "total": self.total,
                 "first_wrong": self.first_wrong, "student": self.student,
                 "answers": [v.to_dict() for v in self.verdicts]}

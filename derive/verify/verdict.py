@@ -1,7 +1,7 @@
 """The Verdict on one answer: what was given, what was expected, and why it is judged so.
 
 A verdict is data (reports render it, the CLI prints it, JSON carries it). Its JSON entry
-has the shape fixed by issue 6::
+has this shape (documented in reports/JSON.md)::
 
     {"node", "answer", "verdict": "correct" | "wrong" | "unreadable",
      "proof": "symbolic" | "numeric" | null, "diagnosis": null | KIND, "expected",
@@ -21,7 +21,7 @@ from typing import Any
 
 import sympy as sp
 
-#: The diagnoses a wrong answer can get (issue 6), most specific first.
+#: The diagnoses a wrong answer can get, most specific first.
 DIAGNOSES = ("sign", "factor", "transpose", "swapped_operands", "elementwise_vs_matrix",
              "missing_edge", "missing_batch_sum", "chain_not_applied", "other")
 
