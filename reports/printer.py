@@ -12,7 +12,15 @@ notation of a worked gradient differs:
   of ``derive.functions`` and SymPy's ``Heaviside``;
 * :math:`\odot` for the Hadamard product, :math:`^{\top}` for transposes, ``\,`` between
   the factors of a matrix product;
-* floats to a fixed number of significant digits (``digits``, default 6).
+* floats to a fixed number of significant digits (``digits``, default 6), by one
+  rule (:func:`decimal_tex`) that every value and every expression of every format
+  goes through;
+* arithmetic as written (``sympy.UnevaluatedExpr``, built by ``derive.stepforms``):
+  its sums keep their order and break between terms like any other sum;
+* the step vocabulary of ``derive.stepforms``: words (``Word``) as escaped text,
+  :math:`\approx x`, :math:`\arg\max`, :math:`\mathbb{E}`, :math:`\operatorname{Var}`,
+  norms and gradients; a derivative of a named quantity as
+  :math:`\frac{\partial y}{\partial x}`; word subscripts upright (:math:`H_{\mathrm{out}}`).
 
 >>> import sympy as sp
 >>> latex(sp.Symbol("v1_bar"))
@@ -20,13 +28,14 @@ notation of a worked gradient differs:
 """
 from __future__ import annotations
 
+import math
 import numbers
 import re
 
 import sympy as sp
 from sympy.printing.conventions import split_super_sub
-from sympy.printing.latex import LatexPrinter
-from sympy.printing.precedence import PRECEDENCE
+from sympy.printing.latex import LatexPrinter, greek_letters_set
+from sympy.printing.precedence import PRECEDENCE, precedence_traditional
 
 BAR_SUFFIX = "_bar"  # same convention as derive.derivation.bar
 DIGITS = 6  # significant digits of every decimal a report shows
@@ -47,6 +56,66 @@ def accent(tex, command=r"\bar"):
     if match is None:
         return r"\overline{%s}" % tex
     return "%s{%s}%s" % (command, match.group(1), match.group(2))
+
+
+def decimal(x, digits=DIGITS):
+    """The decimal text of a real number, ``digits`` significant digits (``1.5``)."""
+    x = float(x)
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return f"{x:.{digits}g}"
+
+
+def decimal_tex(x, digits=DIGITS):
+    r"""A decimal in LaTeX: ``1.5``, ``1.2 \cdot 10^{-7}``, ``\infty``: the one rule for
+    every float a report shows."""
+    text = decimal(x, digits)
+    if text in ("nan", "inf", "-inf"):
+        return {"nan": r"\text{NaN}", "inf": r"\infty", "-inf": r"-\infty"}[text]
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        return r"%s \cdot 10^{%d}" % (mantissa, int(exponent))
+    return text
+
+
+_TEXT_SPECIALS = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$",
+                  "&": r"\&", "#": r"\#", "^": r"\^{}", "_": r"\_", "%": r"\%",
+                  "~": r"\~{}"}
+
+
+def text_math(text):
+    r"""Words inside mathematics, escaped: user text can never become LaTeX commands.
+
+    >>> text_math("a_b {x}")
+    '\\text{a\\_b \\{x\\}}'
+    """
+    return r"\text{%s}" % "".join(_TEXT_SPECIALS.get(c, c) for c in str(text))
+
+
+#: Sub- and superscripts that are words, typeset upright (H_out -> H_{\mathrm{out}}); other
+#: letter groups are indices (W_hh) and stay italic.
+_WORD_SCRIPTS = frozenset("out min max end train eval test stack single total".split())
+
+
+def _is_word(s):
+    return s in _WORD_SCRIPTS
+
+
+def _negated(term):
+    """``(True, -term)`` when ``term`` is written with a leading minus, else ``(False,
+    term)``; structural, so a product written out (``-0.1 * 3``) is not multiplied."""
+    ue = isinstance(term, sp.UnevaluatedExpr)
+    inner = term.args[0] if ue else term
+    if inner.is_Number and inner.is_negative:
+        return True, -inner
+    if isinstance(inner, sp.Mul) and inner.args[0].is_Number and inner.args[0].is_negative:
+        lead = () if inner.args[0] is sp.S.NegativeOne else (-inner.args[0],)
+        factors = lead + inner.args[1:]
+        body = factors[0] if len(factors) == 1 else sp.Mul(*factors, evaluate=False)
+        return True, (sp.UnevaluatedExpr(body) if ue and len(factors) > 1 else body)
+    return False, term
 
 
 class DeriveLatexPrinter(LatexPrinter):
@@ -78,13 +147,25 @@ class DeriveLatexPrinter(LatexPrinter):
         # such as yhat -> \hat{y} are SymPy's and stay as they are.
         name, supers, subs = split_super_sub(string)
         if (len(name) > 1 and name.isalpha() and not supers and subs
+                and name.lower() not in greek_letters_set
                 and all(len(s) > 1 and s.isalpha() for s in subs)):
             # a name of words (running_mean): one upright name, not running_{mean}
             return r"\mathrm{%s}" % r"\_".join([name] + subs)
-        if len(subs) > 1 and all(s.isdigit() for s in subs) and not supers:
-            # the second conv output y1_2: y_{1,2}, not y_{1 2}
+        if (len(subs) > 1 and not supers
+                and all(s.isdigit() or (len(s) == 1 and s.isalpha()) for s in subs)):
+            # the second conv output y1_2: y_{1,2}, not y_{1 2}; S_1_j: S_{1,j}
             base = super()._deal_with_super_sub(name, style=style)
             return "%s_{%s}" % (base, ",".join(subs))
+        if any(map(_is_word, supers + subs)):
+            # words as scripts are upright: H_out -> H_{\mathrm{out}}, eta_min -> \eta_{\mathrm{min}}
+            tex = self._deal_with_super_sub(name, style=style)
+            scripts = [(supers, "^"), (subs, "_")]
+            for items, mark in scripts:
+                if items:
+                    tex += "%s{%s}" % (mark, " ".join(
+                        r"\mathrm{%s}" % t if _is_word(t) else
+                        super()._deal_with_super_sub(t, style=style) for t in items))
+            return tex
         tex = super()._deal_with_super_sub(string, style=style)
         if len(name) > 1 and name.isalpha() and tex.startswith(name):
             return r"\mathrm{%s}%s" % (name, tex[len(name):])
@@ -167,7 +248,78 @@ class DeriveLatexPrinter(LatexPrinter):
 
     # -- numbers ----------------------------------------------------------------------------
     def _print_Float(self, expr):
-        return super()._print_Float(sp.Float(expr, self._settings["digits"]))
+        # the one rule for decimals (values print through it too): 6 significant digits
+        return decimal_tex(expr, self._settings["digits"])
+
+    # -- arithmetic as written (derive.stepforms: plus, times, over, power) -------------------
+    def _print_UnevaluatedExpr(self, expr):
+        arg = expr.args[0]
+        if isinstance(arg, sp.Add):
+            return " ".join(self.written_terms(arg))
+        if isinstance(arg, sp.Mul):
+            return self._written_product(arg)
+        return self._print(arg)
+
+    def written_terms(self, add):
+        """The terms of a written sum in their order, with their signs: ``a``, ``- b``,
+        ``+ c`` (a bracketed sum after a minus)."""
+        out = []
+        for i, term in enumerate(add.args):
+            negative, body = _negated(term)
+            text = self._print(body)
+            if body.is_Add or (negative and precedence_traditional(body) <= PRECEDENCE["Add"]):
+                text = r"\left(%s\right)" % text
+            out.append(("- " if negative else "+ " if i else "") + text)
+        return out
+
+    def _written_product(self, mul):
+        top = [f for f in mul.args if not (f.is_Pow and f.exp == -1)]
+        den = [f.base for f in mul.args if f.is_Pow and f.exp == -1]
+        text = self._written_factors(top) if top else "1"
+        if den:
+            text = r"\frac{%s}{%s}" % (text, self._written_factors(den))
+        return text
+
+    def _written_factors(self, factors):
+        r"""Factors in their order: ``\cdot`` before a number, brackets where needed."""
+        out = ""
+        for i, f in enumerate(factors):
+            text = self._print(f)
+            if len(factors) > 1 and self._needs_mul_brackets(
+                    f, first=i == 0, last=i == len(factors) - 1):
+                text = r"\left(%s\right)" % text
+            out += (r" \cdot " if f.is_number else " ") + text if i else text
+        return out
+
+    # -- the step vocabulary of derive.stepforms ----------------------------------------------
+    def _print_Word(self, expr, **kwargs):
+        return text_math(expr.name)
+
+    def _print_Approx(self, expr, exp=None):
+        return r"\approx %s" % self._print(expr.args[0])
+
+    def _print_ArgMax(self, expr, exp=None):
+        return r"\arg\max_{%s} %s" % (self._print(expr.args[1]), self._print(expr.args[0]))
+
+    def _print_Expectation(self, expr, exp=None):
+        return r"\mathbb{E}\left[%s\right]" % self._print(expr.args[0])
+
+    def _print_Variance(self, expr, exp=None):
+        return r"\operatorname{Var}\left[%s\right]" % self._print(expr.args[0])
+
+    def _print_Norm(self, expr, exp=None):
+        return r"\left\|%s\right\|" % self._print(expr.args[0])
+
+    def _print_Grad(self, expr, exp=None):
+        return r"\nabla %s\left(%s\right)" % tuple(map(self._print, expr.args))
+
+    def _print_Derivative(self, expr):
+        # a first derivative of a named quantity reads d y / d x (partial: there may be more)
+        (var, count), = expr.variable_count if len(expr.variable_count) == 1 else ((0, 0),)
+        if count == 1 and isinstance(expr.expr, (sp.Symbol, sp.Indexed)):
+            return r"\frac{\partial %s}{\partial %s}" % (self._print(expr.expr),
+                                                          self._print(var))
+        return super()._print_Derivative(expr)
 
 
 def _display_units():
@@ -260,6 +412,8 @@ def latex_pieces(expr, names=None):
     if isinstance(expr, str) or not isinstance(expr, sp.Basic):
         return [latex(expr, names)], ""
     printer = DeriveLatexPrinter({"names": names or None})
+    if isinstance(expr, sp.UnevaluatedExpr) and isinstance(expr.args[0], sp.Add):
+        return printer.written_terms(expr.args[0]), ""  # arithmetic as written
     if isinstance(expr, (sp.Add, sp.MatAdd)):
         terms = expr.as_ordered_terms() if isinstance(expr, sp.Add) else list(expr.args)
         out = []

@@ -7,14 +7,14 @@ list. :func:`classify` names which; :func:`value_tex` typesets it (``\frac{3}{2}
 """
 from __future__ import annotations
 
-import math
 import numbers
 import re
 
 import numpy as np
 import sympy as sp
 
-from .printer import DIGITS, latex
+from derive.stepforms import Approx
+from .printer import DIGITS, decimal, decimal_tex, latex, text_math  # noqa: F401
 
 MAX_ENTRIES = 6  # rows / columns of a matrix shown before eliding with dots
 
@@ -33,6 +33,8 @@ def classify(v):
         return "bool"
     if isinstance(v, (np.ndarray, sp.MatrixBase, list, tuple)):
         return "array"
+    if isinstance(v, (sp.UnevaluatedExpr, Approx)):
+        return "expr"  # arithmetic as written, a decimal: printed as given, not evaluated
     if isinstance(v, sp.Basic):
         if not v.is_number or getattr(v, "is_Matrix", False):
             return "expr"
@@ -49,27 +51,6 @@ def as_rows(v):
     if isinstance(v, sp.MatrixBase):
         return np.array(v.tolist(), dtype=object)
     return np.array(v, dtype=object)
-
-
-def decimal(x):
-    """The decimal text of a real number, ``DIGITS`` significant digits (``1.5``)."""
-    x = float(x)
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return f"{x:.{DIGITS}g}"
-
-
-def decimal_tex(x):
-    r"""A decimal in LaTeX: ``1.5``, ``1.2 \cdot 10^{-7}``, ``\infty``."""
-    text = decimal(x)
-    if text in ("nan", "inf", "-inf"):
-        return {"nan": r"\text{NaN}", "inf": r"\infty", "-inf": r"-\infty"}[text]
-    if "e" in text:
-        mantissa, exponent = text.split("e")
-        return r"%s \cdot 10^{%d}" % (mantissa, int(exponent))
-    return text
 
 
 def approximate(v):
@@ -93,20 +74,6 @@ def entry_tex(v, names=None):
         text = str(v)
         return text if re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", text) else text_math(text)
     return latex(v, names)
-
-
-_TEXT_SPECIALS = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$",
-                  "&": r"\&", "#": r"\#", "^": r"\^{}", "_": r"\_", "%": r"\%",
-                  "~": r"\~{}"}
-
-
-def text_math(text):
-    r"""Words inside mathematics, escaped: user text can never become LaTeX commands.
-
-    >>> text_math("a_b {x}")
-    '\\text{a\\_b \\{x\\}}'
-    """
-    return r"\text{%s}" % "".join(_TEXT_SPECIALS.get(c, c) for c in str(text))
 
 
 def value_tex(v, names=None):
