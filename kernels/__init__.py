@@ -3,12 +3,14 @@
 >>> import derive as dv, kernels                                     # doctest: +SKIP
 >>> net = dv.Sequential(dv.Linear(64, 128), dv.ReLU(), dv.Linear(128, 10),
 ...                     loss=dv.SoftmaxCrossEntropy())
->>> model = kernels.compile(net, dtype="float32", optimizer="adam")
+>>> model = kernels.compile(net.derive(), dtype="float32", optimizer="adam")
 >>> kernels.fit(model, kernels.data.digits(), epochs=20, batch_size=32)
 >>> print(model.source)            # the printed forward, backward and fused update
 
-Nothing here differentiates: the backward pass is printed from the assignments of the
-network's derivation (:mod:`derive.tensor`), the update from :mod:`kernels.optim`.
+Nothing here differentiates: the forward, backward and eval-mode passes and the
+prediction node are printed from the record the network's Derivation holds
+(``derivation.program``, :mod:`derive.tensor`), the update from :mod:`kernels.optim`.
+``kernels.compile(net)`` derives the network first.
 """
 from __future__ import annotations
 
@@ -25,16 +27,59 @@ DTYPES = ("float32", "float64")
 
 
 def program_of(net):
-    """The tensor engine's Program for ``net`` (a layer, Sequential, graph or Program),
-    with gradients for the parameters only (the inputs' adjoints would be wasted work)."""
+    """The record the kernels print for ``net``, with parameter gradients only.
+
+    A Derivation gives the Program it holds (``derivation.program``; nothing is derived
+    again) and a Program is taken as it is; a layer, Sequential, Network or TensorGraph is
+    derived first, with respect to its parameters (the sweep's record, the same Program
+    ``net.derive(wrt=params).program`` holds, without laying out the derivation for
+    people). Backward assignments no parameter's gradient reads are dropped (an input's
+    adjoint would be wasted work): see :func:`for_parameters`.
+    """
+    from derive.derivation import Derivation
+    from derive.errors import InputError
     from derive.tensor import program
     from derive.tensor.program import Program
 
+    if isinstance(net, Derivation):
+        if not isinstance(net.program, Program):
+            raise InputError(f"cannot compile the derivation {net.title!r}: it has no tensor "
+                             "program (a scalar or worked derivation)")
+        return for_parameters(net.program)
     if isinstance(net, Program):
-        return net
+        return for_parameters(net)
     graph = net.graph() if hasattr(net, "graph") else net
     params = [n for n, node in graph.nodes.items() if node.role == "param"]
-    return program(graph, wrt=params)
+    return for_parameters(program(net, wrt=params))
+
+
+def for_parameters(prog):
+    """``prog`` computing the parameters' gradients only: the backward assignments none of
+    them reads (directly or through other adjoints) are dropped, with their arrays. This
+    prints less; it derives nothing (what is kept is the record's own assignments)."""
+    from dataclasses import replace
+
+    import sympy as sp
+
+    params = set(prog.params)
+    grads = {w: g for w, g in prog.grads.items() if w in params}
+    needed = set(grads.values())
+    kept = []
+    for a in reversed(prog.backward):
+        if a.target not in needed:
+            continue
+        kept.append(a)
+        exprs = [a.rhs] + list(a.lhs or ())
+        for e in exprs:
+            if isinstance(e, sp.Basic):
+                needed |= {str(b.label) for b in e.atoms(sp.IndexedBase)}
+                needed |= {str(x) for x in e.free_symbols}
+    if len(kept) == len(prog.backward) and grads == prog.grads:
+        return prog
+    written = {a.target for a in prog.backward}
+    dropped = written - {a.target for a in kept}
+    tensors = {n: t for n, t in prog.tensors.items() if n not in dropped}
+    return replace(prog, tensors=tensors, backward=kept[::-1], grads=grads)
 
 
 def docstring_text(text):
@@ -51,9 +96,14 @@ def describe(prog):
     something else gets other labels; renaming them in order of appearance makes equal
     derivations give equal text.
     """
-    lines = [f"dims {prog.dims} constants {sorted(map(str, prog.constants.items()))}"]
+    lines = [f"dims {prog.dims} constants {sorted(map(str, prog.constants.items()))} "
+             f"prediction {prog.prediction}"]
     lines += [f"{t.name} {t.shape} {t.role} {t.dtype}" for t in prog.tensors.values()]
-    for a in prog.forward + prog.updates + prog.backward:
+    inference = prog.inference.forward if prog.inference is not None else []
+    for a in prog.forward + prog.updates + prog.backward + [None] + inference:
+        if a is None:
+            lines.append("eval mode")
+            continue
         lines.append(_canonical(f"{a.target}{list(a.indices)} {a.mode} {a.rhs} @ {a.lhs}",
                                 a.rhs, a.indices))
     return "\n".join(lines)
@@ -105,9 +155,10 @@ def compile(net, dtype="float32", optimizer="sgd", *, lr=None, init="xavier_unif
 
     Parameters
     ----------
-    net : layer, Sequential, TensorGraph or Program
-        Anything the tensor engine derives a Program from; its loss must read integer
-        class labels (cross-entropy, hinge).
+    net : Derivation, or a layer, Sequential, Network, TensorGraph or Program
+        A tensor Derivation (``net.derive()``) is compiled from the record it holds,
+        without deriving again; anything else is derived first (see :func:`program_of`).
+        Its loss must read integer class labels (cross-entropy, hinge).
     dtype : "float32" or "float64"
     optimizer : str or kernels.optim.Optimizer
         Fused into the epoch kernel (``fit`` may switch it; that recompiles).
@@ -116,28 +167,33 @@ def compile(net, dtype="float32", optimizer="sgd", *, lr=None, init="xavier_unif
     init : str
         Weight initialiser (biases start at zero), seeded by ``seed``.
     """
+    from derive.derivation import Derivation
     from derive.errors import InputError
+    from derive.tensor.program import Program
 
     if str(dtype) not in DTYPES:
         raise InputError(f"dtype {dtype!r}: use one of {', '.join(DTYPES)}")
     dtype = str(dtype)
-    from derive.tensor.program import Program
-
     opt = optim.make(optimizer, lr=lr, **hyper)
-    if isinstance(net, Program):
-        description, graph = describe(net), None
+    if isinstance(net, (Derivation, Program)):
+        # a record: printed as it is, keyed by its own (canonical) text
+        record = [program_of(net)]
+        description = describe(record[0])
     else:
+        # a definition: keyed by its text, so a warm cache skips deriving it
         graph = net.graph() if hasattr(net, "graph") else net
-        description = describe_graph(graph)
+        if not hasattr(graph, "nodes"):
+            raise InputError(f"cannot compile {type(net).__name__}: expected a Derivation, a "
+                             "layer, a Sequential, a Network, a TensorGraph or a Program")
+        description, record = describe_graph(graph), []
     version = _engine_version()
-    derived = []  # the Program, derived only when a module has to be generated
 
     def generate(opt):
         from .codegen import Kernel
 
-        if not derived:
-            derived.append(program_of(net if graph is None else graph))
-        prog = derived[0]
+        if not record:  # derived only when a module has to be generated
+            record.append(program_of(net))
+        prog = record[0]
         description = prog.title or type(net).__name__
         kernel = Kernel(prog, dtype=dtype, title=docstring_text(description))
         return kernel.source(opt, description)

@@ -16,6 +16,7 @@ from ..errors import InputError, NotDifferentiableError
 from .index import (Conventions, Fresh, IndexOp, canonical, eliminate, free_indices,
                     simplify_index, subs_index, vjp)
 from .matrix import recognise
+from .modes import eval_program, prediction_node
 from .program import Assignment, Program, TensorInfo
 from .scatter import scatterise
 
@@ -222,6 +223,9 @@ def build_program(graph, wrt=None, reuse=True, matrix=True, scatter=True):
                       dict(graph.constants), random, graph.title)
     if scatter:
         program = scatterise(program)
+    # what the network predicts and computes in eval mode are part of the record
+    program.prediction = prediction_node(program)
+    program.inference = eval_program(program)
     return program, s
 
 

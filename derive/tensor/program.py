@@ -63,9 +63,29 @@ class Program:
     constants: dict
     random: dict = field(default_factory=dict)
     title: str = ""
+    #: the node a classifier's loss reads its scores from (None: not exactly one);
+    #: set by the derivation (:func:`derive.tensor.modes.prediction_node`)
+    prediction: str | None = None
+    #: the eval-mode forward (Dropout by its expectation, BatchNorm on its running
+    #: statistics; :mod:`derive.tensor.modes`); None when it is the train-mode forward
+    inference: Program | None = None
 
     def names(self, role):
         return [t.name for t in self.tensors.values() if t.role == role]
+
+    def eval_mode(self):
+        """The Program to run in eval mode: ``inference``, or this one when train and eval
+        mode compute the same (UnsupportedError when a state's eval mode is unknown)."""
+        if self.inference is not None:
+            return self.inference
+        if not self.random and not self.updates:
+            return self
+        from .modes import eval_program, no_eval_mode  # a Program not made by the sweep
+
+        inference = eval_program(self)
+        if inference is None:
+            raise no_eval_mode(self)
+        return inference
 
     @property
     def inputs(self):
