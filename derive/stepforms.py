@@ -4,9 +4,10 @@ A Step's sides are SymPy objects; ``reports`` typesets them, so derive holds no
 notation. Two things a worked example needs have no SymPy form, and are made here:
 
 * arithmetic *as written*: ``0.9 * 0 + 0.1 * 3`` before it is worked out. SymPy would
-  evaluate it (to ``0.3``) and put sums in its own order, so :func:`plus`, :func:`times`,
-  :func:`over`, :func:`power` and :func:`root` build the tree unevaluated and wrap it
-  in ``sympy.UnevaluatedExpr``: printers keep its terms in the order given;
+  evaluate it (to ``0.3``) and put sums in its own order, so :func:`plus`, :func:`minus`,
+  :func:`times`, :func:`over`, :func:`power`, :func:`root` and :func:`substitute` build
+  the tree unevaluated and wrap it in ``sympy.UnevaluatedExpr``: printers keep its terms
+  in the order given;
 * a few objects of the subject that SymPy has no class for: :class:`Word` (words inside
   mathematics: a class name, a token, a label), :class:`Approx` (the decimal of the
   exact value before it), :class:`ArgMax`, :class:`Expectation`, :class:`Variance`,
@@ -20,7 +21,7 @@ from __future__ import annotations
 import sympy as sp
 
 __all__ = ["Word", "Approx", "ArgMax", "Expectation", "Variance", "Norm", "Grad", "plus",
-           "minus", "times", "over", "power", "root", "written", "approx"]
+           "minus", "times", "over", "power", "root", "written", "substitute", "approx"]
 
 
 # -- arithmetic as written -------------------------------------------------------------------
@@ -36,8 +37,8 @@ def plus(*terms):
 
 
 def minus(a, b):
-    """``a - b`` as written."""
-    return plus(a, -sp.sympify(b, strict=True))
+    """``a - b`` as written (``0.1 - 0`` too: the minus is kept, not folded into ``b``)."""
+    return plus(a, sp.Mul(-1, sp.sympify(b, strict=True), evaluate=False))
 
 
 def times(*factors):
@@ -60,6 +61,15 @@ def power(base, exponent):
 def root(value):
     """``sqrt(value)`` as written."""
     return power(value, sp.Rational(1, 2))
+
+
+def substitute(expr, values):
+    """``expr`` with numbers in place of its symbols, as written (``2 * 3``, not ``6``).
+
+    ``values`` maps symbols to numbers.
+    """
+    return sp.sympify(expr, strict=True).xreplace(
+        {s: sp.UnevaluatedExpr(sp.sympify(v, strict=True)) for s, v in values.items()})
 
 
 # -- objects SymPy has no class for ------------------------------------------------------------

@@ -103,6 +103,9 @@ def _is_word(s):
     return s in _WORD_SCRIPTS
 
 
+_NEEDS_DOT = re.compile(r"\{?(\d|-|\\left\(-)")
+
+
 def _negated(term):
     """``(True, -term)`` when ``term`` is written with a leading minus, else ``(False,
     term)``; structural, so a product written out (``-0.1 * 3``) is not multiplied."""
@@ -141,10 +144,22 @@ class DeriveLatexPrinter(LatexPrinter):
             return accent(self._deal_with_super_sub(base, style=style))
         return super()._print_Symbol(expr, style=style)
 
+    _function_name = False
+
+    def _hprint_Function(self, func):
+        # the rules of _deal_with_super_sub below are for symbols, not function names
+        self._function_name = True
+        try:
+            return super()._hprint_Function(func)
+        finally:
+            self._function_name = False
+
     def _deal_with_super_sub(self, string, style="plain"):
         # A multi-letter name (xc, var, mean) is one symbol, not a product of letters:
         # typeset it upright as textbooks do (\mathrm{var}); Greek names and modifiers
         # such as yhat -> \hat{y} are SymPy's and stay as they are.
+        if self._function_name:  # cos, diag: SymPy's \cos, \operatorname{diag}
+            return super()._deal_with_super_sub(string, style=style)
         name, supers, subs = split_super_sub(string)
         if (len(name) > 1 and name.isalpha() and not supers and subs
                 and name.lower() not in greek_letters_set
@@ -260,6 +275,13 @@ class DeriveLatexPrinter(LatexPrinter):
             return self._written_product(arg)
         return self._print(arg)
 
+    def _print_Mul(self, expr):
+        # minus a sum as written: - (a + b), not - a + b
+        if (len(expr.args) == 2 and expr.args[0] is sp.S.NegativeOne
+                and isinstance(expr.args[1], sp.UnevaluatedExpr) and expr.args[1].args[0].is_Add):
+            return r"- \left(%s\right)" % self._print(expr.args[1])
+        return super()._print_Mul(expr)
+
     def written_terms(self, add):
         """The terms of a written sum in their order, with their signs: ``a``, ``- b``,
         ``+ c`` (a bracketed sum after a minus)."""
@@ -281,14 +303,16 @@ class DeriveLatexPrinter(LatexPrinter):
         return text
 
     def _written_factors(self, factors):
-        r"""Factors in their order: ``\cdot`` before a number, brackets where needed."""
+        r"""Factors in their order, brackets where needed, ``\cdot`` where juxtaposition
+        would misread (``2 \cdot 3``, ``\frac{1}{10} \cdot \frac{3}{2}``, ``2 \cdot \left(-3\right)``)."""
         out = ""
         for i, f in enumerate(factors):
             text = self._print(f)
             if len(factors) > 1 and self._needs_mul_brackets(
                     f, first=i == 0, last=i == len(factors) - 1):
                 text = r"\left(%s\right)" % text
-            out += (r" \cdot " if f.is_number else " ") + text if i else text
+            dot = _NEEDS_DOT.match(text) or (text.startswith("\\frac") and factors[i - 1].is_number)
+            out += (r" \cdot " if dot else " ") + text if i else text
         return out
 
     # -- the step vocabulary of derive.stepforms ----------------------------------------------
