@@ -20,6 +20,7 @@ sys.path.insert(0, ROOT)
 import yaml  # noqa: E402
 
 import derive as dv  # noqa: E402
+import reports  # noqa: E402,F401  (registers the renderer check_folder writes with)
 from derive.verify import check, check_folder, cli_check  # noqa: E402
 
 STEPS = 13

@@ -1,7 +1,8 @@
 """The ``derivekit`` command line (also ``python -m derive``).
 
-This is the one module that wires derive/, reports/ and kernels/ together; it imports
-them lazily so ``derivekit grad`` does not pay for numba. Every command prints a clear
+This is the one module that wires derive/, reports/ and kernels/ together (no other
+module of derive imports either; tests/test_imports.py checks it); it imports them lazily
+so ``derivekit grad`` does not pay for numba. Every command prints a clear
 one-line error and exits non-zero on bad input; no text given to it is ever executed.
 """
 from __future__ import annotations
@@ -164,6 +165,8 @@ def cmd_layer(args):
 
 
 def cmd_check(args):
+    import reports  # noqa: F401  (registers the renderer the reports are written with)
+
     from .verify import cli_check
 
     out, code = cli_check(args.problem, args.answers, out=args.out, fmt=args.format)
@@ -224,6 +227,8 @@ def _demo_solutions(folder, args):
 
 
 def _demo_check(folder, out):
+    import reports  # noqa: F401  (registers the renderer the report is written with)
+
     from .verify import cli_check
 
     text, _ = cli_check(os.path.join(folder, "rnn.yaml"),

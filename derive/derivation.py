@@ -3,9 +3,10 @@
 A Derivation is data, not behaviour: forward nodes, the edges of the graph with their
 local partials and contributions, the adjoints (as an unevaluated sum, in terms of the
 nodes, in terms of the inputs, numerically), the final gradients, and free-form worked
-``sections`` (used by layer derivations and exact worked examples). ``reports/`` renders
-it; ``kernels/`` compiles it; ``derive.verify`` checks answers against it. None of them
-differentiates anything again.
+``sections`` (used by layer derivations and exact worked examples), and for tensors the
+``program`` (the typed record of the sweep). ``reports/`` renders it (registering itself
+in :data:`RENDERERS`); ``kernels/`` compiles it; ``derive.verify`` checks answers against
+it. None of them differentiates anything again.
 
 Conventions
 -----------
@@ -148,19 +149,61 @@ class Derivation:
         if text not in self.notes:
             self.notes.append(text)
 
-    # -- display (reports are imported lazily: derive never depends on them) -----------
+    # -- display: derive renders nothing itself (see RENDERERS) -------------------------
     def to_dict(self):
-        """The documented JSON structure (see reports.json_out)."""
-        from reports import json_out
-
-        return json_out.to_dict(self)
+        """The documented JSON structure (the ``json`` renderer; reports/JSON.md)."""
+        return renderer("json")(self)
 
     def _repr_markdown_(self):
-        from reports import render
-
-        return render(self, "md")
+        show = renderer("markdown", required=False)
+        return None if show is None else show(self)
 
     def _repr_latex_(self):
-        from reports import latex_out
+        show = renderer("latex", required=False)
+        return None if show is None else show(self)
 
-        return latex_out.display_math(self)
+
+# -- renderers ------------------------------------------------------------------------------
+#: What turns a Derivation into text for people or files, by name: ``markdown`` and
+#: ``latex`` (Jupyter's display), ``json`` (:meth:`Derivation.to_dict`) and ``write``
+#: (``write(derivation, path, fmt)``). derive imports no renderer: ``reports`` fills this
+#: table when it is imported (:func:`register_renderers`), and an installed package may
+#: also offer itself through the ``derivekit.renderers`` entry-point group (setup.cfg
+#: lists reports there), which is looked up the first time a renderer is missing, so
+#: ``import derive`` alone still displays in Jupyter once derivekit is installed.
+RENDERERS = {}
+ENTRY_POINTS = "derivekit.renderers"
+_plugins_loaded = []
+
+
+def register_renderers(**renderers):
+    """Add or replace renderers by name (called by an output package on import)."""
+    RENDERERS.update(renderers)
+
+
+def renderer(name, required=True):
+    """The renderer called ``name``; when none is registered, the installed
+    ``derivekit.renderers`` entry points are loaded once first. Missing: UnsupportedError
+    (or None when not ``required``)."""
+    if name not in RENDERERS and not _plugins_loaded:
+        _plugins_loaded.append(True)
+        _load_entry_points()
+    if name in RENDERERS:
+        return RENDERERS[name]
+    if not required:
+        return None
+    from .errors import UnsupportedError
+
+    raise UnsupportedError(f"no '{name}' renderer is registered: import reports (derivekit's "
+                           "renderer) first")
+
+
+def _load_entry_points():
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINTS):
+        try:
+            register = ep.load()
+        except ImportError:  # an uninstalled or broken plugin: its renderers stay absent
+            continue
+        register()

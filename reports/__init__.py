@@ -3,7 +3,8 @@
 The renderer is a pipeline, as latexify-py's is: a Derivation (or a list of them) is
 built into a Document of blocks (``parts``), tidied by small passes (``passes``), then
 laid out by one emitter per format (``latex_out``, ``markdown_out``, ``html_out``).
-JSON is the Derivation's own data (``json_out``), not a layout.
+JSON is the Derivation's own data (``json_out``), not a layout. Importing reports
+registers it as derive's renderer (:func:`register`): derive itself imports no renderer.
 
 >>> import reports
 >>> reports.render(d, "md")            # doctest: +SKIP
@@ -83,3 +84,17 @@ def write(d, path, fmt=None):
         data = render(d, fmt).encode("utf-8")
     replace_atomically(path, data)
     return path
+
+
+def register():
+    """Register reports as derive's renderer: a Derivation then displays itself in Jupyter
+    (Markdown and LaTeX), ``Derivation.to_dict()`` gives the documented JSON, and derive's
+    batch checking writes its reports through :func:`write`. Runs on import (and through
+    the ``derivekit.renderers`` entry point when only ``derive`` was imported)."""
+    from derive.derivation import register_renderers
+
+    register_renderers(markdown=lambda d: render(d, "md"), latex=latex_out.display_math,
+                       json=json_out.to_dict, write=write)
+
+
+register()

@@ -5,6 +5,7 @@ import json
 import pytest
 
 import derive as dv
+import reports  # noqa: F401  (the caller registers the renderer reports are written with)
 from derive.verify import check_folder, cli_check
 from derive.verify.batch import read_answers
 

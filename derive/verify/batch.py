@@ -21,6 +21,7 @@ import json
 import os
 
 from .. import yamlio
+from ..derivation import renderer
 from ..errors import DeriveError, InputError
 from .table import Report
 
@@ -79,16 +80,15 @@ def answer_files(folder):
 
 
 def write_report(report, path, fmt=None):
-    """Write a Report: its own JSON directly, other formats through ``reports``."""
+    """Write a Report: its own JSON directly, other formats through the registered
+    ``write`` renderer (:func:`derive.derivation.renderer`: reports, once imported)."""
     fmt = (fmt or os.path.splitext(os.fspath(path))[1].lstrip(".") or "md").lower()
     if fmt == "json":
         with open(path, "w", encoding="utf-8") as fh:
             json.dump(report.to_dict(), fh, indent=2)
             fh.write("\n")
         return path
-    import reports  # lazily: derive never depends on reports at import time
-
-    reports.write(report.derivation(), path, fmt)
+    renderer("write")(report.derivation(), path, fmt)
     return path
 
 
@@ -151,7 +151,8 @@ def cli_check(problem, answers, out=None, fmt=None):
         An answers file, or a folder of them (batch mode).
     out : path, optional
         One file: the report, format from the suffix (``.json`` is the report's own JSON,
-        ``.md`` / ``.html`` / ``.tex`` / ``.pdf`` go through ``reports``). A folder:
+        ``.md`` / ``.html`` / ``.tex`` / ``.pdf`` go through the registered renderer,
+        reports). A folder:
         the directory for the reports and ``scores.csv`` (default ``ANSWERS/reports``).
     fmt : {"text", "json", "md", "html", "tex", "pdf"}, optional
         ``json``: return the JSON dict instead of text (default: text). In batch mode
