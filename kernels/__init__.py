@@ -112,7 +112,8 @@ def describe(prog):
 def describe_graph(graph):
     """The network's definition as canonical text (what determines its derivation, with
     the engine's version): hashing it skips deriving again when the cache is warm."""
-    lines = [f"output {graph.output} constants {sorted(map(str, graph.constants.items()))}"]
+    lines = [f"output {graph.output} prediction {graph.prediction} "
+             f"constants {sorted(map(str, graph.constants.items()))}"]
     for n in graph.nodes.values():
         head = f"{n.name} {n.shape} {n.role} {n.dtype} {sorted(map(str, n.meta.items()))}"
         lines.append(head if n.rhs is None else _canonical(f"{head} {list(n.indices)} = {n.rhs}",

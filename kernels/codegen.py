@@ -252,6 +252,10 @@ class Kernel(Statements):
         if self.pred is None:
             raise UnsupportedError(f"cannot tell which node holds the predictions (candidates: "
                                    f"{prediction_candidates(prog)})")
+        shape = t[self.pred].shape
+        if len(shape) != 2 or shape[0] != self.batch:
+            raise UnsupportedError(f"the predictions {self.pred} {list(shape)} are not one row "
+                                   "of class scores per example ([B, classes])")
         self.outline = Outliner(JIT)  # repeated block shapes (unrolled steps) -> functions
         self.printer.names[self.batch] = "B"
         # Dropout masks (drawn per minibatch in the epoch, given to train_step) and

@@ -105,6 +105,23 @@ def test_prediction_and_eval_mode_are_part_of_the_record():
     assert plain.prediction == "z2"
 
 
+@pytest.mark.slow
+def test_a_sequential_names_its_prediction_so_a_penalised_loss_compiles():
+    # the output J = L + R1 + R2 reads no [B, classes] node: the Sequential says which
+    def net():
+        return dv.Sequential(dv.Linear(16, 8), dv.ReLU(), dv.Linear(8, 4),
+                             loss=dv.SoftmaxCrossEntropy(), penalty=dv.L2(1e-2))
+
+    d = net().derive()
+    assert d.output == "J" and d.program.prediction == "z2"
+    model = kernels.compile(d, dtype="float64", lr=0.1)
+    X, y = data(64)
+    kernels.fit(model, (X, y), epochs=3, batch_size=16, progress=False, validation=0.25)
+    assert model.history[-1]["loss"] < model.history[0]["loss"]
+    want, _ = dv.evaluate(net(), {"x": X, "y": y, **model.params}, wrt=[])
+    assert abs(model.evaluate(X, y)["loss"] - want) < 1e-12
+
+
 def test_compiling_a_derivation_does_not_run_the_sweep(tmp_path, monkeypatch):
     d = dropout_batchnorm().derive()
     monkeypatch.setenv("DERIVEKIT_CACHE", str(tmp_path))  # cold: the module is generated

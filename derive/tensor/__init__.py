@@ -7,6 +7,8 @@ Modules
 ``ops``       the element-wise definitions of every op (shared by layers and v-notation)
 ``graph``     ``TensorGraph``: named tensors defined element by element
 ``backward``  the reverse sweep and the ``Program`` built from it
+``modes``     eval mode (Dropout's expectation, BatchNorm's running statistics) and the
+              prediction node, kept on the Program
 ``matrix``    recognition of index forms as matrix algebra (``MatNode`` trees)
 ``display``   matrix forms as SymPy matrix expressions; index forms with readable indices
 ``evaluate``  the float64 NumPy evaluator of index expressions
@@ -30,8 +32,11 @@ statistics: target is the state name), ``backward`` (lists of ``Assignment``),
 backward pass; ones / 1.0 for a loss), ``grads`` (wrt name -> adjoint array name, e.g.
 ``"W1" -> "W1_bar"``), ``dims`` (dimension Symbols to bind from array shapes),
 ``constants`` (Symbol -> float: ``epsilon``, ``momentum``), ``random`` (mask name ->
-``{"dist": "bernoulli", "keep": 1 - p, "seed": s, "name": mask}``). ``Program.run(values,
-upstream)`` returns every array (forward, ``<state>_new``, adjoints).
+``{"dist": "bernoulli", "keep": 1 - p, "seed": s, "name": mask}``), ``prediction`` (the
+node a classifier's loss scores) and ``inference`` (the eval-mode Program, None when eval
+mode computes what train mode does; ``eval_mode()`` returns whichever runs), both made by
+the derivation (``modes``). ``Program.run(values, upstream)`` returns every array
+(forward, ``<state>_new``, adjoints).
 
 ``Assignment(target, indices, rhs, matrix, mode="=", lhs=None)`` means
 ``for indices: target[lhs or indices] (mode) rhs``. ``indices`` are ``sympy.Idx`` (loop

@@ -224,7 +224,7 @@ def build_program(graph, wrt=None, reuse=True, matrix=True, scatter=True):
     if scatter:
         program = scatterise(program)
     # what the network predicts and computes in eval mode are part of the record
-    program.prediction = prediction_node(program)
+    program.prediction = graph.prediction or prediction_node(program)
     program.inference = eval_program(program)
     return program, s
 

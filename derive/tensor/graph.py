@@ -109,6 +109,7 @@ class TensorGraph:
         self.title = title
         self.nodes = {}
         self.output = None
+        self.prediction = None  # the node a loss reads its scores from, when a model says
         self.constants = {}
         self.notes = []
         self.checks = []  # (title, callable(derivation) -> Section) from layers

@@ -153,6 +153,7 @@ class Sequential(Model):
             except ShapeError as exc:
                 raise self._shape_hint(exc, k) from None
         if self.loss is not None:
+            g.prediction = h.name  # what the loss scores (kernels' predictions)
             h = self._add_loss(g, h)
         g.output = h.name
         return g
