@@ -10,7 +10,7 @@ notation. Two things a worked example needs have no SymPy form, and are made her
   in the order given;
 * a few objects of the subject that SymPy has no class for: :class:`Word` (words inside
   mathematics: a class name, a token, a label), :class:`Approx` (the decimal of the
-  exact value before it), :class:`ArgMax`, :class:`Expectation`, :class:`Variance`,
+  exact value before it), :class:`ArgMax`, :class:`MaxOf`, :class:`Expectation`, :class:`Variance`,
   :class:`Norm` and :class:`Grad` (the gradient of ``f`` at a point).
 
 Each prints through a rule in ``reports.printer``; ``str()`` of each is SymPy-readable
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-__all__ = ["Word", "Approx", "ArgMax", "Expectation", "Variance", "Norm", "Grad", "plus",
+__all__ = ["Word", "Approx", "ArgMax", "MaxOf", "Expectation", "Variance", "Norm", "Grad", "plus",
            "minus", "times", "over", "power", "root", "written", "substitute", "approx"]
 
 
@@ -104,6 +104,11 @@ class ArgMax(_Form):
     """``ArgMax(expr, j)``: the ``j`` at which ``expr`` is largest."""
 
     nargs = 2
+
+
+class MaxOf(_Form):
+    """``MaxOf(a, b, ...)``: the largest of the values as written (order and repeats kept,
+    unlike ``sympy.Max``)."""
 
 
 class Expectation(_Form):

@@ -20,7 +20,7 @@ notation of a worked gradient differs:
 * the step vocabulary of ``derive.stepforms``: words (``Word``) as escaped text,
   :math:`\approx x`, :math:`\arg\max`, :math:`\mathbb{E}`, :math:`\operatorname{Var}`,
   norms and gradients; a derivative of a named quantity as
-  :math:`\frac{\partial y}{\partial x}`; word subscripts upright (:math:`H_{\mathrm{out}}`).
+  :math:`\frac{\partial y}{\partial x}`; word subscripts upright (:math:`y_{\mathrm{train}}`).
 
 >>> import sympy as sp
 >>> latex(sp.Symbol("v1_bar"))
@@ -94,9 +94,9 @@ def text_math(text):
     return r"\text{%s}" % "".join(_TEXT_SPECIALS.get(c, c) for c in str(text))
 
 
-#: Sub- and superscripts that are words, typeset upright (H_out -> H_{\mathrm{out}}); other
+#: Sub- and superscripts that are words, typeset upright (y_train -> y_{\mathrm{train}}); other
 #: letter groups are indices (W_hh) and stay italic.
-_WORD_SCRIPTS = frozenset("out min max end train eval test stack single total".split())
+_WORD_SCRIPTS = frozenset("min max end train eval test stack single total".split())
 
 
 def _is_word(s):
@@ -119,6 +119,11 @@ def _negated(term):
         body = factors[0] if len(factors) == 1 else sp.Mul(*factors, evaluate=False)
         return True, (sp.UnevaluatedExpr(body) if ue and len(factors) > 1 else body)
     return False, term
+
+
+def _power(text, exp):
+    """``text`` raised to ``exp`` when a power of a function is printed (E[y]^2)."""
+    return text if exp is None else "{%s}^{%s}" % (text, exp)
 
 
 class DeriveLatexPrinter(LatexPrinter):
@@ -172,7 +177,7 @@ class DeriveLatexPrinter(LatexPrinter):
             base = super()._deal_with_super_sub(name, style=style)
             return "%s_{%s}" % (base, ",".join(subs))
         if any(map(_is_word, supers + subs)):
-            # words as scripts are upright: H_out -> H_{\mathrm{out}}, eta_min -> \eta_{\mathrm{min}}
+            # words as scripts are upright: eta_min -> \eta_{\mathrm{min}}
             tex = self._deal_with_super_sub(name, style=style)
             scripts = [(supers, "^"), (subs, "_")]
             for items, mark in scripts:
@@ -269,7 +274,7 @@ class DeriveLatexPrinter(LatexPrinter):
     # -- arithmetic as written (derive.stepforms: plus, times, over, power) -------------------
     def _print_UnevaluatedExpr(self, expr):
         arg = expr.args[0]
-        if isinstance(arg, sp.Add):
+        if isinstance(arg, (sp.Add, sp.MatAdd)):
             return " ".join(self.written_terms(arg))
         if isinstance(arg, sp.Mul):
             return self._written_product(arg)
@@ -304,7 +309,8 @@ class DeriveLatexPrinter(LatexPrinter):
 
     def _written_factors(self, factors):
         r"""Factors in their order, brackets where needed, ``\cdot`` where juxtaposition
-        would misread (``2 \cdot 3``, ``\frac{1}{10} \cdot \frac{3}{2}``, ``2 \cdot \left(-3\right)``)."""
+        would misread (``2 \cdot 3``, ``\frac{1}{10} \cdot \frac{3}{2}``,
+        ``2 \cdot \left(-3\right)``)."""
         out = ""
         for i, f in enumerate(factors):
             text = self._print(f)
@@ -320,29 +326,33 @@ class DeriveLatexPrinter(LatexPrinter):
         return text_math(expr.name)
 
     def _print_Approx(self, expr, exp=None):
-        return r"\approx %s" % self._print(expr.args[0])
+        return _power(r"\approx %s" % self._print(expr.args[0]), exp)
 
     def _print_ArgMax(self, expr, exp=None):
-        return r"\arg\max_{%s} %s" % (self._print(expr.args[1]), self._print(expr.args[0]))
+        body, index = map(self._print, expr.args)
+        return _power(r"\arg\max_{%s} %s" % (index, body), exp)
+
+    def _print_MaxOf(self, expr, exp=None):
+        return _power(r"\max\left(%s\right)" % ", ".join(map(self._print, expr.args)), exp)
 
     def _print_Expectation(self, expr, exp=None):
-        return r"\mathbb{E}\left[%s\right]" % self._print(expr.args[0])
+        return _power(r"\mathbb{E}\left[%s\right]" % self._print(expr.args[0]), exp)
 
     def _print_Variance(self, expr, exp=None):
-        return r"\operatorname{Var}\left[%s\right]" % self._print(expr.args[0])
+        return _power(r"\operatorname{Var}\left[%s\right]" % self._print(expr.args[0]), exp)
 
     def _print_Norm(self, expr, exp=None):
-        return r"\left\|%s\right\|" % self._print(expr.args[0])
+        return _power(r"\left\|%s\right\|" % self._print(expr.args[0]), exp)
 
     def _print_Grad(self, expr, exp=None):
-        return r"\nabla %s\left(%s\right)" % tuple(map(self._print, expr.args))
+        return _power(r"\nabla %s\left(%s\right)" % tuple(map(self._print, expr.args)), exp)
 
     def _print_Derivative(self, expr):
         # a first derivative of a named quantity reads d y / d x (partial: there may be more)
         (var, count), = expr.variable_count if len(expr.variable_count) == 1 else ((0, 0),)
         if count == 1 and isinstance(expr.expr, (sp.Symbol, sp.Indexed)):
-            return r"\frac{\partial %s}{\partial %s}" % (self._print(expr.expr),
-                                                          self._print(var))
+            top, bottom = self._print(expr.expr), self._print(var)
+            return r"\frac{\partial %s}{\partial %s}" % (top, bottom)
         return super()._print_Derivative(expr)
 
 
@@ -436,7 +446,7 @@ def latex_pieces(expr, names=None):
     if isinstance(expr, str) or not isinstance(expr, sp.Basic):
         return [latex(expr, names)], ""
     printer = DeriveLatexPrinter({"names": names or None})
-    if isinstance(expr, sp.UnevaluatedExpr) and isinstance(expr.args[0], sp.Add):
+    if isinstance(expr, sp.UnevaluatedExpr) and isinstance(expr.args[0], (sp.Add, sp.MatAdd)):
         return printer.written_terms(expr.args[0]), ""  # arithmetic as written
     if isinstance(expr, (sp.Add, sp.MatAdd)):
         terms = expr.as_ordered_terms() if isinstance(expr, sp.Add) else list(expr.args)

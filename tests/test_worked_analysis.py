@@ -5,6 +5,7 @@ import sympy as sp
 
 from derive.errors import InputError, ShapeError
 from derive.problem import solve_spec
+from reports.printer import latex
 
 
 def solve(**spec):
@@ -18,7 +19,7 @@ def test_linear_collapse_symbolic_proof():
     assert str(d.result["b"]) == "W_3*W_2*b_1 + W_3*b_2 + b_3"
     check = d.sections[1].steps[0].rhs[0]
     assert check.shape == (1, 1) and all(v == 0 for v in check)
-    residual = next(s for s in d.sections[0].steps if s.lhs.startswith("h_{3} -"))
+    residual = next(s for s in d.sections[0].steps if latex(s.lhs).startswith("h_{3} -"))
     assert isinstance(residual.rhs[0], sp.ZeroMatrix)
 
 

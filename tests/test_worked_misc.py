@@ -5,6 +5,7 @@ import sympy as sp
 
 from derive.errors import InputError, ShapeError
 from derive.problem import solve_spec
+from reports.printer import latex
 
 
 def solve(**spec):
@@ -16,7 +17,7 @@ def test_inverted_dropout_with_mask_and_expectation():
     d = solve(kind="dropout", x=[2, 4, -1, 3], p="1/2", mask=[1, 0, 1, 1])
     assert d.result == [4, 0, -2, 6]
     expect = next(s for sec in d.sections for s in sec.steps
-                  if s.lhs == r"\mathbb{E}[y_{\text{train}}]")
+                  if latex(s.lhs) == r"\mathbb{E}\left[y_{\mathrm{train}}\right]")
     assert list(expect.rhs[0]) == [2, 4, -1, 3]
 
 
@@ -28,7 +29,7 @@ def test_dropout_expectation_matches_monte_carlo():
     samples = masks * x / (1 - p)
     np.testing.assert_allclose(np.array(d.result, dtype=float), samples.mean(0), atol=0.03)
     var = next(s for sec in d.sections for s in sec.steps
-               if s.lhs == r"\operatorname{Var}[y_{\text{train}}]")
+               if latex(s.lhs) == r"\operatorname{Var}\left[y_{\mathrm{train}}\right]")
     np.testing.assert_allclose(np.array(var.rhs[0], dtype=float).ravel(), samples.var(0),
                                rtol=0.03)
 

@@ -5,6 +5,7 @@ import sympy as sp
 
 from derive.errors import InputError, ShapeError
 from derive.problem import solve_spec
+from reports.printer import latex
 
 
 def solve(**spec):
@@ -20,10 +21,10 @@ def test_layernorm_published_answer_is_exact():
     d = solve(kind="layernorm", X=[[8, 2], [0, 4]], eps=0)
     assert d.result == [[1, -1], [-1, 1]]
     assert all(isinstance(v, sp.Integer) for row in d.result for v in row)
-    lhs = [s.lhs for s in steps(d)]
-    assert r"\mu_{1}" in lhs and r"\sigma^2_{2}" in lhs and r"\hat{x}_{2,2}" in lhs
-    mean_row1 = next(s for s in steps(d) if s.lhs == r"\mu_{1}")
-    assert mean_row1.rhs[-1] == 5 and "8 + 2" in mean_row1.rhs[1]
+    lhs = [latex(s.lhs) for s in steps(d)]
+    assert r"\mu_{1}" in lhs and r"\sigma_{2}^{2}" in lhs and r"\hat{x}_{2,2}" in lhs
+    mean_row1 = next(s for s in steps(d) if latex(s.lhs) == r"\mu_{1}")
+    assert mean_row1.rhs[-1] == 5 and latex(mean_row1.rhs[1]) == r"\frac{8 + 2}{2}"
 
 
 def test_batchnorm_published_answer():
@@ -55,9 +56,10 @@ def test_batchnorm_train_and_running_stats_against_torch():
         bn.bias.copy_(torch.tensor([0.0, 3.0]))
     ref = bn(torch.tensor(X, dtype=torch.float64)).detach().numpy()
     np.testing.assert_allclose(np.array(d.result, dtype=float), ref, rtol=1e-10)
-    running = {s.lhs: float(s.rhs[-1]) for s in steps(d) if s.lhs.startswith("\\hat\\")}
-    assert running[r"\hat\mu_{1}"] == pytest.approx(bn.running_mean[0].item())
-    assert running[r"\hat\sigma^2_{2}"] == pytest.approx(bn.running_var[1].item())
+    running = {latex(s.lhs): float(s.rhs[-1]) for s in steps(d)
+               if latex(s.lhs).startswith("\\hat{")}
+    assert running[r"\hat{\mu}_{1}"] == pytest.approx(bn.running_mean[0].item())
+    assert running[r"\hat{\sigma}_{2}^{2}"] == pytest.approx(bn.running_var[1].item())
 
 
 def test_batchnorm_eval_uses_running_stats_and_explains_training_false():
@@ -114,8 +116,9 @@ def test_conv_published_problem_against_numpy():
     expected = correlate(np.pad(np.array(image), 1), np.array(kernel))
     assert expected.shape == (4, 4)
     assert d.result == expected.tolist()
-    first = next(s for s in steps(d) if s.lhs == "Y_{1,1}")
-    assert first.rhs == [r"0 \cdot 1 + 0 \cdot 0 + 0 \cdot 2 + 2 \cdot \left(-1\right)", -2]
+    first = next(s for s in steps(d) if latex(s.lhs) == "{Y}_{1,1}")
+    assert [latex(r) for r in first.rhs] == [
+        r"0 \cdot 1 + 0 \cdot 0 + 0 \cdot 2 + 2 \cdot \left(-1\right)", "-2"]
 
 
 def test_conv_channels_stride_bias_against_torch():
@@ -149,8 +152,8 @@ def test_maxpool_published_answer_and_routing_note():
     image = [[2, 4, 5, 0], [2, 1, 3, 1], [3, 1, 5, 0], [0, 1, 0, 1]]
     d = solve(kind="maxpool", image=image, size=2, stride=2)
     assert d.result == [[4, 5], [3, 5]]
-    first = next(s for s in steps(d) if s.lhs == "Y_{1,1}")
-    assert "max" in first.rhs[0] and "row 1, column 2" in first.note
+    first = next(s for s in steps(d) if latex(s.lhs) == "{Y}_{1,1}")
+    assert latex(first.rhs[0]) == r"\max\left(2, 4, 2, 1\right)" and "row 1, column 2" in first.note
 
 
 def test_avgpool_is_exact_and_matches_torch():

@@ -7,6 +7,7 @@ import sympy as sp
 
 from derive.errors import InputError, ShapeError
 from derive.problem import solve_spec
+from reports.printer import latex
 
 THETA = [1.0, -2.0]
 GRADS = [[0.5, 0.1], [0.4, -0.2], [0.3, 0.0], [-0.1, 0.7]]
@@ -106,8 +107,8 @@ def test_optimizer_against_torch(name, keys):
 def test_adam_first_step_is_exact_sign_step():
     d = solve(optimizer="adam", lr="1/10", eps=0, theta=[1, -2], grads=[[3, -5]])
     assert d.result == [sp.Rational(9, 10), sp.Rational(-19, 10)]
-    lhs = [s.lhs for sec in d.sections for s in sec.steps]
-    for name in ("m_{1}", "v_{1}", r"\hat m_{1}", r"\hat v_{1}", r"\theta_{1}"):
+    lhs = [latex(s.lhs) for sec in d.sections for s in sec.steps]
+    for name in ("m_{1}", "v_{1}", r"\hat{m}_{1}", r"\hat{v}_{1}", r"\theta_{1}"):
         assert name in lhs
 
 

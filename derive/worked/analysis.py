@@ -18,7 +18,9 @@ import sympy as sp
 
 from ..derivation import Derivation, Section, Step
 from ..errors import InputError, ShapeError
+from ..functions import relu
 from ..problem import check_keys, get, problem_kind
+from ..stepforms import Expectation, Variance, Word, minus, plus, power, times, written
 from .common import array, dims, key_choice, key_int, matrix, shape, tidy, with_approx
 
 _NONLINEAR_NOTE = ("With a nonlinearity between the layers (e.g. ReLU) the composition is no "
@@ -80,22 +82,27 @@ def _prove_linear(d, n, sizes):
     for i in range(n):
         prev = sp.MatrixSymbol(f"h_{i}", sizes[i], 1) if i else x
         h = Ws[i] * h + bs[i]
-        steps.append(Step(f"h_{{{i + 1}}}", [Ws[i] * prev + bs[i], h] if i else [h]))
+        steps.append(Step(sp.MatrixSymbol(f"h_{i + 1}", sizes[i + 1], 1),
+                          [Ws[i] * prev + bs[i], h] if i else [h]))
     expanded = sp.expand(h)
     W_star = sp.MatMul(*reversed(Ws))
     b_star = sp.Add(*[sp.MatMul(*reversed(Ws[k + 1:]), bs[k]) if k + 1 < n else bs[k]
                       for k in range(n)])
-    steps.append(Step(f"h_{{{n}}}", [expanded],
+    h_n = sp.MatrixSymbol(f"h_{n}", sizes[n], 1)
+    w_sym, b_sym = sp.MatrixSymbol("W^*", sizes[n], sizes[0]), sp.MatrixSymbol("b^*", sizes[n], 1)
+    difference = written(sp.MatAdd(h_n, sp.MatMul(-1, sp.MatAdd(w_sym * x, b_sym, evaluate=False),
+                                                  evaluate=False), evaluate=False))
+    steps.append(Step(h_n, [expanded],
                       "expand the products (matrix products distribute over sums)"))
-    steps.append(Step("W^{*}", [W_star]))
-    steps.append(Step("b^{*}", [b_star]))
+    steps.append(Step(w_sym, [W_star]))
+    steps.append(Step(b_sym, [b_star]))
     residual = sp.expand(expanded - (W_star * x + b_star))
-    steps.append(Step(f"h_{{{n}}} - (W^{{*}} x + b^{{*}})", [residual],
+    steps.append(Step(difference, [residual],
                       "zero for every size: one Linear layer with W* and b* computes the same map"))
     d.sections.append(Section("Proof with matrix symbols", steps))
     check = sp.simplify(sp.Matrix(expanded.as_explicit() - (W_star * x + b_star).as_explicit()))
     d.sections.append(Section(f"Entry-by-entry check at sizes {' -> '.join(map(str, sizes))}", [
-        Step(f"h_{{{n}}} - (W^{{*}} x + b^{{*}})", [check],
+        Step(difference, [check],
              "every entry expands to 0")]))
     if any(v != 0 for v in check):
         raise AssertionError("the collapse check failed")  # cannot happen: a proof, kept honest
@@ -106,15 +113,20 @@ def _collapse_numbers(d, Ws, bs):
     W = sp.Matrix(Ws[0])
     b = sp.Matrix(bs[0])
     steps = []
+
+    def name(text):  # a factor of a product of matrices, kept in its order
+        return sp.Symbol(text, commutative=False)
+
     for i in range(1, len(Ws)):
         Wi = sp.Matrix(Ws[i])
         b = Wi * b + sp.Matrix(bs[i])
         W = Wi * W
-        steps.append(Step(f"W^{{*}}_{{{i + 1}}}", [rf"W_{{{i + 1}}} W^{{*}}_{{{i}}}" if i > 1
-                                                   else r"W_{2} W_{1}", W.applyfunc(tidy)]))
-        steps.append(Step(f"b^{{*}}_{{{i + 1}}}", [rf"W_{{{i + 1}}} b^{{*}}_{{{i}}} + b_{{{i + 1}}}"
-                                                   if i > 1 else r"W_{2} b_{1} + b_{2}",
-                                                   b.T.applyfunc(tidy)]))
+        w_prev, b_prev = (f"W^*_{i}", f"b^*_{i}") if i > 1 else ("W_1", "b_1")
+        steps.append(Step(name(f"W^*_{i + 1}"), [name(f"W_{i + 1}") * name(w_prev),
+                                                 W.applyfunc(tidy)]))
+        steps.append(Step(name(f"b^*_{i + 1}"), [plus(name(f"W_{i + 1}") * name(b_prev),
+                                                      name(f"b_{i + 1}")),
+                                                 b.T.applyfunc(tidy)]))
     d.sections.append(Section("With the given numbers", steps))
     return {"W": W.applyfunc(tidy).tolist(), "b": [tidy(v) for v in b]}
 
@@ -147,17 +159,20 @@ def conv_collapse(spec, where):
     steps, y = [], x
     for i, (k, s, b) in enumerate(zip(kernels, strides, biases)):
         y = _correlate(y, k, s, b)
-        steps.append(Step(f"y^{{({i + 1})}}", [_conv_formula(nd, i, s)]))
+        steps.append(_conv_formula(nd, i, s, shape(k)))
     combined, bias = _read_kernel(y, x, size, nd)
     d.sections.append(Section("The stack", steps))
     d.sections.append(Section("Combined kernel (coefficients of one output)", [
-        Step("K^{*}", [matrix(combined)], f"size {dims(tuple(size))}, stride "
-                                          f"{'x'.join(map(str, jump))}"),
-        Step("b^{*}", [bias], "each bias passes through the later kernels' sums")]))
+        Step(sp.Symbol("K^*"), [matrix(combined)], f"size {dims(tuple(size))}, stride "
+                                                   f"{'x'.join(map(str, jump))}"),
+        Step(sp.Symbol("b^*"), [bias], "each bias passes through the later kernels' sums")]))
     single = _correlate(x, combined, jump[0] if nd == 1 else jump, bias)
     residual = sp.expand(sp.Add(*[(a - b) ** 2 for a, b in zip(_flat(y), _flat(single))]))
+    n = sp.Symbol("n", integer=True, positive=True)
+    gap = sp.Sum(power(minus(sp.Indexed("y_stack", n), sp.Indexed("y_single", n)), 2),
+                 (n, 1, len(_flat(y))))
     d.sections.append(Section("Check at every output position", [
-        Step(r"\sum (y_{\text{stack}} - y_{\text{single}})^2", [residual],
+        Step(gap, [residual],
              "the stack and the single convolution agree at every position of a symbolic input")]))
     d.note(_NONLINEAR_NOTE)
     d.result = {"kernel": combined, "bias": bias, "stride": jump[0] if nd == 1 else jump}
@@ -222,12 +237,18 @@ def _read_kernel(y, x, size, nd):
     return kernel, const
 
 
-def _conv_formula(nd, i, s):
-    prev = "x" if i == 0 else f"y^{{({i})}}"
-    k = f"K^{{({i + 1})}}"
+def _conv_formula(nd, i, s, size):
+    """The step defining layer ``i`` of the stack: y_j = sum_a prev_{s j + a} K_a + b."""
+    prev = sp.IndexedBase("x" if i == 0 else f"y^({i})")
+    k, y = sp.IndexedBase(f"K^({i + 1})"), sp.IndexedBase(f"y^({i + 1})")
+    a, b, i_, j_ = sp.symbols("a b i j", integer=True)
+    bias = sp.Symbol(f"b_{i + 1}")
     if nd == 1:
-        return rf"\sum_a {prev}_{{{s} j + a}}\,{k}_a + b_{{{i + 1}}}"
-    return rf"\sum_{{a,b}} {prev}_{{{s} i + a,\,{s} j + b}}\,{k}_{{a,b}} + b_{{{i + 1}}}"
+        body = sp.Sum(times(prev[plus(s * j_, a)], k[a]), (a, 0, size[0] - 1))
+        return Step(y[j_], [plus(body, bias)])
+    body = sp.Sum(times(prev[plus(s * i_, a), plus(s * j_, b)], k[a, b]),
+                  (a, 0, size[0] - 1), (b, 0, size[1] - 1))
+    return Step(y[i_, j_], [plus(body, bias)])
 
 
 def _flat(nested):
@@ -243,7 +264,7 @@ def init_variance(spec, where):
     n_in_v, n_out_v = key_int(spec, "n_in", where), key_int(spec, "n_out", where)
     depth = key_int(spec, "depth", where)
     n_in, n_out = sp.symbols("n_in n_out", positive=True)
-    s2 = sp.Symbol(r"\sigma_w^2", positive=True)
+    s2 = sp.Symbol("sigma_w^2", positive=True)
     subs = {k: v for k, v in ((n_in, n_in_v), (n_out, n_out_v)) if v is not None}
     d = Derivation(title=get(spec, "title", where, default="Initialisation variance"),
                    kind="init_variance")
@@ -266,28 +287,31 @@ def _summary(var, subs):
 
 def _summary_steps(var, subs, prefix):
     out = _summary(var, subs)
-    steps = [Step(r"\sigma_w", [sp.sqrt(var), *([out["std"]] if subs else [])],
+    steps = [Step(sp.Symbol("sigma_w"), [sp.sqrt(var), *([out["std"]] if subs else [])],
                   "normal initialisation N(0, sigma_w^2)"),
-             Step("a", [sp.sqrt(3 * var), *with_approx(out["uniform_bound"])] if subs
+             Step(sp.Symbol("a"), [sp.sqrt(3 * var), *with_approx(out["uniform_bound"])] if subs
                   else [sp.sqrt(3 * var)], "uniform U(-a, a): a^2 / 3 = sigma_w^2")]
     return steps, out
 
 
 def _xavier(d, n_in, n_out, s2, subs, depth):
-    var_x = sp.Symbol(r"\operatorname{Var}(x)")
+    var_x = Variance(sp.Symbol("x"))
+    i, j = sp.symbols("i j", integer=True, positive=True)
+    loss = sp.Symbol("L")
     steps = [
-        Step(r"\operatorname{Var}(y_j)", [r"\sum_{i=1}^{n_{in}} \operatorname{Var}(w_{ji} x_i)",
-                                          n_in * s2 * var_x], "forward pass, y = W x"),
-        Step(r"\sigma_w^2", [sp.solve(sp.Eq(n_in * s2, 1), s2)[0]],
+        Step(Variance(sp.Symbol("y_j")), [
+            sp.Sum(Variance(times(sp.Indexed("w", j, i), sp.Indexed("x", i))), (i, 1, n_in)),
+            n_in * s2 * var_x], "forward pass, y = W x"),
+        Step(s2, [sp.solve(sp.Eq(n_in * s2, 1), s2)[0]],
              "keep Var(y) = Var(x): n_in sigma_w^2 = 1"),
-        Step(r"\operatorname{Var}\left(\frac{\partial L}{\partial x_i}\right)",
-             [r"n_{out}\,\sigma_w^2 \operatorname{Var}\left(\frac{\partial L}{\partial y}\right)"],
+        Step(Variance(sp.Derivative(loss, sp.Symbol("x_i"))),
+             [times(n_out, s2, Variance(sp.Derivative(loss, sp.Symbol("y"))))],
              "backward pass: the gradient is a sum over the n_out outputs"),
-        Step(r"\sigma_w^2", [sp.solve(sp.Eq(n_out * s2, 1), s2)[0]],
+        Step(s2, [sp.solve(sp.Eq(n_out * s2, 1), s2)[0]],
              "keep the gradient variance: n_out sigma_w^2 = 1"),
     ]
     var = 2 / (n_in + n_out)
-    steps.append(Step(r"\sigma_w^2", [var, *([tidy(var.subs(subs))] if subs else [])],
+    steps.append(Step(s2, [var, *([tidy(var.subs(subs))] if subs else [])],
                       "Xavier/Glorot: the harmonic compromise of the two conditions"))
     more, out = _summary_steps(var, subs, "xavier")
     steps += more + _depth_steps(n_in * s2, s2, var, subs, depth)
@@ -296,14 +320,15 @@ def _xavier(d, n_in, n_out, s2, subs, depth):
 
 
 def _kaiming(d, n_in, s2, subs, depth):
-    var_z = sp.Symbol(r"\operatorname{Var}(z)")
+    var_z = Variance(sp.Symbol("z"))
+    x_i, z_i = sp.symbols("x_i z_i")
     steps = [
-        Step(r"\mathbb{E}[x_i^2]", [r"\mathbb{E}[\operatorname{ReLU}(z_i)^2]", var_z / 2],
+        Step(Expectation(x_i ** 2), [Expectation(relu(z_i) ** 2), var_z / 2],
              "z symmetric about 0: half its mass is zeroed, the other half keeps its square"),
-        Step(r"\operatorname{Var}(y_j)", [r"n_{in}\,\sigma_w^2\,\mathbb{E}[x_i^2]",
+        Step(Variance(sp.Symbol("y_j")), [times(n_in, s2, Expectation(x_i ** 2)),
                                           n_in * s2 * var_z / 2]),
-        Step(r"\sigma_w^2", [sp.solve(sp.Eq(n_in * s2 / 2, 1), s2)[0],
-                             *([tidy((2 / n_in).subs(subs))] if subs else [])],
+        Step(s2, [sp.solve(sp.Eq(n_in * s2 / 2, 1), s2)[0],
+                  *([tidy((2 / n_in).subs(subs))] if subs else [])],
              "keep Var(y) = Var(z): n_in sigma_w^2 / 2 = 1 (Kaiming/He, fan-in mode)"),
     ]
     var = 2 / n_in
@@ -316,11 +341,11 @@ def _kaiming(d, n_in, s2, subs, depth):
 def _depth_steps(gain, s2, var, subs, depth):
     """Var after L layers = gain^L Var(input): 1 at the chosen variance, else explodes/vanishes."""
     L = sp.Symbol("L", positive=True, integer=True)
-    steps = [Step(r"\operatorname{Var}(y_L)", [gain ** L * sp.Symbol(r"\operatorname{Var}(y_0)")],
+    steps = [Step(Variance(sp.Symbol("y_L")), [gain ** L * Variance(sp.Symbol("y_0"))],
                   "the per-layer factor compounds over L layers")]
     if depth is not None and subs.get(sp.Symbol("n_in", positive=True)) is not None:
         for name, value in (("chosen", var), ("sigma_w^2 = 1", sp.Integer(1))):
             factor = tidy((gain.subs(s2, value) ** depth).subs(subs))
-            steps.append(Step(rf"\text{{factor after {depth} layers}}",
+            steps.append(Step(Word(f"factor after {depth} layers"),
                               [*with_approx(factor)], f"with {name}"))
     return steps

@@ -11,8 +11,11 @@ import sympy as sp
 from ..derivation import Derivation, Section, Step
 from ..errors import InputError, ShapeError
 from ..problem import check_keys, get, problem_kind
-from .common import (EXACT_NOTE, all_exact, array, dims, ltx, matrix, number, products_tex, shape,
-                     sum_tex, tex, tidy, with_approx)
+from ..stepforms import ArgMax, over, plus, root, times
+from .common import (EXACT_NOTE, all_exact, array, dims, entry, matrix, number, products, shape,
+                     tidy, with_approx)
+
+_j = sp.Symbol("j", integer=True, positive=True)
 
 
 @problem_kind("attention")
@@ -26,7 +29,7 @@ def attention(spec, where):
     if len(K) != len(V):
         raise ShapeError(f"{len(K)} keys but {len(V)} values (K {dims(shape(K))}, "
                          f"V {dims(shape(V))})", where=f"{where}: V")
-    scale, scale_tex = _scale(spec, where, len(Q[0]))
+    scale, scale_form = _scale(spec, where, len(Q[0]))
     allowed = _mask(spec, where, len(Q), len(K))
     d = Derivation(title=get(spec, "title", where, default="Attention by hand"), kind="attention")
     if all_exact(Q, K, V):
@@ -34,11 +37,11 @@ def attention(spec, where):
     d.note("Scores S = Q K^T scaled by " + (f"1/sqrt(d_k) with d_k = {len(Q[0])}"
                                             if "scale" not in spec else f"{scale}")
            + "; weights are the row-wise softmax of S; the output is O = A V.")
-    S = _scores(d, Q, K, scale, scale_tex, allowed)
+    S = _scores(d, Q, K, scale, scale_form, allowed)
     A = _softmax(d, S, allowed)
     out = _output(d, A, V, "A", "O", "Output with softmax weights")
     A_hard = _argmax(d, S, allowed)
-    out_hard = _output(d, A_hard, V, r"A^{\max}", r"O^{\max}", "Output with argmax weights")
+    out_hard = _output(d, A_hard, V, "A^max", "O^max", "Output with argmax weights")
     d.result = {"weights": A, "output": out, "argmax_weights": A_hard,
                 "argmax_output": out_hard}
     return d
@@ -50,13 +53,14 @@ def _rows(spec, key, where):
 
 
 def _scale(spec, where, d_k):
+    """(the scale, the scale as written or None when there is none)."""
     value = spec.get("scale", "sqrt_dk")
     if value == "sqrt_dk":
-        return 1 / sp.sqrt(d_k), rf"\frac{{1}}{{\sqrt{{{d_k}}}}}"
+        return 1 / sp.sqrt(d_k), over(1, root(d_k))
     if value in ("none", None):
-        return sp.Integer(1), ""
+        return sp.Integer(1), None
     s = number(value, f"{where}: scale")
-    return s, tex(s)
+    return s, s
 
 
 def _mask(spec, where, n_q, n_k):
@@ -77,21 +81,23 @@ def _mask(spec, where, n_q, n_k):
     return allowed
 
 
-def _scores(d, Q, K, scale, scale_tex, allowed):
+def _scores(d, Q, K, scale, scale_form, allowed):
     steps, S = [], []
     for i, q in enumerate(Q):
         S.append([])
         for j, k in enumerate(K):
             if not allowed[i][j]:
                 S[-1].append(None)
-                steps.append(Step(f"S_{{{i + 1},{j + 1}}}", [r"-\infty"], "masked"))
+                steps.append(Step(entry("S", i, j), [-sp.oo], "masked"))
                 continue
             value = tidy(scale * sp.Add(*[a * b for a, b in zip(q, k)]))
             S[-1].append(value)
-            dot = products_tex(list(zip(q, k)))
-            steps.append(Step(f"S_{{{i + 1},{j + 1}}}", [
-                rf"{scale_tex} q_{{{i + 1}}} \cdot k_{{{j + 1}}}",
-                rf"{scale_tex}\left({dot}\right)" if scale_tex else dot, *with_approx(value)]))
+            dot = products(list(zip(q, k)))
+            q_dot_k = sp.DotProduct(sp.MatrixSymbol(f"q_{i + 1}", len(q), 1),
+                                    sp.MatrixSymbol(f"k_{j + 1}", len(k), 1))
+            steps.append(Step(entry("S", i, j), [
+                q_dot_k if scale_form is None else times(scale_form, q_dot_k),
+                dot if scale_form is None else times(scale_form, dot), *with_approx(value)]))
     d.sections.append(Section("Scores", steps))
     return S
 
@@ -101,18 +107,19 @@ def _softmax(d, S, allowed):
     for i, row in enumerate(S):
         live = [s for s in row if s is not None]
         total = sp.Add(*[sp.exp(s) for s in live])
-        steps.append(Step(rf"Z_{{{i + 1}}}", [
-            rf"\sum_j e^{{S_{{{i + 1},j}}}}", sum_tex([f"e^{{{ltx(s)}}}" for s in live]),
-            *with_approx(total)]))
+        z_i = sp.Symbol(f"Z_{i + 1}")
+        steps.append(Step(z_i, [
+            sp.Sum(sp.exp(sp.Indexed("S", i + 1, _j)), (_j, 1, len(row))),
+            plus(*[sp.exp(s, evaluate=False) for s in live]), *with_approx(total)]))
         A.append([])
         for j, s in enumerate(row):
             a = sp.Integer(0) if s is None else tidy(sp.exp(s) / total)
             A[-1].append(a)
-            steps.append(Step(f"A_{{{i + 1},{j + 1}}}", [
-                rf"\frac{{e^{{S_{{{i + 1},{j + 1}}}}}}}{{Z_{{{i + 1}}}}}",
-                *([rf"\frac{{e^{{{ltx(s)}}}}}{{Z_{{{i + 1}}}}}"] if s is not None else []),
+            steps.append(Step(entry("A", i, j), [
+                over(sp.exp(entry("S", i, j)), z_i),
+                *([over(sp.exp(s, evaluate=False), z_i)] if s is not None else []),
                 *with_approx(a)]))
-    steps.append(Step("A", [matrix(A)]))
+    steps.append(Step(sp.Symbol("A"), [matrix(A)]))
     d.sections.append(Section("Softmax weights (row by row)", steps))
     return A
 
@@ -123,9 +130,9 @@ def _argmax(d, S, allowed):
         best = max((j for j, s in enumerate(row) if s is not None),
                    key=lambda j: (row[j], -j))
         A.append([sp.Integer(1 if j == best else 0) for j in range(len(row))])
-        steps.append(Step(rf"\arg\max_j S_{{{i + 1},j}}", [best + 1],
+        steps.append(Step(ArgMax(sp.Indexed("S", i + 1, _j), _j), [best + 1],
                           "the first maximum on a tie"))
-    steps.append(Step(r"A^{\max}", [matrix(A)]))
+    steps.append(Step(sp.Symbol("A^max"), [matrix(A)]))
     d.sections.append(Section("Argmax weights", steps))
     return A
 
@@ -138,9 +145,9 @@ def _output(d, A, V, a_name, o_name, title):
             pairs = [(a, V[j][c]) for j, a in enumerate(arow) if a != 0]
             value = tidy(sp.Add(*[a * v for a, v in pairs]))
             out[-1].append(value)
-            steps.append(Step(f"{o_name}_{{{i + 1},{c + 1}}}", [
-                rf"\sum_j {a_name}_{{{i + 1},j}} V_{{j,{c + 1}}}", products_tex(pairs),
-                *with_approx(value)]))
-    steps.append(Step(o_name, [matrix(out)]))
+            steps.append(Step(sp.Indexed(o_name, i + 1, c + 1), [
+                sp.Sum(times(sp.Indexed(a_name, i + 1, _j), sp.Indexed("V", _j, c + 1)),
+                       (_j, 1, len(arow))), products(pairs), *with_approx(value)]))
+    steps.append(Step(sp.Symbol(o_name), [matrix(out)]))
     d.sections.append(Section(title, steps))
     return out

@@ -14,8 +14,11 @@ import sympy as sp
 from ..derivation import Derivation, Section, Step
 from ..errors import InputError, ShapeError
 from ..problem import check_keys, get, problem_kind
-from .common import (EXACT_NOTE, all_exact, array, key_choice, key_int, key_number, ltx, matrix,
-                     sum_tex, tex, tidy, with_approx)
+from ..stepforms import Word, minus, plus, power, root, times
+from .common import (EXACT_NOTE, all_exact, array, key_choice, key_int, key_number, matrix,
+                     products, symbol, tidy, with_approx)
+
+W, B, ETA, X_, Y_, YHAT = sp.symbols("w b eta x y yhat")
 
 _GATES = {
     "AND": [0, 0, 0, 1], "OR": [0, 1, 1, 1], "NAND": [1, 1, 1, 0], "NOR": [1, 0, 0, 0],
@@ -60,7 +63,7 @@ def perceptron(spec, where):
         if mistakes == 0:
             converged = True
             break
-    d.sections.append(Section("Result", [Step("w", [matrix(w)]), Step("b", [b])], text=(
+    d.sections.append(Section("Result", [Step(W, [matrix(w)]), Step(B, [b])], text=(
         f"Converged after {epoch} epoch(s): every example is classified correctly."
         if converged else f"Not converged after {epoch} epoch(s).")))
     if not converged:
@@ -94,17 +97,19 @@ def _epoch(d, X, y, w, b, lr, at_zero, epoch):
         z = tidy(sp.Add(*[wi * xi for wi, xi in zip(w, x)]) + b)
         pred = sp.Integer(1 if z > 0 else 0 if z < 0 else at_zero)
         err = target - pred
-        pairs = " + ".join(rf"{tex(wi)} \cdot {tex(xi)}" for wi, xi in zip(w, x))
-        steps.append(Step(f"z_{{{i + 1}}}", [rf"w \cdot x_{{{i + 1}}} + b",
-                                             f"{pairs} + {tex(b)}", z],
+        x_i = sp.MatrixSymbol(f"x_{i + 1}", len(x), 1)
+        dot = plus(*products(list(zip(w, x))).args[0].args, b) if len(x) > 1 else \
+            plus(times(w[0], x[0]), b)
+        steps.append(Step(symbol("z", i + 1),
+                          [plus(sp.DotProduct(sp.MatrixSymbol("w", len(x), 1), x_i), B), dot, z],
                           f"x = ({', '.join(map(str, x))}), y = {target}, y_hat = {pred}"))
         if err != 0:
             mistakes += 1
             w = [tidy(wi + lr * err * xi) for wi, xi in zip(w, x)]
             b = tidy(b + lr * err)
-            steps.append(Step("w", [r"w + \eta (y - \hat y) x", matrix(w)],
+            steps.append(Step(W, [plus(W, times(ETA, minus(Y_, YHAT), X_)), matrix(w)],
                               f"mistake: y - y_hat = {err}"))
-            steps.append(Step("b", [r"b + \eta (y - \hat y)", b]))
+            steps.append(Step(B, [plus(B, times(ETA, minus(Y_, YHAT))), b]))
     d.sections.append(Section(f"Epoch {epoch}", steps,
                               text=f"{mistakes} mistake(s) in this epoch."))
     return w, b, mistakes
@@ -114,14 +119,16 @@ def _xor_proof(d, X, y):
     """No (w1, w2, b) classifies XOR: the four inequalities contradict each other."""
     if [list(map(int, x)) for x in X] != _INPUTS or list(map(int, y)) != _GATES["XOR"]:
         return
+    w1, w2 = sp.symbols("w_1 w_2")
     d.sections.append(Section("Why XOR cannot be learned", [
-        Step(r"(0,0) \mapsto 0", [r"b \le 0"]),
-        Step(r"(0,1) \mapsto 1", [r"w_2 + b > 0"]),
-        Step(r"(1,0) \mapsto 1", [r"w_1 + b > 0"]),
-        Step(r"(1,1) \mapsto 0", [r"w_1 + w_2 + b \le 0"]),
-        Step(r"\text{adding the middle two}", [r"w_1 + w_2 + 2b > 0",
-                                               r"w_1 + w_2 + b > -b \ge 0"],
-             "contradicts the last line: no line separates XOR"),
+        Step(sp.Le(B, 0), [], "input (0, 0) must give 0"),
+        Step(sp.Gt(plus(w2, B), 0), [], "input (0, 1) must give 1"),
+        Step(sp.Gt(plus(w1, B), 0), [], "input (1, 0) must give 1"),
+        Step(sp.Le(plus(w1, w2, B), 0), [], "input (1, 1) must give 0"),
+        Step(sp.Gt(plus(w1, w2, times(2, B)), 0), [], "adding the middle two"),
+        Step(sp.Gt(plus(w1, w2, B), -B), [],
+             "that is, and -b >= 0 by the first line: this contradicts the last line, so no "
+             "line separates XOR"),
     ], text="A perceptron outputs 1 exactly on one side of the line w . x + b = 0. XOR's "
             "positive points (0,1), (1,0) and negative points (0,0), (1,1) are not linearly "
             "separable, so the perceptron convergence theorem does not apply and the rule "
@@ -166,26 +173,25 @@ def _classify(d, X, labels, q, k, metric, j, n_q):
     steps, dists = [], []
     for i, x in enumerate(X):
         if metric == "l1":
-            terms = [rf"\left|{ltx(a)} - {tex(b)}\right|" for a, b in zip(x, q)]
+            terms = [sp.Abs(minus(a, b), evaluate=False) for a, b in zip(x, q)]
             dist = tidy(sp.Add(*[sp.Abs(a - b) for a, b in zip(x, q)]))
-            rhs = [sum_tex(terms), *with_approx(dist)]
+            rhs = [plus(*terms), *with_approx(dist)]
         else:
-            terms = [rf"\left({ltx(a)} - {tex(b)}\right)^2" for a, b in zip(x, q)]
+            terms = [power(minus(a, b), 2) for a, b in zip(x, q)]
             dist = tidy(sp.sqrt(sp.Add(*[(a - b) ** 2 for a, b in zip(x, q)])))
-            rhs = [rf"\sqrt{{{sum_tex(terms)}}}", *with_approx(dist)]
+            rhs = [root(plus(*terms)), *with_approx(dist)]
         dists.append(dist)
-        steps.append(Step(f"d_{{{i + 1}}}", rhs, f"label {labels[i]}"))
+        steps.append(Step(symbol("d", i + 1), rhs, f"label {labels[i]}"))
     order = sorted(range(len(X)), key=lambda i: (dists[i], i))[:k]
     votes = {}
     for i in order:
         votes[labels[i]] = votes.get(labels[i], 0) + 1
     top = max(votes.values())
     winner = next(labels[i] for i in order if votes[labels[i]] == top)
-    steps.append(Step(r"\text{nearest}", [", ".join(f"{i + 1}" for i in order)],
+    steps.append(Step(Word("nearest"), [sp.Tuple(*[i + 1 for i in order])],
                       f"the {k} smallest distances"))
-    steps.append(Step(r"\text{votes}", [", ".join(rf"\text{{{lab}}}: {c}"
-                                                  for lab, c in votes.items())]))
-    steps.append(Step(r"\hat y", [rf"\text{{{winner}}}"]))
+    steps.append(Step(Word("votes"), [sp.Dict({Word(str(lab)): c for lab, c in votes.items()})]))
+    steps.append(Step(YHAT, [Word(str(winner))]))
     title = f"{metric.upper()} distance" + (f", query {j + 1}" if n_q > 1 else "")
     d.sections.append(Section(title, steps, text=f"Query q = ({', '.join(map(str, q))})."))
     return winner
@@ -206,9 +212,9 @@ def decoding(spec, where):
     beam = _beam(d, tree, width)
     best = _exhaustive(d, tree)
     d.sections.append(Section("Comparison", [
-        Step(r"\text{greedy}", [_seq_tex(greedy[0]), *with_approx(greedy[1])]),
-        Step(rf"\text{{beam ({width})}}", [_seq_tex(beam[0]), *with_approx(beam[1])]),
-        Step(r"\text{exhaustive}", [_seq_tex(best[0]), *with_approx(best[1])])],
+        Step(Word("greedy"), [_sequence(greedy[0]), *with_approx(greedy[1])]),
+        Step(Word(f"beam ({width})"), [_sequence(beam[0]), *with_approx(beam[1])]),
+        Step(Word("exhaustive"), [_sequence(best[0]), *with_approx(best[1])])],
         text="Greedy commits to the locally best token; beam search keeps the best few "
              "prefixes; only exhaustive search is guaranteed to find the best sequence."))
     d.result = {name: {"sequence": seq, "score": score}
@@ -248,13 +254,13 @@ def _greedy(d, tree):
     seq, score, steps, node = [], sp.Integer(0), [], tree
     while node:
         token = max(node, key=lambda t: node[t][0])
-        options = ", ".join(rf"\text{{{t}}}: {ltx(lp)}" for t, (lp, _) in node.items())
+        options = sp.Dict({Word(t): lp for t, (lp, _) in node.items()})
         score = score + node[token][0]
         seq.append(token)
-        steps.append(Step(rf"\text{{step {len(seq)}}}", [options, rf"\text{{{token}}}"],
-                          "the most probable next token"))
+        steps.append(Step(Word(f"step {len(seq)}"), [options, Word(token)],
+                          "the log-probabilities of the next tokens, then the most probable"))
         node = node[token][1]
-    steps.append(Step(r"\text{score}", [_seq_tex(seq), *with_approx(tidy(score))]))
+    steps.append(Step(Word("score of " + " ".join(seq)), [*with_approx(tidy(score))]))
     d.sections.append(Section("Greedy", steps))
     return seq, tidy(score)
 
@@ -272,9 +278,9 @@ def _beam(d, tree, width):
             cands += [(seq + [t], score + lp, sub) for t, (lp, sub) in node.items()]
         cands.sort(key=lambda c: -c[1])
         beams = cands[:width]
-        listed = "; ".join(rf"{_seq_tex(s)}: {ltx(tidy(v))}" for s, v, _ in cands)
-        steps.append(Step(rf"\text{{depth {depth}}}", [listed,
-                                                       ", ".join(_seq_tex(s) for s, _, _ in beams)],
+        listed = sp.Dict({_sequence(s): tidy(v) for s, v, _ in cands})
+        steps.append(Step(Word(f"depth {depth}"), [listed,
+                                                   sp.Tuple(*[_sequence(s) for s, _, _ in beams])],
                           f"candidates, then the best {width} kept (finished sequences compete)"))
     seq, score, _ = beams[0]
     d.sections.append(Section(f"Beam search (width {width})", steps))
@@ -292,7 +298,7 @@ def _exhaustive(d, tree):
                 paths.append((seq + [t], tidy(score + lp)))
 
     walk(tree, [], sp.Integer(0))
-    steps = [Step(_seq_tex(s), [*with_approx(v)]) for s, v in paths]
+    steps = [Step(_sequence(s), [*with_approx(v)]) for s, v in paths]
     best = max(paths, key=lambda p: p[1])
     d.sections.append(Section("Exhaustive search (every complete sequence)", steps,
                               text=f"The best of {len(paths)} sequences is "
@@ -300,5 +306,5 @@ def _exhaustive(d, tree):
     return best
 
 
-def _seq_tex(seq):
-    return r"\text{" + " ".join(seq) + "}"
+def _sequence(seq):
+    return Word(" ".join(seq))

@@ -1,8 +1,11 @@
-"""What every worked-example kind shares: reading numbers and arrays, and typesetting them.
+"""What every worked-example kind shares: reading numbers and arrays, and naming entries.
 
 Numbers from a problem file become SymPy numbers: YAML ints are exact, strings such as
 ``"1/2"`` or ``"sqrt(2)"`` are parsed by the whitelist parser (exact), floats stay floats
 (``sympy.Float``). Arrays are nested Python lists of such numbers, checked rectangular.
+
+Worked steps hold SymPy objects only (symbols, numbers, matrices, arithmetic as written
+by :mod:`derive.stepforms`); ``reports`` typesets them, decimals and line breaks included.
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import sympy as sp
 from ..errors import InputError, ShapeError
 from ..parse import parse_number
 from ..problem import get
+from ..stepforms import approx, plus, times
 
 #: Shown once in every worked example whose inputs were exact.
 EXACT_NOTE = "Inputs are exact, so every value is kept exact (fractions and radicals)."
@@ -128,17 +132,12 @@ def tidy(value):
     return simpler if sp.count_ops(simpler) <= sp.count_ops(value) else value
 
 
-def approx(value, digits=6):
-    """A float of ``value`` rounded to ``digits`` significant figures (for display)."""
-    return sp.Float(sp.N(value, 15), digits)
-
-
 def with_approx(value):
-    """``[value]`` or ``[value, ≈ float]`` when the exact value is not a plain number."""
+    """``[value]``, or ``[value, Approx(decimal)]`` when the exact value is not a plain number."""
     value = sp.sympify(value, strict=True)
     if value.is_Rational or value.is_Float:
         return [value]
-    return [value, r"\approx " + ltx(approx(value))]
+    return [value, approx(value)]
 
 
 def mean(values):
@@ -153,7 +152,36 @@ def tolist(nested, fn):
     return fn(nested)
 
 
-# -- typesetting ---------------------------------------------------------------------------
+# -- steps ------------------------------------------------------------------------------------
+def products(pairs):
+    """``a_1 b_1 + a_2 b_2 + ...`` as written, for pairs of numbers."""
+    return plus(*[times(a, b) for a, b in pairs])
+
+
+def matrix(nested):
+    """A nested list as a SymPy Matrix (a vector as a row) for display in a Step."""
+    if not isinstance(nested, list):
+        return sp.sympify(nested, strict=True)
+    if not isinstance(nested[0], list):
+        return sp.Matrix([nested])
+    if isinstance(nested[0][0], list):
+        raise ValueError("matrix() takes at most two dimensions")
+    return sp.Matrix(nested)
+
+
+def entry(name, *indices):
+    """The symbol of an entry, ``entry("x", 0, 1)`` -> ``x_1_2`` (1-based, as exam answers
+    number entries; printed x_{1,2})."""
+    return sp.Symbol("_".join([name] + [str(i + 1) for i in indices]))
+
+
+def symbol(name, *subscripts):
+    """``symbol("theta", 3)`` -> the symbol ``theta_3``; no subscripts: ``theta``."""
+    return sp.Symbol("_".join([name] + [str(s) for s in subscripts]))
+
+
+# -- TEMPORARY (removed once every worked module passes SymPy objects) --
+
 #: Significant digits of a float written inside a worked step (values keep full precision).
 DIGITS = 6
 
@@ -195,17 +223,6 @@ def sum_tex(terms):
 def products_tex(pairs):
     """``a_1 \\cdot b_1 + a_2 \\cdot b_2 + ...`` for pairs of numbers."""
     return sum_tex([rf"{tex(a)} \cdot {tex(b)}" for a, b in pairs])
-
-
-def matrix(nested):
-    """A nested list as a SymPy Matrix (a vector as a row) for display in a Step."""
-    if not isinstance(nested, list):
-        return sp.sympify(nested, strict=True)
-    if not isinstance(nested[0], list):
-        return sp.Matrix([nested])
-    if isinstance(nested[0][0], list):
-        raise ValueError("matrix() takes at most two dimensions")
-    return sp.Matrix(nested)
 
 
 def sub(name, *indices):

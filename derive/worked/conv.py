@@ -13,8 +13,12 @@ from .. import shapes
 from ..derivation import Derivation, Section, Step
 from ..errors import InputError, ShapeError
 from ..problem import check_keys, get, problem_kind
-from .common import (EXACT_NOTE, all_exact, array, dims, key_choice, ltx, matrix, number,
-                     products_tex, shape, sum_tex, tex, tidy)
+from ..stepforms import MaxOf, minus, over, plus, times
+from .common import (EXACT_NOTE, all_exact, array, dims, key_choice, matrix, number, products,
+                     shape, tidy)
+
+_a, _b, _c, _i, _j = sp.symbols("a b c i j", integer=True)
+_K, _S, _P = sp.symbols("k s p", integer=True, positive=True)
 
 _CONV_KEYS = {"kind", "title", "image", "kernel", "bias", "padding", "padding_mode", "stride",
               "operation"}
@@ -140,9 +144,9 @@ def _size_section(d, hw, k, stride, pad, where):
     steps, out = [], []
     for axis, n, kk, s, p in zip(("H", "W"), hw, k, stride, pad):
         size = shapes.output_size(n, kk, stride=s, padding=p, where=f"{where}: {axis.lower()} axis")
-        steps.append(Step(rf"{axis}_{{\text{{out}}}}", [
-            r"\left\lfloor \frac{%s + 2p - k}{s} \right\rfloor + 1" % axis,
-            rf"\left\lfloor \frac{{{n} + 2 \cdot {p} - {kk}}}{{{s}}} \right\rfloor + 1", size]))
+        steps.append(Step(sp.Symbol(f"{axis}_out"), [
+            plus(sp.floor(over(minus(plus(sp.Symbol(axis), 2 * _P), _K), _S), evaluate=False), 1),
+            plus(sp.floor(over(minus(plus(n, times(2, p)), kk), s), evaluate=False), 1), size]))
         out.append(size)
     d.sections.append(Section("Output size", steps, text="Padding p is per side."))
     return tuple(out)
@@ -167,15 +171,19 @@ def _conv_filter(d, padded, kernel, bias, f, n_f, out_hw, stride):
     """One filter's output map, each entry shown as its sum of products."""
     kh, kw = len(kernel[0]), len(kernel[0][0])
     multi = n_f > 1 or len(padded) > 1
-    name = f"Y^{{({f + 1})}}" if n_f > 1 else "Y"
-    x = r"\tilde{X}" if len(padded) == 1 else r"\tilde{X}_{c}"
+    name = f"Y^({f + 1})" if n_f > 1 else "Y"
+    kernel_base = sp.IndexedBase(f"K^({f + 1})" if n_f > 1 else "K")
+    rows, cols = (plus(times(_S, minus(_i, 1)), _a), plus(times(_S, minus(_j, 1)), _b))
     if multi:
-        formula = (r"\sum_{c,a,b} \tilde{X}_{c,\,s(i-1)+a,\,s(j-1)+b}\,"
-                   rf"K^{{({f + 1})}}_{{c,a,b}}")
+        term = times(sp.IndexedBase("Xtilde")[_c, rows, cols], kernel_base[_c, _a, _b])
+        formula = sp.Sum(term, (_c, 1, len(padded)), (_a, 1, kh), (_b, 1, kw))
     else:
-        formula = rf"\sum_{{a,b}} {x}_{{s(i-1)+a,\,s(j-1)+b}}\,K_{{a,b}}"
-    formula += " + b" if bias != 0 else ""
-    steps = [Step(name + "_{i,j}", [formula], "the general entry (1-based indices)")]
+        term = times(sp.IndexedBase("Xtilde")[rows, cols], kernel_base[_a, _b])
+        formula = sp.Sum(term, (_a, 1, kh), (_b, 1, kw))
+    if bias != 0:
+        formula = plus(formula, sp.Symbol("b"))
+    y = sp.IndexedBase(name)
+    steps = [Step(y[_i, _j], [formula], "the general entry (1-based indices)")]
     out = []
     for i in range(out_hw[0]):
         out.append([])
@@ -184,18 +192,21 @@ def _conv_filter(d, padded, kernel, bias, f, n_f, out_hw, stride):
             pairs = [(padded[c][r0 + a][c0 + b], kernel[c][a][b])
                      for c in range(len(padded)) for a in range(kh) for b in range(kw)]
             value = tidy(sp.Add(*[x * k for x, k in pairs]) + bias)
-            text = products_tex(pairs) + (f" + {tex(bias)}" if bias != 0 else "")
+            form = products(pairs)
+            if bias != 0:
+                form = plus(*form.args[0].args, bias) if len(pairs) > 1 else plus(form, bias)
             out[-1].append(value)
-            steps.append(Step(f"{name}_{{{i + 1},{j + 1}}}", [text, value],
+            steps.append(Step(y[i + 1, j + 1], [form, value],
                               f"window rows {r0 + 1}-{r0 + kh}, columns {c0 + 1}-{c0 + kw}"))
-    steps.append(Step(name, [matrix(out)]))
+    steps.append(Step(sp.Symbol(name), [matrix(out)]))
     title = f"Filter {f + 1}" if n_f > 1 else "Output entries"
     d.sections.append(Section(title, steps))
     return out
 
 
 def _pool_channel(d, padded, c, n_c, kind, size, stride, out_hw, was_padded):
-    name = f"Y_{{{c + 1}}}" if n_c > 1 else "Y"
+    name = f"Y_{c + 1}" if n_c > 1 else "Y"
+    y = sp.IndexedBase(name)
     out, steps = [], []
     for i in range(out_hw[0]):
         out.append([])
@@ -208,17 +219,17 @@ def _pool_channel(d, padded, c, n_c, kind, size, stride, out_hw, was_padded):
             else:
                 vals = [v for v, _ in window]
                 value = tidy(sp.Add(*vals) / len(vals))
-                text = r"\frac{%s}{%d}" % (sum_tex([ltx(v) for v in vals]), len(vals))
+                text = over(plus(*vals), len(vals))
                 note = f"window rows {r0 + 1}-{r0 + size[0]}, columns {c0 + 1}-{c0 + size[1]}"
             out[-1].append(value)
-            steps.append(Step(f"{name}_{{{i + 1},{j + 1}}}", [text, value], note))
-    steps.append(Step(name, [matrix(out)]))
+            steps.append(Step(y[i + 1, j + 1], [text, value], note))
+    steps.append(Step(sp.Symbol(name), [matrix(out)]))
     d.sections.append(Section(f"Channel {c + 1}" if n_c > 1 else "Windows", steps))
     return out
 
 
 def _max_window(window, was_padded):
-    """(max, LaTeX, note naming where the first maximum sits) of one window."""
+    """(max, the max of the window as written, note naming where the first maximum sits)."""
     real = [(v, pos) for v, pos in window if v is not None]
     if not real:
         raise ShapeError("a pooling window lies entirely in the padding")
@@ -226,16 +237,16 @@ def _max_window(window, was_padded):
     for v, p in real[1:]:
         if v > best:
             best, pos = v, p
-    text = r"\max\left(%s\right)" % ", ".join(ltx(v) for v, _ in real)
+    text = MaxOf(*[v for v, _ in real])
     where = "the padded input" if was_padded else "the input"
     return best, text, f"maximum at row {pos[0] + 1}, column {pos[1] + 1} of {where}"
 
 
 def _kname(f, c, n_f, n_c):
-    sup = f"^{{({f + 1})}}" if n_f > 1 else ""
-    return f"K{sup}_{{{c + 1}}}" if n_c > 1 else f"K{sup}"
+    sup = f"^({f + 1})" if n_f > 1 else ""
+    return sp.Symbol(f"K{sup}_{c + 1}" if n_c > 1 else f"K{sup}")
 
 
 def _xname(c, n_c, tilde=False):
-    base = r"\tilde{X}" if tilde else "X"
-    return f"{base}_{{{c + 1}}}" if n_c > 1 else base
+    base = "Xtilde" if tilde else "X"
+    return sp.Symbol(f"{base}_{c + 1}" if n_c > 1 else base)

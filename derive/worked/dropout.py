@@ -13,8 +13,13 @@ import sympy as sp
 from ..derivation import Derivation, Section, Step
 from ..errors import InputError, ShapeError
 from ..problem import check_keys, get, problem_kind
-from .common import (EXACT_NOTE, all_exact, array, key_bool, key_choice, ltx, matrix, number,
-                     shape, sub, tex, tidy, tolist)
+from ..stepforms import Expectation, Variance, minus, over, plus, power, times
+from .common import (EXACT_NOTE, all_exact, array, entry, key_bool, key_choice, matrix, number,
+                     shape, tidy, tolist)
+
+P, M, X = sp.symbols("p m x")
+X_I = sp.Symbol("x_i")
+Y_TRAIN, Y_EVAL = sp.symbols("y_train y_eval")
 
 
 @problem_kind("dropout")
@@ -43,8 +48,7 @@ def dropout(spec, where):
     expected = _expectation_section(d, rows, p, q, scale, inverted)
     evaluated = _eval_section(d, rows, q, inverted)
     d.sections.append(Section("Why the two modes agree", [Step(
-        r"\mathbb{E}[y_{\text{train}}]", [r"x" if inverted else r"(1 - p)\,x",
-                                          r"y_{\text{eval}}"],
+        Expectation(Y_TRAIN), [X if inverted else times(minus(1, P), X), Y_EVAL],
         "the expected training output equals the eval output, so the next layer sees the "
         "same scale in both modes")]))
     answer = evaluated if mode == "eval" else (train if train is not None else expected)
@@ -86,37 +90,40 @@ def _train_section(d, rows, mask, scale, inverted):
             y = tidy(m * v * scale)
             out[-1].append(y)
             idx = (i, j) if len(rows) > 1 else (j,)
-            steps.append(Step(sub("y", *idx), [
-                r"\frac{m x}{1 - p}" if inverted else "m x",
-                (rf"\frac{{{m} \cdot {tex(v)}}}{{{ltx(1 / scale)}}}" if inverted
-                 else rf"{m} \cdot {tex(v)}"), y], "kept" if m else "dropped"))
-    steps.append(Step(r"y_{\text{train}}", [matrix(out if len(out) > 1 else out[0])]))
+            steps.append(Step(entry("y", *idx), [
+                over(times(M, X), minus(1, P)) if inverted else times(M, X),
+                over(times(m, v), 1 / scale) if inverted else times(m, v), y],
+                "kept" if m else "dropped"))
+    steps.append(Step(Y_TRAIN, [matrix(out if len(out) > 1 else out[0])]))
     d.sections.append(Section("Train mode with the given mask", steps))
     return out
 
 
 def _expectation_section(d, rows, p, q, scale, inverted):
-    kept = r"\frac{x_i}{1 - p}" if inverted else "x_i"
+    kept = over(X_I, minus(1, P)) if inverted else X_I
+    y_i = sp.Symbol("y_i")
     steps = [
-        Step(r"\mathbb{E}[y_i]", [rf"(1 - p) \cdot {kept} + p \cdot 0",
-                                  "x_i" if inverted else r"(1 - p)\,x_i"]),
-        Step(r"\operatorname{Var}[y_i]", [
-            r"\mathbb{E}[y_i^2] - \mathbb{E}[y_i]^2",
-            *([r"\frac{x_i^2}{1 - p} - x_i^2", r"\frac{p}{1 - p}\,x_i^2"] if inverted
-              else [r"(1 - p)\,x_i^2 - (1 - p)^2 x_i^2", r"p (1 - p)\,x_i^2"])])]
+        Step(Expectation(y_i), [plus(times(minus(1, P), kept), times(P, 0)),
+                                X_I if inverted else times(minus(1, P), X_I)]),
+        Step(Variance(y_i), [
+            minus(Expectation(y_i ** 2), Expectation(y_i) ** 2),
+            *([minus(over(X_I ** 2, minus(1, P)), X_I ** 2),
+               times(over(P, minus(1, P)), X_I ** 2)] if inverted
+              else [minus(times(minus(1, P), X_I ** 2), times(power(minus(1, P), 2), X_I ** 2)),
+                    times(P, minus(1, P), X_I ** 2)])])]
     expected = tolist(rows, lambda v: tidy(v * q * scale))
     var_factor = p / q if inverted else p * q
     variance = tolist(rows, lambda v: tidy(var_factor * v ** 2))
-    steps.append(Step(r"\mathbb{E}[y_{\text{train}}]", [matrix(_flat1(expected))]))
-    steps.append(Step(r"\operatorname{Var}[y_{\text{train}}]", [matrix(_flat1(variance))]))
+    steps.append(Step(Expectation(Y_TRAIN), [matrix(_flat1(expected))]))
+    steps.append(Step(Variance(Y_TRAIN), [matrix(_flat1(variance))]))
     d.sections.append(Section("Train mode in expectation (over random masks)", steps))
     return expected
 
 
 def _eval_section(d, rows, q, inverted):
     out = tolist(rows, lambda v: tidy(v if inverted else q * v))
-    d.sections.append(Section("Eval mode", [Step(r"y_{\text{eval}}", [
-        "x" if inverted else r"(1 - p)\,x", matrix(_flat1(out))],
+    d.sections.append(Section("Eval mode", [Step(Y_EVAL, [
+        X if inverted else times(minus(1, P), X), matrix(_flat1(out))],
         "no units are dropped at evaluation")]))
     return out
 

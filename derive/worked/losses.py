@@ -11,9 +11,13 @@ import sympy as sp
 
 from ..derivation import Derivation, Section, Step
 from ..errors import InputError, ShapeError
+from ..functions import sigmoid
 from ..problem import check_keys, get, problem_kind
-from .common import (EXACT_NOTE, all_exact, array, key_bool, key_choice, key_number, ltx, mean,
-                     shape, sum_tex, tex, tidy, with_approx)
+from ..stepforms import minus, over, plus, power, times
+from .common import (EXACT_NOTE, all_exact, array, key_bool, key_choice, key_number, matrix, mean,
+                     shape, symbol, tidy, with_approx)
+
+_j, _i, _N = sp.symbols("j i N", integer=True, positive=True)
 
 _CLASS_KEYS = {"kind", "title", "scores", "label", "labels", "classes", "layout"}
 
@@ -72,10 +76,11 @@ def bce(spec, where):
                                 ((1 - y) * sp.log(1 - p) if y != 1 else 0, 1 - y)) if c != 0]
         loss = tidy(-sp.Add(*terms))
         losses.append(loss)
-        steps.append(Step(f"l_{{{i + 1}}}", [
-            rf"-\left[y_{{{i + 1}}} \log p_{{{i + 1}}} + (1 - y_{{{i + 1}}}) "
-            rf"\log(1 - p_{{{i + 1}}})\right]",
-            rf"-\left[{tex(y)} \log {tex(p)} + {tex(1 - y)} \log {tex(1 - p)}\right]",
+        y_i, p_i = symbol("y", i + 1), symbol("p", i + 1)
+        steps.append(Step(symbol("l", i + 1), [
+            -plus(times(y_i, sp.log(p_i)), times(minus(1, y_i), sp.log(minus(1, p_i)))),
+            -plus(times(y, sp.log(p, evaluate=False)),
+                  times(1 - y, sp.log(1 - p, evaluate=False))),
             *with_approx(loss)]))
     d.sections.append(Section("Per-example losses", steps))
     return _reduce(d, losses, reduction, "l")
@@ -98,21 +103,22 @@ def mse(spec, where):
     steps, sq = [], []
     for i, (p, t) in enumerate(zip(flat_p, flat_t)):
         sq.append(tidy((p - t) ** 2))
-        steps.append(Step(rf"(\hat y_{{{i + 1}}} - y_{{{i + 1}}})^2",
-                          [rf"\left({ltx(p)} - {tex(t)}\right)^2", sq[-1]]))
+        steps.append(Step(power(minus(symbol("yhat", i + 1), symbol("y", i + 1)), 2),
+                          [power(minus(p, t), 2), sq[-1]]))
     d.sections.append(Section("Squared errors", steps,
                               text="Entries are taken in row-major order." if
                               isinstance(preds[0], list) else ""))
     factor = sp.Rational(1, 2) if half else 1
     total = sp.Add(*sq)
     value = tidy(factor * (total / len(sq) if reduction == "mean" else total))
-    pre = r"\frac{1}{2}" if half else ""
-    lhs = r"\frac{1}{%d}\sum_i" % len(sq) if reduction == "mean" else r"\sum_i"
-    d.sections.append(Section("Loss", [Step("L", [
-        rf"{pre}{lhs} (\hat y_i - y_i)^2",
-        rf"{pre}\frac{{{sum_tex([ltx(v) for v in sq])}}}{{{len(sq)}}}"
-        if reduction == "mean" else rf"{pre}\left({sum_tex([ltx(v) for v in sq])}\right)",
-        value])]))
+    n = len(sq)
+    terms = sp.Sum(power(minus(sp.Indexed("yhat", _i), sp.Indexed("y", _i)), 2), (_i, 1, n))
+    summed = plus(*sq)
+    if reduction == "mean":
+        terms, summed = times(sp.Rational(1, n), terms), over(summed, n)
+    if half:
+        terms, summed = times(sp.Rational(1, 2), terms), times(sp.Rational(1, 2), summed)
+    d.sections.append(Section("Loss", [Step(sp.Symbol("L"), [terms, summed, value])]))
     d.result = value
     return d
 
@@ -162,46 +168,48 @@ def _start(spec, where, kind, title, values):
     return d
 
 
-def _name(i, single):
-    return "" if single else f"_{{{i + 1}}}"
+def _loss_symbol(i, single):
+    return sp.Symbol("L") if single else symbol("L", i + 1)
 
 
 def _softmax_example(d, s, y, i, classes, single):
     exps = [sp.exp(v) for v in s]
     total = sp.Add(*exps)
-    steps = [Step(f"e^{{s_{{{k + 1}}}}}", [f"e^{{{ltx(v)}}}", *with_approx(e)])
-             for k, (v, e) in enumerate(zip(s, exps))]
-    steps.append(Step(r"\sum_j e^{s_j}", [sum_tex([ltx(e) for e in exps]), *with_approx(total)]))
+    steps = [Step(sp.Symbol("s"), [matrix(list(s))], "the scores")]
+    steps += [Step(sp.exp(symbol("s", k + 1)), [sp.exp(v, evaluate=False), *with_approx(e)])
+              for k, (v, e) in enumerate(zip(s, exps))]
+    norm = sp.Sum(sp.exp(sp.Indexed("s", _j)), (_j, 1, len(s)))
+    steps.append(Step(norm, [plus(*exps), *with_approx(total)]))
     probs = []
     for k, e in enumerate(exps):
         p = tidy(e / total)
         probs.append(p)
-        steps.append(Step(f"p_{{{k + 1}}}", [rf"\frac{{e^{{s_{{{k + 1}}}}}}}{{\sum_j e^{{s_j}}}}",
-                                             *with_approx(p)], _class(k, classes)))
+        steps.append(Step(symbol("p", k + 1), [over(sp.exp(symbol("s", k + 1)), norm),
+                                               *with_approx(p)], _class(k, classes)))
     loss = tidy(sp.log(total) - s[y])
-    steps.append(Step(f"L{_name(i, single)}", [
-        rf"-\log p_{{{y + 1}}}", rf"-\log {tex(probs[y])}", *with_approx(loss)],
+    steps.append(Step(_loss_symbol(i, single), [
+        -sp.log(symbol("p", y + 1)), -sp.UnevaluatedExpr(sp.log(probs[y], evaluate=False)),
+        *with_approx(loss)],
         f"the correct class is {_class(y, classes)}"))
-    d.sections.append(Section(f"Example {i + 1}" if not single else "Softmax and loss", steps,
-                              text=f"Scores s = ({', '.join(ltx(v) for v in s)})."))
+    d.sections.append(Section(f"Example {i + 1}" if not single else "Softmax and loss", steps))
     return loss
 
 
 def _svm_example(d, s, y, margin, i, classes, single):
-    steps, terms = [], []
+    steps, terms = [Step(sp.Symbol("s"), [matrix(list(s))], "the scores")], []
+    s_y, delta = symbol("s", y + 1), sp.Symbol("Delta")
     for j, v in enumerate(s):
         if j == y:
             continue
         term = sp.Max(0, v - s[y] + margin)
         terms.append(term)
-        steps.append(Step(rf"\max(0,\ s_{{{j + 1}}} - s_{{{y + 1}}} + \Delta)", [
-            rf"\max\left(0,\ {ltx(v)} - {tex(s[y])} + {tex(margin)}\right)", term],
+        steps.append(Step(sp.Max(0, plus(symbol("s", j + 1), -s_y, delta), evaluate=False), [
+            sp.Max(0, plus(v, sp.Mul(-1, s[y], evaluate=False), margin), evaluate=False), term],
             _class(j, classes)))
     loss = tidy(sp.Add(*terms))
-    steps.append(Step(f"L{_name(i, single)}", [sum_tex([ltx(t) for t in terms]), loss],
+    steps.append(Step(_loss_symbol(i, single), [plus(*terms), loss],
                       f"the correct class is {_class(y, classes)}"))
-    d.sections.append(Section(f"Example {i + 1}" if not single else "Hinge terms", steps,
-                              text=f"Scores s = ({', '.join(ltx(v) for v in s)})."))
+    d.sections.append(Section(f"Example {i + 1}" if not single else "Hinge terms", steps))
     return loss
 
 
@@ -214,10 +222,9 @@ def _finish(d, losses, single):
         d.result = losses[0]
         return d
     avg = tidy(mean(losses))
-    d.sections.append(Section("Mean over the examples", [Step("L", [
-        r"\frac{1}{N}\sum_i L_i",
-        r"\frac{%s}{%d}" % (sum_tex([ltx(v) for v in losses]), len(losses)),
-        *with_approx(avg)])]))
+    d.sections.append(Section("Mean over the examples", [Step(sp.Symbol("L"), [
+        times(over(1, _N), sp.Sum(sp.Indexed("L", _i), (_i, 1, _N))),
+        over(plus(*losses), len(losses)), *with_approx(avg)])]))
     d.meta["mean"] = avg
     d.result = losses
     return d
@@ -229,8 +236,9 @@ def _reduce(d, losses, reduction, name):
         return d
     total = tidy(sp.Add(*losses))
     value = tidy(total / len(losses)) if reduction == "mean" else total
-    lhs = r"\frac{1}{N}\sum_i " if reduction == "mean" else r"\sum_i "
-    d.sections.append(Section("Loss", [Step("L", [lhs + f"{name}_i", *with_approx(value)])]))
+    summed = sp.Sum(sp.Indexed(name, _i), (_i, 1, _N))
+    d.sections.append(Section("Loss", [Step(sp.Symbol("L"), [
+        times(over(1, _N), summed) if reduction == "mean" else summed, *with_approx(value)])]))
     d.result = value
     return d
 
@@ -248,9 +256,10 @@ def _sigmoid_section(d, logits):
     for i, z in enumerate(logits):
         p = tidy(1 / (1 + sp.exp(-z)))
         probs.append(p)
-        steps.append(Step(f"p_{{{i + 1}}}", [
-            rf"\sigma(z_{{{i + 1}}})", rf"\frac{{1}}{{1 + e^{{-z_{{{i + 1}}}}}}}",
-            rf"\frac{{1}}{{1 + e^{{{tex(-z)}}}}}", *with_approx(p)]))
+        z_i = symbol("z", i + 1)
+        steps.append(Step(symbol("p", i + 1), [
+            sigmoid(z_i), over(1, plus(1, sp.exp(-z_i))),
+            over(1, plus(1, sp.exp(-z, evaluate=False))), *with_approx(p)]))
     d.sections.append(Section("Probabilities from the logits", steps))
     return probs
 

@@ -12,8 +12,11 @@ import sympy as sp
 from ..derivation import Derivation, Section, Step
 from ..errors import InputError, ShapeError
 from ..problem import check_keys, get, problem_kind
-from .common import (EXACT_NOTE, all_exact, array, dims, key_choice, key_number, ltx, matrix,
-                     shape, sub, sum_tex, tex, tidy)
+from ..stepforms import minus, over, plus, power, root, times
+from .common import (EXACT_NOTE, all_exact, array, dims, entry, key_choice, key_number, matrix,
+                     shape, symbol, tidy)
+
+EPS, M = sp.symbols("epsilon m")
 
 _NORM_KEYS = {"kind", "title", "X", "eps", "gamma", "beta"}
 _BN_KEYS = _NORM_KEYS | {"mode", "running_mean", "running_var", "momentum"}
@@ -92,8 +95,9 @@ def _running(spec, where, n):
 
 def _derivation(spec, where, kind, title, X, eps):
     d = Derivation(title=get(spec, "title", where, types=str, default=title), kind=kind)
-    d.sections.append(Section("Input", [Step("X", [matrix(X)], f"shape {dims(shape(X))}"),
-                                        Step(r"\varepsilon", [eps])]))
+    d.sections.append(Section("Input", [Step(sp.Symbol("X"), [matrix(X)],
+                                             f"shape {dims(shape(X))}"),
+                                        Step(EPS, [eps])]))
     if all_exact(X, eps):
         d.note(EXACT_NOTE)
     d.note("The variance is the biased one (divide by n), as PyTorch uses to normalise.")
@@ -108,17 +112,17 @@ def _normalise(values, k, what, eps, where):
     """Steps for mean, variance and normalised values of one group; (steps, normalised)."""
     n = len(values)
     idx = (lambda j: (k, j)) if what == "row" else (lambda j: (j, k))
-    mu_tex, var_tex = sub(r"\mu", k), sub(r"\sigma^2", k)
-    group = "j" if what == "row" else "i"
-    x_sym = r"x_{%s}" % (f"{k + 1},{group}" if what == "row" else f"{group},{k + 1}")
+    mu_sym, sigma = symbol("mu", k + 1), symbol("sigma", k + 1)
+    group = sp.Symbol("j" if what == "row" else "i", integer=True, positive=True)
+    x_sym = sp.Indexed("x", k + 1, group) if what == "row" else sp.Indexed("x", group, k + 1)
     mu = tidy(sp.Add(*values) / n)
     var = tidy(sp.Add(*[(v - mu) ** 2 for v in values]) / n)
     steps = [
-        Step(mu_tex, [rf"\frac{{1}}{{{n}}}\sum_{group} {x_sym}",
-                      rf"\frac{{{sum_tex([ltx(v) for v in values])}}}{{{n}}}", mu]),
-        Step(var_tex, [rf"\frac{{1}}{{{n}}}\sum_{group} \left({x_sym} - {mu_tex}\right)^2",
-                       r"\frac{%s}{%d}" % (sum_tex([rf"\left({ltx(v)} - {tex(mu)}\right)^2"
-                                                    for v in values]), n), var]),
+        Step(mu_sym, [times(sp.Rational(1, n), sp.Sum(x_sym, (group, 1, n))),
+                      over(plus(*values), n), mu]),
+        Step(sigma ** 2, [times(sp.Rational(1, n),
+                                sp.Sum(power(minus(x_sym, mu_sym), 2), (group, 1, n))),
+                          over(plus(*[power(minus(v, mu), 2) for v in values]), n), var]),
     ]
     if var + eps == 0:
         raise InputError(f"division by zero: the {what} is constant (variance 0 and eps = 0)",
@@ -128,10 +132,9 @@ def _normalise(values, k, what, eps, where):
     for j, v in enumerate(values):
         x_hat = tidy((v - mu) / denom)
         normed.append(x_hat)
-        steps.append(Step(sub(r"\hat{x}", *idx(j)), [
-            rf"\frac{{{sub('x', *idx(j))} - {mu_tex}}}{{\sqrt{{{var_tex} + \varepsilon}}}}",
-            rf"\frac{{{ltx(v)} - {tex(mu)}}}{{\sqrt{{{ltx(var)} + {ltx(eps)}}}}}",
-            x_hat]))
+        steps.append(Step(entry("xhat", *idx(j)), [
+            over(minus(entry("x", *idx(j)), mu_sym), root(plus(sigma ** 2, EPS))),
+            over(minus(v, mu), root(plus(var, eps))), x_hat]))
     return steps, normed
 
 
@@ -155,11 +158,10 @@ def _eval_columns(d, X, eps, running, where):
         for i, v in enumerate(col):
             x_hat = tidy((v - mean[j]) / sp.sqrt(var[j] + eps))
             normed.append(x_hat)
-            steps.append(Step(sub(r"\hat{x}", i, j), [
-                rf"\frac{{{sub('x', i, j)} - \hat\mu_{{{j + 1}}}}}"
-                rf"{{\sqrt{{\hat\sigma^2_{{{j + 1}}} + \varepsilon}}}}",
-                rf"\frac{{{ltx(v)} - {tex(mean[j])}}}"
-                rf"{{\sqrt{{{ltx(var[j])} + {ltx(eps)}}}}}", x_hat]))
+            steps.append(Step(entry("xhat", i, j), [
+                over(minus(entry("x", i, j), symbol("muhat", j + 1)),
+                     root(plus(symbol("sigmahat", j + 1) ** 2, EPS))),
+                over(minus(v, mean[j]), root(plus(var[j], eps))), x_hat]))
         d.sections.append(Section(f"Feature {j + 1} with running statistics", steps))
         cols.append(normed)
     d.note("Eval mode normalises with the running statistics, not the batch's: each "
@@ -169,7 +171,7 @@ def _eval_columns(d, X, eps, running, where):
 
 def _affine(d, rows, gamma, beta, where):
     if gamma is None and beta is None:
-        d.sections.append(Section("Output", [Step("Y", [matrix(rows)],
+        d.sections.append(Section("Output", [Step(sp.Symbol("Y"), [matrix(rows)],
                                                   "no gamma or beta given: Y = X-hat")]))
         return rows
     gamma = gamma or [sp.Integer(1)] * len(rows[0])
@@ -180,11 +182,10 @@ def _affine(d, rows, gamma, beta, where):
         for j, x_hat in enumerate(row):
             y = tidy(gamma[j] * x_hat + beta[j])
             out[-1].append(y)
-            x_hat_tex = sub(r"\hat{x}", i, j)
-            steps.append(Step(sub("y", i, j), [
-                rf"\gamma_{{{j + 1}}} {x_hat_tex} + \beta_{{{j + 1}}}",
-                rf"{tex(gamma[j])} \cdot {tex(x_hat)} + {tex(beta[j])}", y]))
-    steps.append(Step("Y", [matrix(out)]))
+            steps.append(Step(entry("y", i, j), [
+                plus(times(symbol("gamma", j + 1), entry("xhat", i, j)), symbol("beta", j + 1)),
+                plus(times(gamma[j], x_hat), beta[j]), y]))
+    steps.append(Step(sp.Symbol("Y"), [matrix(out)]))
     d.sections.append(Section("Scale and shift", steps))
     return out
 
@@ -197,16 +198,18 @@ def _running_update(d, X, running, momentum):
         mu = sp.Add(*col) / n
         unbiased = sp.Add(*[(v - mu) ** 2 for v in col]) / (n - 1) if n > 1 else None
         new_mean = tidy((1 - momentum) * running[0][j] + momentum * mu)
-        steps.append(Step(rf"\hat\mu_{{{j + 1}}}", [
-            rf"(1 - m)\,\hat\mu_{{{j + 1}}} + m\,\mu_{{{j + 1}}}",
-            rf"{tex(1 - momentum)} \cdot {tex(running[0][j])} + {tex(momentum)} \cdot {tex(mu)}",
-            new_mean]))
+        muhat, sigmahat = symbol("muhat", j + 1), symbol("sigmahat", j + 1)
+        steps.append(Step(muhat, [
+            plus(times(minus(1, M), muhat), times(M, symbol("mu", j + 1))),
+            plus(times(1 - momentum, running[0][j]), times(momentum, mu)), new_mean]))
         if unbiased is not None:
             new_var = tidy((1 - momentum) * running[1][j] + momentum * unbiased)
-            steps.append(Step(rf"\hat\sigma^2_{{{j + 1}}}", [
-                rf"(1 - m)\,\hat\sigma^2_{{{j + 1}}} + m\,\frac{{n}}{{n-1}}\sigma^2_{{{j + 1}}}",
-                rf"{tex(1 - momentum)} \cdot {tex(running[1][j])} + {tex(momentum)} \cdot "
-                rf"{tex(tidy(unbiased))}", new_var]))
+            n_ = sp.Symbol("n")
+            steps.append(Step(sigmahat ** 2, [
+                plus(times(minus(1, M), sigmahat ** 2),
+                     times(M, over(n_, minus(n_, 1)), symbol("sigma", j + 1) ** 2)),
+                plus(times(1 - momentum, running[1][j]), times(momentum, tidy(unbiased))),
+                new_var]))
     d.sections.append(Section("Running statistics after this batch", steps,
                               text=f"Momentum m = {momentum}. The running variance uses the "
                                    "unbiased batch variance (divide by n - 1), as PyTorch does."))
@@ -220,13 +223,14 @@ def _training_false_section(d, X, eps, running, spec):
             "their initial values, mean 0 and variance 1, so y = gamma * x / sqrt(1 + eps) + "
             "beta: the layer does not normalise at all, the gradient does not flow through "
             "batch statistics, and the network trains as if BatchNorm were an affine layer.")
-    steps = [Step(r"\hat{x}", [r"\frac{x - 0}{\sqrt{1 + \varepsilon}}",
-                               rf"\frac{{x}}{{\sqrt{{{ltx(1 + eps)}}}}}"],
+    x = sp.Symbol("x")
+    steps = [Step(sp.Symbol("xhat"), [over(minus(x, 0), root(plus(1, EPS))),
+                                      over(x, root(1 + eps))],
                   "initial running statistics")]
     try:
         contrast = [[tidy(v) for v in col] for col in
                     [_normalise(c, j, "column", eps, "")[1] for j, c in enumerate(_transpose(X))]]
-        steps.append(Step(r"\hat{X}_{\text{train mode}}", [matrix(_transpose(contrast))],
+        steps.append(Step(sp.Symbol("Xhat_train"), [matrix(_transpose(contrast))],
                           "the same batch normalised with its own statistics, for contrast"))
     except InputError:
         pass  # a constant column: train mode would divide by zero, nothing to contrast

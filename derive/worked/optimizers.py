@@ -14,9 +14,14 @@ from ..derivation import Derivation, Section, Step
 from ..errors import InputError, ShapeError
 from ..parse import check_identifier, parse
 from ..problem import check_keys, get, problem_kind
-from .common import (EXACT_NOTE, all_exact, array, key_bool, key_choice, key_int, key_number, ltx,
-                     pow_tex, tex, tidy)
+from ..stepforms import Grad, minus, over, plus, power, root, substitute, times
+from .common import (EXACT_NOTE, all_exact, array, key_bool, key_choice, key_int, key_number,
+                     symbol, tidy)
 from .schedules import Schedule
+
+# the symbols of the update equations
+ETA, LAMBDA, EPS, RHO, BETA, MU = sp.symbols("eta lambda epsilon rho beta mu")
+BETA1, BETA2 = sp.symbols("beta_1 beta_2")
 
 _DEFAULTS = {  # PyTorch's defaults where a problem is silent
     "momentum": sp.Rational(9, 10), "rho": sp.Rational(99, 100), "beta1": sp.Rational(9, 10),
@@ -144,29 +149,29 @@ class _Run:
             d.note(f"Weight decay {self.wd} is added to the gradient (L2): g <- g + "
                    "lambda * theta, as torch.optim does.")
         if self.function is not None:
+            f = sp.Symbol("f")
             d.sections.append(Section("Gradient of the objective", [
-                Step("f", [self.function]),
-                *[Step(rf"\frac{{\partial f}}{{\partial {ltx(s)}}}", [e])
-                  for s, e in zip(self.symbols, self.grad_exprs)]]))
-        d.sections.append(Section("Start", [Step(r"\theta_{0}", [_val(self.theta0)])]))
+                Step(f, [self.function]),
+                *[Step(sp.Derivative(f, s), [e]) for s, e in zip(self.symbols, self.grad_exprs)]]))
+        d.sections.append(Section("Start", [Step(symbol("theta", 0), [_val(self.theta0)])]))
 
     def gradient(self, theta, t, steps, at=None):
         """g_t (given, or the function's gradient at ``at`` / theta), with weight decay."""
+        g_t = symbol("g", t)
         if self.function is None:
             g = self.grads[t - 1]
-            steps.append(Step(f"g_{{{t}}}", [_val(g)], "given"))
+            steps.append(Step(g_t, [_val(g)], "given"))
         else:
             point = theta if at is None else at
             subs = dict(zip(self.symbols, point))
             g = [tidy(e.subs(subs)) for e in self.grad_exprs]
-            arg = r"\theta_{%d}" % (t - 1) if at is None else r"\tilde\theta_{%d}" % t
-            names = {s: tex(v) for s, v in subs.items()}
-            steps.append(Step(f"g_{{{t}}}", [rf"\nabla f\left({arg}\right)",
-                                             _vec([sp.latex(e, symbol_names=names, mul_symbol="dot")
-                                                   for e in self.grad_exprs]), _val(g)]))
+            arg = symbol("theta", t - 1) if at is None else symbol("thetatilde", t)
+            steps.append(Step(g_t, [Grad(sp.Symbol("f"), arg),
+                                    _val([substitute(e, subs) for e in self.grad_exprs]),
+                                    _val(g)]))
         if self.wd != 0 and self.name != "adamw":
-            g = self.vstep(steps, f"g_{{{t}}}", rf"g_{{{t}}} + \lambda \theta_{{{t - 1}}}",
-                           lambda i: (f"{tex(g[i])} + {tex(self.wd)} \\cdot {tex(theta[i])}",
+            g = self.vstep(steps, g_t, plus(g_t, LAMBDA * symbol("theta", t - 1)),
+                           lambda i: (plus(g[i], times(self.wd, theta[i])),
                                       g[i] + self.wd * theta[i]), len(g))
         return g
 
@@ -174,18 +179,18 @@ class _Run:
         """The learning rate of step ``t`` (a schedule is shown as its own step)."""
         if self.schedule is None:
             return self.lr
-        value, text = self.schedule.lr_at(t - 1)
+        value, form = self.schedule.lr_at(t - 1)
         value = tidy(value)
-        steps.append(Step(rf"\eta_{{{t}}}", [text, value],
+        steps.append(Step(symbol("eta", t), [form, value],
                           f"{self.schedule.name} schedule at t = {t - 1}"))
         return value
 
     @staticmethod
     def vstep(steps, lhs, symbolic, entry, n):
         """Append ``lhs = symbolic = (substituted...) = (values...)``; return the values."""
-        texts, values = zip(*(entry(i) for i in range(n)))
+        forms, values = zip(*(entry(i) for i in range(n)))
         values = [tidy(v) for v in values]
-        steps.append(Step(lhs, [symbolic, _vec(list(texts)), _val(values)]))
+        steps.append(Step(lhs, [symbolic, _val(list(forms)), _val(values)]))
         return values
 
     def div(self, num, root_of, i, what):
@@ -196,19 +201,27 @@ class _Run:
                              where=f"{self.where}: eps")
         return num / den
 
-    def den_tex(self, inner):
-        e = tex(self.eps)
-        return rf"\sqrt{{{inner} + {e}}}" if self.eps_inside else rf"\sqrt{{{inner}}} + {e}"
+    def den(self, inner, eps=None):
+        """``sqrt(inner) + eps`` (or ``sqrt(inner + eps)``) as written; ``eps`` the number,
+        or the symbol when None."""
+        eps = EPS if eps is None else eps
+        return root(plus(inner, eps)) if self.eps_inside else plus(root(inner), eps)
 
-
-def _vec(texts):
-    if len(texts) == 1:
-        return texts[0]
-    return r"\left[\begin{matrix}%s\end{matrix}\right]" % " & ".join(texts)
+    def scaled(self, lr, num, acc):
+        """``lr num / (sqrt(acc) + eps)`` with the numbers, as written."""
+        return times(_shown(lr), over(num, self.den(acc, self.eps)))
 
 
 def _val(values):
-    return values[0] if len(values) == 1 else sp.Matrix([values])
+    """One parameter's value, or the parameters as a column vector."""
+    return values[0] if len(values) == 1 else sp.Matrix(values)
+
+
+def _shown(lr):
+    """The learning rate as a step shows it: a float schedule's value as one decimal."""
+    if lr.has(sp.Float) and not lr.is_Float:
+        return sp.Float(sp.N(lr, 15), 15)
+    return lr
 
 
 def _shape(rows):
@@ -218,65 +231,63 @@ def _shape(rows):
 # -- the update rules, one function each --------------------------------------------------
 def _sgd(run, theta, g, t, steps):
     lr = run.rate(t, steps)
-    return run.vstep(steps, rf"\theta_{{{t}}}", rf"\theta_{{{t - 1}}} - \eta g_{{{t}}}",
-                     lambda i: (rf"{ltx(theta[i])} - {tex(lr)} \cdot {tex(g[i])}",
-                                theta[i] - lr * g[i]), len(theta))
+    return run.vstep(steps, symbol("theta", t), minus(symbol("theta", t - 1), ETA * symbol("g", t)),
+                     lambda i: (minus(theta[i], times(_shown(lr), g[i])), theta[i] - lr * g[i]),
+                     len(theta))
 
 
 def _momentum(run, theta, g, t, steps):
     mu, lr = run.hp["momentum"], run.rate(t, steps)
     v = run.state.get("v", [sp.Integer(0)] * len(theta))
+    g_t = symbol("g", t)
     if run.form == "ema":
-        v = run.vstep(steps, f"u_{{{t}}}", rf"\beta u_{{{t - 1}}} + (1 - \beta) g_{{{t}}}",
-                      lambda i: (rf"{tex(mu)} \cdot {tex(v[i])} + {tex(1 - mu)} \cdot "
-                                 rf"{tex(g[i])}", mu * v[i] + (1 - mu) * g[i]), len(theta))
         sym = "u"
+        v = run.vstep(steps, symbol("u", t),
+                      plus(BETA * symbol("u", t - 1), times(minus(1, BETA), g_t)),
+                      lambda i: (plus(times(mu, v[i]), times(1 - mu, g[i])),
+                                 mu * v[i] + (1 - mu) * g[i]), len(theta))
     else:
-        v = run.vstep(steps, f"v_{{{t}}}", rf"\rho v_{{{t - 1}}} + g_{{{t}}}",
-                      lambda i: (rf"{tex(mu)} \cdot {tex(v[i])} + {tex(g[i])}",
-                                 mu * v[i] + g[i]), len(theta))
         sym = "v"
+        v = run.vstep(steps, symbol("v", t), plus(RHO * symbol("v", t - 1), g_t),
+                      lambda i: (plus(times(mu, v[i]), g[i]), mu * v[i] + g[i]), len(theta))
     run.state["v"] = v
-    return run.vstep(steps, rf"\theta_{{{t}}}", rf"\theta_{{{t - 1}}} - \eta {sym}_{{{t}}}",
-                     lambda i: (rf"{ltx(theta[i])} - {tex(lr)} \cdot {tex(v[i])}",
-                                theta[i] - lr * v[i]), len(theta))
+    return run.vstep(steps, symbol("theta", t), minus(symbol("theta", t - 1), ETA * symbol(sym, t)),
+                     lambda i: (minus(theta[i], times(_shown(lr), v[i])), theta[i] - lr * v[i]),
+                     len(theta))
 
 
 def _nesterov(run, theta, g, t, steps):
     mu = run.hp["momentum"]
     v = run.state.get("v", [sp.Integer(0)] * len(theta))
+    theta_t, theta_prev, v_t, v_prev = (symbol("theta", t), symbol("theta", t - 1),
+                                        symbol("v", t), symbol("v", t - 1))
     if run.nesterov_form == "lookahead":
         steps.pop()  # the gradient is taken at the lookahead point instead
-        ahead = run.vstep(steps, rf"\tilde\theta_{{{t}}}",
-                          rf"\theta_{{{t - 1}}} + \mu v_{{{t - 1}}}",
-                          lambda i: (rf"{ltx(theta[i])} + {tex(mu)} \cdot {tex(v[i])}",
-                                     theta[i] + mu * v[i]), len(theta))
+        ahead = run.vstep(steps, symbol("thetatilde", t), plus(theta_prev, MU * v_prev),
+                          lambda i: (plus(theta[i], times(mu, v[i])), theta[i] + mu * v[i]),
+                          len(theta))
         g = run.gradient(theta, t, steps, at=ahead)
         lr = run.rate(t, steps)
-        v = run.vstep(steps, f"v_{{{t}}}", rf"\mu v_{{{t - 1}}} - \eta g_{{{t}}}",
-                      lambda i: (rf"{tex(mu)} \cdot {tex(v[i])} - {tex(lr)} \cdot {tex(g[i])}",
+        v = run.vstep(steps, v_t, minus(MU * v_prev, ETA * symbol("g", t)),
+                      lambda i: (minus(times(mu, v[i]), times(_shown(lr), g[i])),
                                  mu * v[i] - lr * g[i]), len(theta))
         run.state["v"] = v
-        return run.vstep(steps, rf"\theta_{{{t}}}", rf"\theta_{{{t - 1}}} + v_{{{t}}}",
-                         lambda i: (rf"{ltx(theta[i])} + {tex(v[i])}", theta[i] + v[i]),
-                         len(theta))
+        return run.vstep(steps, theta_t, plus(theta_prev, v_t),
+                         lambda i: (plus(theta[i], v[i]), theta[i] + v[i]), len(theta))
     lr = run.rate(t, steps)
-    v = run.vstep(steps, f"v_{{{t}}}", rf"\mu v_{{{t - 1}}} + g_{{{t}}}",
-                  lambda i: (rf"{tex(mu)} \cdot {tex(v[i])} + {tex(g[i])}", mu * v[i] + g[i]),
-                  len(theta))
+    v = run.vstep(steps, v_t, plus(MU * v_prev, symbol("g", t)),
+                  lambda i: (plus(times(mu, v[i]), g[i]), mu * v[i] + g[i]), len(theta))
     run.state["v"] = v
-    return run.vstep(steps, rf"\theta_{{{t}}}",
-                     rf"\theta_{{{t - 1}}} - \eta\left(g_{{{t}}} + \mu v_{{{t}}}\right)",
-                     lambda i: (rf"{ltx(theta[i])} - {tex(lr)} \left({tex(g[i])} + {tex(mu)} "
-                                rf"\cdot {tex(v[i])}\right)", theta[i] - lr * (g[i] + mu * v[i])),
-                     len(theta))
+    return run.vstep(steps, theta_t, minus(theta_prev, times(ETA, plus(symbol("g", t), MU * v_t))),
+                     lambda i: (minus(theta[i], times(_shown(lr), plus(g[i], times(mu, v[i])))),
+                                theta[i] - lr * (g[i] + mu * v[i])), len(theta))
 
 
 def _adagrad(run, theta, g, t, steps):
     lr = run.rate(t, steps)
     G = run.state.get("G", [run.hp["initial_accumulator"]] * len(theta))
-    G = run.vstep(steps, f"G_{{{t}}}", rf"G_{{{t - 1}}} + g_{{{t}}}^2",
-                  lambda i: (rf"{ltx(G[i])} + {pow_tex(g[i])}^2", G[i] + g[i] ** 2), len(theta))
+    G = run.vstep(steps, symbol("G", t), plus(symbol("G", t - 1), symbol("g", t) ** 2),
+                  lambda i: (plus(G[i], power(g[i], 2)), G[i] + g[i] ** 2), len(theta))
     run.state["G"] = G
     return _scaled_step(run, theta, g, G, t, lr, steps, "G", "the accumulator G")
 
@@ -284,54 +295,52 @@ def _adagrad(run, theta, g, t, steps):
 def _rmsprop(run, theta, g, t, steps):
     rho, lr = run.hp["rho"], run.rate(t, steps)
     s = run.state.get("s", [sp.Integer(0)] * len(theta))
-    s = run.vstep(steps, f"s_{{{t}}}", rf"\rho s_{{{t - 1}}} + (1 - \rho) g_{{{t}}}^2",
-                  lambda i: (rf"{tex(rho)} \cdot {tex(s[i])} + {tex(1 - rho)} \cdot "
-                             rf"{pow_tex(g[i])}^2", rho * s[i] + (1 - rho) * g[i] ** 2), len(theta))
+    s = run.vstep(steps, symbol("s", t),
+                  plus(RHO * symbol("s", t - 1), times(minus(1, RHO), symbol("g", t) ** 2)),
+                  lambda i: (plus(times(rho, s[i]), times(1 - rho, power(g[i], 2))),
+                             rho * s[i] + (1 - rho) * g[i] ** 2), len(theta))
     run.state["s"] = s
     return _scaled_step(run, theta, g, s, t, lr, steps, "s", "the average s")
 
 
 def _scaled_step(run, theta, g, acc, t, lr, steps, sym, what):
     """theta - lr * g / (sqrt(acc) + eps): the AdaGrad / RMSProp update."""
-    den = run.den_tex(f"{sym}_{{{t}}}")
-    return run.vstep(steps, rf"\theta_{{{t}}}",
-                     rf"\theta_{{{t - 1}}} - \eta \frac{{g_{{{t}}}}}{{{den}}}",
-                     lambda i: (rf"{ltx(theta[i])} - {tex(lr)} \cdot \frac{{{ltx(g[i])}}}"
-                                rf"{{{run.den_tex(ltx(acc[i]))}}}",
+    return run.vstep(steps, symbol("theta", t),
+                     minus(symbol("theta", t - 1),
+                           times(ETA, over(symbol("g", t), run.den(symbol(sym, t))))),
+                     lambda i: (minus(theta[i], run.scaled(lr, g[i], acc[i])),
                                 theta[i] - lr * run.div(g[i], acc[i], i, what)), len(theta))
 
 
 def _adam(run, theta, g, t, steps):
     b1, b2, lr = run.hp["beta1"], run.hp["beta2"], run.rate(t, steps)
     n = len(theta)
-    if run.name == "adamw" and run.wd != 0:
-        theta = run.vstep(steps, rf"\theta'_{{{t - 1}}}",
-                          rf"(1 - \eta\lambda)\,\theta_{{{t - 1}}}",
-                          lambda i: (rf"\left(1 - {tex(lr)} \cdot {tex(run.wd)}\right) "
-                                     rf"{tex(theta[i])}", (1 - lr * run.wd) * theta[i]), n)
+    g_t = symbol("g", t)
+    decoupled = run.name == "adamw" and run.wd != 0
+    if decoupled:
+        theta = run.vstep(steps, symbol("thetaprime", t - 1),
+                          times(minus(1, ETA * LAMBDA), symbol("theta", t - 1)),
+                          lambda i: (times(minus(1, times(_shown(lr), run.wd)), theta[i]),
+                                     (1 - lr * run.wd) * theta[i]), n)
     m = run.state.get("m", [sp.Integer(0)] * n)
     v = run.state.get("v", [sp.Integer(0)] * n)
-    m = run.vstep(steps, f"m_{{{t}}}", rf"\beta_1 m_{{{t - 1}}} + (1 - \beta_1) g_{{{t}}}",
-                  lambda i: (rf"{tex(b1)} \cdot {tex(m[i])} + {tex(1 - b1)} \cdot {tex(g[i])}",
+    m = run.vstep(steps, symbol("m", t),
+                  plus(BETA1 * symbol("m", t - 1), times(minus(1, BETA1), g_t)),
+                  lambda i: (plus(times(b1, m[i]), times(1 - b1, g[i])),
                              b1 * m[i] + (1 - b1) * g[i]), n)
-    v = run.vstep(steps, f"v_{{{t}}}", rf"\beta_2 v_{{{t - 1}}} + (1 - \beta_2) g_{{{t}}}^2",
-                  lambda i: (rf"{tex(b2)} \cdot {tex(v[i])} + {tex(1 - b2)} \cdot "
-                             rf"{pow_tex(g[i])}^2",
+    v = run.vstep(steps, symbol("v", t),
+                  plus(BETA2 * symbol("v", t - 1), times(minus(1, BETA2), g_t ** 2)),
+                  lambda i: (plus(times(b2, v[i]), times(1 - b2, power(g[i], 2))),
                              b2 * v[i] + (1 - b2) * g[i] ** 2), n)
     run.state.update(m=m, v=v)
-    m_hat = run.vstep(steps, rf"\hat m_{{{t}}}", rf"\frac{{m_{{{t}}}}}{{1 - \beta_1^{{{t}}}}}",
-                      lambda i: (rf"\frac{{{ltx(m[i])}}}{{1 - {pow_tex(b1)}^{{{t}}}}}",
-                                 m[i] / (1 - b1 ** t)), n)
-    v_hat = run.vstep(steps, rf"\hat v_{{{t}}}", rf"\frac{{v_{{{t}}}}}{{1 - \beta_2^{{{t}}}}}",
-                      lambda i: (rf"\frac{{{ltx(v[i])}}}{{1 - {pow_tex(b2)}^{{{t}}}}}",
-                                 v[i] / (1 - b2 ** t)), n)
-    prev = rf"\theta'_{{{t - 1}}}" if run.name == "adamw" and run.wd != 0 else \
-        rf"\theta_{{{t - 1}}}"
-    den = run.den_tex(rf"\hat v_{{{t}}}")
-    return run.vstep(steps, rf"\theta_{{{t}}}",
-                     rf"{prev} - \eta \frac{{\hat m_{{{t}}}}}{{{den}}}",
-                     lambda i: (rf"{ltx(theta[i])} - {tex(lr)} \cdot \frac{{{ltx(m_hat[i])}}}"
-                                rf"{{{run.den_tex(ltx(v_hat[i]))}}}",
+    m_hat = run.vstep(steps, symbol("mhat", t), over(symbol("m", t), minus(1, BETA1 ** t)),
+                      lambda i: (over(m[i], minus(1, power(b1, t))), m[i] / (1 - b1 ** t)), n)
+    v_hat = run.vstep(steps, symbol("vhat", t), over(symbol("v", t), minus(1, BETA2 ** t)),
+                      lambda i: (over(v[i], minus(1, power(b2, t))), v[i] / (1 - b2 ** t)), n)
+    prev = symbol("thetaprime" if decoupled else "theta", t - 1)
+    return run.vstep(steps, symbol("theta", t),
+                     minus(prev, times(ETA, over(symbol("mhat", t), run.den(symbol("vhat", t))))),
+                     lambda i: (minus(theta[i], run.scaled(lr, m_hat[i], v_hat[i])),
                                 theta[i] - lr * run.div(m_hat[i], v_hat[i], i, "v-hat")), n)
 
 

@@ -12,23 +12,28 @@ import sympy as sp
 from ..derivation import Derivation, Section, Step
 from ..errors import InputError
 from ..problem import check_keys, get, problem_kind
-from .common import ltx, EXACT_NOTE, all_exact, key_int, key_number, tex, tidy, with_approx
+from ..stepforms import minus, over, plus, power, root, times
+from .common import EXACT_NOTE, all_exact, key_int, key_number, symbol, tidy, with_approx
 
-#: name -> (extra keys, LaTeX formula)
+ETA, GAMMA, T_, STEP_SIZE, ETA_MIN, ETA_END, W, S, t_ = sp.symbols(
+    "eta gamma T step_size eta_min eta_end w s t")
+
+#: name -> (extra keys, the formula in t)
 SCHEDULES = {
-    "constant": ((), r"\eta"),
-    "step": (("step_size", "gamma"), r"\eta\,\gamma^{\lfloor t / \text{step\_size} \rfloor}"),
-    "exponential": (("gamma",), r"\eta\,\gamma^{t}"),
+    "constant": ((), ETA),
+    "step": (("step_size", "gamma"), ETA * GAMMA ** sp.floor(t_ / STEP_SIZE)),
+    "exponential": (("gamma",), ETA * GAMMA ** t_),
     "cosine": (("T", "eta_min"),
-               r"\eta_{\min} + \tfrac12(\eta - \eta_{\min})\left(1 + \cos\frac{\pi t}{T}\right)"),
-    "linear": (("T", "end_lr"), r"\eta + (\eta_{\text{end}} - \eta)\,\frac{\min(t, T)}{T}"),
+               plus(ETA_MIN, times(sp.Rational(1, 2), minus(ETA, ETA_MIN),
+                                   plus(1, sp.cos(sp.pi * t_ / T_))))),
+    "linear": (("T", "end_lr"), plus(ETA, times(minus(ETA_END, ETA), sp.Min(t_, T_) / T_))),
     "inverse_sqrt": (("warmup", "d_model"),
-                     r"\eta \cdot s \cdot \min\left(\frac{t}{w}, \sqrt{\frac{w}{t}}\right)"),
+                     times(ETA, S, sp.Min(t_ / W, sp.sqrt(W / t_)))),
 }
 
 
 class Schedule:
-    """A schedule read from a mapping: ``lr_at(t)`` gives (value, substituted LaTeX)."""
+    """A schedule read from a mapping: ``lr_at(t)`` gives (value, the formula with numbers)."""
 
     def __init__(self, spec, where, lr):
         self.name = get(spec, "schedule", where, types=str)
@@ -49,38 +54,38 @@ class Schedule:
                              where=where)
 
     def lr_at(self, t):
-        """(learning rate at step ``t``, the formula with numbers substituted)."""
+        """(learning rate at step ``t``, the formula with numbers substituted, as written)."""
         lr, n = self.lr, self.name
         if n == "constant":
-            return lr, tex(lr)
+            return lr, lr
         if n == "step":
             k = t // self.step_size
-            return lr * self.gamma ** k, rf"{tex(lr)} \cdot {tex(self.gamma)}^{{{k}}}"
+            return lr * self.gamma ** k, times(lr, power(self.gamma, k))
         if n == "exponential":
-            return lr * self.gamma ** t, rf"{tex(lr)} \cdot {tex(self.gamma)}^{{{t}}}"
+            return lr * self.gamma ** t, times(lr, power(self.gamma, t))
         if n == "cosine":
             cos = sp.cos(sp.pi * sp.Rational(t, self.T))
             value = self.eta_min + (lr - self.eta_min) * (1 + cos) / 2
-            return value, (rf"{tex(self.eta_min)} + \tfrac12 ({tex(lr)} - {tex(self.eta_min)})"
-                           rf"\left(1 + \cos\frac{{{t}\pi}}{{{self.T}}}\right)")
+            return value, plus(self.eta_min, times(
+                sp.Rational(1, 2), minus(lr, self.eta_min),
+                plus(1, sp.cos(sp.pi * sp.Rational(t, self.T), evaluate=False))))
         if n == "linear":
             frac = sp.Rational(min(t, self.T), self.T)
-            return (lr + (self.end_lr - lr) * frac,
-                    rf"{tex(lr)} + ({tex(self.end_lr)} - {tex(lr)}) \cdot {tex(frac)}")
+            return lr + (self.end_lr - lr) * frac, plus(lr, times(minus(self.end_lr, lr), frac))
         return self._inverse_sqrt(t)
 
     def _inverse_sqrt(self, t):
         lr, w = self.lr, self.warmup
         scale = 1 if self.d_model is None else 1 / sp.sqrt(self.d_model * (w or 1))
-        s_tex = "" if self.d_model is None else rf" \cdot {ltx(scale)}"
+        head = (lr,) if self.d_model is None else (lr, scale)
         if w is None:
             tt = max(t, 1)
-            return lr * scale / sp.sqrt(tt), rf"\frac{{{tex(lr)}{s_tex}}}{{\sqrt{{{tt}}}}}"
+            return lr * scale / sp.sqrt(tt), over(times(*head), root(tt))
         if t == 0:
-            return sp.Integer(0), r"0 \quad (t = 0)"
+            return sp.Integer(0), sp.Integer(0)
         factor = sp.Min(sp.Rational(t, w), sp.sqrt(sp.Rational(w, t)))
-        return (lr * scale * factor, rf"{tex(lr)}{s_tex} \cdot \min\left(\frac{{{t}}}{{{w}}},"
-                                     rf" \sqrt{{\frac{{{w}}}{{{t}}}}}\right)")
+        return (lr * scale * factor,
+                times(*head, sp.Min(over(t, w), root(over(w, t)), evaluate=False)))
 
     def describe(self):
         """One sentence naming the schedule and its parameters."""
@@ -108,10 +113,10 @@ def schedule(spec, where):
     d.note("t counts optimizer steps from 0: the first update uses the value at t = 0.")
     out, rows = [], []
     for t in steps:
-        value, text = sched.lr_at(t)
+        value, form = sched.lr_at(t)
         value = tidy(value)
         out.append(value)
-        rows.append(Step(rf"\eta_{{{t}}}", [sched.formula, text, *with_approx(value)]))
+        rows.append(Step(symbol("eta", t), [sched.formula, form, *with_approx(value)]))
     d.sections.append(Section(sched.describe().capitalize(), rows))
     d.result = out
     return d
