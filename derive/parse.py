@@ -21,7 +21,7 @@ import re
 import sympy as sp
 
 from .errors import InputError, UnsupportedError
-from .functions import maximum, minimum, real_abs, relu, sigmoid, softplus
+from .functions import parser_table
 
 MAX_CHARS = 5000
 MAX_NODES = 3000
@@ -31,27 +31,9 @@ MAX_DIGITS = 1000  # bound on the size of a constant power such as 9**9**9
 IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 
 
-def _max(*args):
-    out = args[0]
-    for a in args[1:]:
-        out = maximum(out, a)
-    return out
-
-
-def _min(*args):
-    out = args[0]
-    for a in args[1:]:
-        out = minimum(out, a)
-    return out
-
-
-#: Function names allowed in expressions, mapped to SymPy builders.
-FUNCTIONS = {
-    "exp": sp.exp, "log": sp.log, "ln": sp.log, "sqrt": sp.sqrt,
-    "sigmoid": sigmoid, "sigma": sigmoid, "tanh": sp.tanh, "relu": relu,
-    "max": _max, "maximum": _max, "min": _min, "abs": real_abs,
-    "sin": sp.sin, "cos": sp.cos, "softplus": softplus,
-}
+#: Function names allowed in expressions (the function registry's names and aliases),
+#: mapped to SymPy builders.
+FUNCTIONS = parser_table()
 CONSTANTS = {"pi": sp.pi}
 
 _BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div",
@@ -197,6 +179,10 @@ class Parser:
             return self.combine("call:" + name, build, args)
         except (TypeError, ValueError) as exc:
             raise self.error(f"bad arguments to {name}(): {exc}", node) from None
+        except InputError as exc:  # an option that is not a number (leaky_relu's slope)
+            if exc.where:
+                raise
+            raise self.error(f"bad arguments to {name}(): {exc.message}", node) from None
 
     def visit_Attribute(self, node, depth):
         if node.attr == "T" and self.transpose is not None:

@@ -138,11 +138,14 @@ def _rename(text, old, new):
 
 
 def _engine_version():
-    """Hash of the code that decides what gets generated (derive.tensor, this package)."""
+    """Hash of the code that decides what gets generated (derive.tensor, the function
+    registry, this package)."""
+    import derive.functions
     import derive.tensor
 
     h = hashlib.sha256()
-    folders = (Path(derive.tensor.__file__).parent, Path(__file__).parent)
+    folders = (Path(derive.tensor.__file__).parent, Path(derive.functions.__file__).parent,
+               Path(__file__).parent)
     for folder in folders:
         for f in sorted(folder.glob("*.py")):
             if f.name not in ("fit.py", "bench.py", "cli.py", "data.py", "model.py", "cache.py"):

@@ -110,12 +110,15 @@ def _split(text):
 def build_net(model_cfg, where="model"):
     """A derive Sequential from ``{"layers": [...], "loss": name}``."""
     import derive.tensor as dt
+    from derive.functions import lookup
     from derive.parse import parse_call
     from derive.tensor.catalog import ALIASES, LAYERS
 
     def make(spec, k):
         name, args, kwargs = parse_call(str(spec))
         key = ALIASES.get(name.lower(), name.lower())
+        row = lookup(key)  # an activation by any of its function's names (swish = silu)
+        key = row.name if key not in LAYERS and row is not None and row.activation else key
         if key not in LAYERS:
             raise InputError(f"unknown layer {name!r} (known: {', '.join(LAYERS)})",
                              where=f"{where}.layers[{k}]")

@@ -1,9 +1,9 @@
 """The numba printer: index-form expressions -> plain Python loops numba compiles.
 
 :class:`NumbaPrinter` is a SymPy ``PythonCodePrinter`` with a ``_print_<Class>`` method
-only where numba code differs from Python's: tensor elements, Kronecker deltas, the
-Heaviside step with its stated value at 0, and the activation functions of
-:mod:`derive.functions` / :mod:`derive.tensor.functions`.
+only where numba code differs from Python's: tensor elements, Kronecker deltas,
+piecewise definitions, and every elementwise function, whose source is the ``kernel``
+column of its row in the function registry (:mod:`derive.functions`).
 
 :func:`loops` turns one assignment ``target[I] = rhs`` into a loop nest. Reductions in the
 right-hand side (``ISum``, ``LogSumExp``, ``Argmax``) become accumulator loops *hoisted*
@@ -20,8 +20,7 @@ import itertools
 import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
-from derive.functions import maximum, relu, sigmoid
-from derive.tensor.functions import elu, leaky_relu, softplus, step
+from derive.functions import FUNCTIONS
 from derive.tensor.index import Argmax, IndexOp, ISum, LogSumExp, extent
 
 INDENT = "    "
@@ -109,54 +108,6 @@ class NumbaPrinter(PythonCodePrinter):
     def _zero(self):
         return self._print_Float(sp.Float(0.0))
 
-    def _print_Heaviside(self, e):
-        x = self._print(e.args[0])
-        h0 = e.args[1] if len(e.args) > 1 else sp.S.Half
-        # H(0) is the stated convention (ReLU'(0) = 0 gives H(x, 0))
-        if h0 == 0:
-            return f"({self._one()} if {x} > 0 else {self._zero()})"
-        if h0 == 1:
-            return f"({self._one()} if {x} >= 0 else {self._zero()})"
-        at0 = f"({self._print(h0)} if {x} == 0 else {self._zero()})"
-        return f"({self._one()} if {x} > 0 else {at0})"
-
-    def _print_relu(self, e):
-        return f"max({self._print(e.args[0])}, {self._zero()})"
-
-    def _print_maximum(self, e):
-        return f"max({self._print(e.args[0])}, {self._print(e.args[1])})"
-
-    def _print_sigmoid(self, e):
-        return f"({self._one()}/({self._one()} + np.exp(-({self._print(e.args[0])}))))"
-
-    def _print_softplus(self, e):
-        # log(1 + e^x) = log1p(e^-|x|) + max(x, 0): no overflow for large |x|
-        x = self._print(e.args[0])
-        return f"(np.log1p(np.exp(-abs({x}))) + max({x}, {self._zero()}))"
-
-    def _print_step(self, e):
-        return f"({self._one()} if {self._print(e.args[0])} > 0 else {self._zero()})"
-
-    def _print_leaky_relu(self, e):
-        x, k = (self._print(a) for a in e.args)
-        return f"({x} if {x} > 0 else {k}*{x})"
-
-    def _print_elu(self, e):
-        x, a = (self._print(v) for v in e.args)
-        return f"({x} if {x} > 0 else {a}*np.expm1({x}))"
-
-    def _print_Max(self, e):
-        return "max(" + ", ".join(self._print(a) for a in e.args) + ")"
-
-    def _print_Min(self, e):
-        return "min(" + ", ".join(self._print(a) for a in e.args) + ")"
-
-    def _print_Abs(self, e):
-        return f"abs({self._print(e.args[0])})"
-
-    def _print_sign(self, e):
-        return f"np.sign({self._print(e.args[0])})"
-
     def _print_Piecewise(self, e):
         out = self._zero()
         for value, cond in reversed(e.args):
@@ -168,19 +119,21 @@ class NumbaPrinter(PythonCodePrinter):
 
     def _print_Function(self, e):
         name = type(e).__name__
-        if name in ("exp", "log", "tanh", "sqrt", "sin", "cos", "expm1", "log1p"):
+        if name in ("expm1", "log1p"):
             return f"np.{name}({self._print(e.args[0])})"
         return super()._print_Function(e)
 
-    def _print_exp(self, e):
-        return f"np.exp({self._print(e.args[0])})"
+    def _tanh(self):
+        # np.tanh is a libm call per element; float32 kernels use a rational tanh_f32
+        return "tanh_f32" if self.float_type == "np.float32" else "np.tanh"
 
-    def _print_log(self, e):
-        return f"np.log({self._print(e.args[0])})"
-
-    def _print_tanh(self, e):
-        fn = "tanh_f32" if self.float_type == "np.float32" else "np.tanh"
-        return f"{fn}({self._print(e.args[0])})"
+    def function(self, row, e):
+        """``e`` (an application of the registry function ``row``) as numba source."""
+        if callable(row.kernel):
+            return row.kernel(self, *e.args)
+        names = row.inputs + tuple(p.name for p in row.params)
+        args = dict(zip(names, (self._print(a) for a in e.args)))
+        return row.kernel.format(one=self._one(), zero=self._zero(), tanh=self._tanh(), **args)
 
     def _print_IndexOp(self, e):
         raise TypeError(f"{type(e).__name__} must be lowered to loops before printing")
@@ -188,8 +141,13 @@ class NumbaPrinter(PythonCodePrinter):
     _print_ISum = _print_LogSumExp = _print_Argmax = _print_IndexOp
 
 
-for _cls in (maximum, relu, sigmoid, softplus, step, leaky_relu, elu):
-    assert hasattr(NumbaPrinter, f"_print_{_cls.__name__}")
+def _printer_of(row):
+    return lambda self, e: self.function(row, e)
+
+
+for _row in FUNCTIONS:  # _print_sigmoid, _print_exp, ... from the registry's kernel column
+    if _row.cls is not None:
+        setattr(NumbaPrinter, f"_print_{_row.cls.__name__}", _printer_of(_row))
 
 
 # -- helpers the printed code may call ------------------------------------------------

@@ -8,8 +8,9 @@ notation of a worked gradient differs:
   letter, subscripts stay outside it);
 * a per-derivation map ``names`` (``Derivation.meta["latex_names"]``) overrides how a
   symbol prints, e.g. ``{"w1_11": "w^{(1)}_{11}"}``; its adjoint follows;
-* :math:`\sigma`, :math:`\operatorname{ReLU}`, :math:`\max`, :math:`H` for the functions
-  of ``derive.functions`` and SymPy's ``Heaviside``;
+* :math:`\sigma`, :math:`\operatorname{ReLU}`, :math:`\max`, :math:`H`: every function of
+  the registry in ``derive.functions`` by the ``tex`` of its row (SymPy's ``Heaviside``
+  included), the rest as SymPy typesets them;
 * :math:`\odot` for the Hadamard product, :math:`^{\top}` for transposes, ``\,`` between
   the factors of a matrix product;
 * floats to a fixed number of significant digits (``digits``, default 6), by one
@@ -36,6 +37,8 @@ import sympy as sp
 from sympy.printing.conventions import split_super_sub
 from sympy.printing.latex import LatexPrinter, greek_letters_set
 from sympy.printing.precedence import PRECEDENCE, precedence_traditional
+
+from derive.functions import row_of
 
 BAR_SUFFIX = "_bar"  # same convention as derive.derivation.bar
 DIGITS = 6  # significant digits of every decimal a report shows
@@ -191,35 +194,25 @@ class DeriveLatexPrinter(LatexPrinter):
             return r"\mathrm{%s}%s" % (name, tex[len(name):])
         return tex
 
-    # -- functions of derive.functions (dispatched by class name) ---------------------------
-    # Their own _latex hooks take no ``exp`` (sigmoid(x)**2 would fail), so these names
-    # are typeset here, ahead of SymPy's printmethod lookup.
-    _OWN_FUNCTIONS = frozenset({"sigmoid", "relu", "maximum"})
-
+    # -- the function registry's functions (derive.functions) -------------------------------
+    # A row's ``tex`` is the head (\sigma, \operatorname{LeakyReLU}_{k}); its inputs go in
+    # brackets after it and a power sits on the head (\sigma^{2}\left(x\right)). Rows
+    # without ``tex`` are SymPy's own functions, typeset by SymPy.
     def _print(self, expr, **kwargs):
-        name = type(expr).__name__
-        if name in self._OWN_FUNCTIONS:
-            return getattr(self, "_print_" + name)(expr, **kwargs)
+        row = row_of(expr) if isinstance(expr, sp.Function) else None
+        if row is not None and row.tex is not None:
+            return self._print_registry_function(row, expr, **kwargs)
         return super()._print(expr, **kwargs)
 
-    def _apply(self, head, args, exp=None):
+    def _print_registry_function(self, row, expr, exp=None):
+        n = len(row.inputs)
+        head = row.tex  # <k> stands for the option k: \operatorname{LeakyReLU}_{<k>}
+        for p, value in zip(row.params, expr.args[n:]):
+            head = head.replace(f"<{p.name}>", self._print(value))
         if exp is not None:
             head = "%s^{%s}" % (head, exp)
-        return r"%s\left(%s\right)" % (head, ", ".join(self._print(a) for a in args))
-
-    def _print_sigmoid(self, expr, exp=None):
-        return self._apply(r"\sigma", expr.args, exp)
-
-    def _print_relu(self, expr, exp=None):
-        return self._apply(r"\operatorname{ReLU}", expr.args, exp)
-
-    def _print_maximum(self, expr, exp=None):
-        # maximum keeps its argument order (ties route to the first), so print it as given
-        return self._apply(r"\max", expr.args, exp)
-
-    def _print_Heaviside(self, expr, exp=None):
-        # the value at 0 is a stated convention of the derivation, not part of the notation
-        return self._apply("H", expr.args[:1], exp)
+        # max keeps its argument order (ties route to the first), so it prints as given
+        return r"%s\left(%s\right)" % (head, ", ".join(self._print(a) for a in expr.args[:n]))
 
     # -- tensors ------------------------------------------------------------------------------
     def _print_Indexed(self, expr):

@@ -13,7 +13,7 @@ import derive as dv
 import derive.tensor as dt
 from derive.errors import NotDifferentiableError
 from derive.functions import relu, sigmoid
-from derive.tensor.functions import softplus
+from derive.functions import softplus
 from kernels import vjp
 from kernels.printer import NumbaPrinter, loops
 

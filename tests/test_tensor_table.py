@@ -17,6 +17,7 @@ import sympy as sp
 
 import derive.tensor as dt
 from derive.errors import NotDifferentiableError
+from derive.functions import ACTIVATIONS as FUNCTION_ACTIVATIONS
 from derive.tensor.scalar import entry_symbol, scalarise
 
 SIZES = {"B": 3, "d": 4, "h": 2, "C": 3, "m": 2, "n": 3, "p": 2}
@@ -102,6 +103,19 @@ ROWS = [
         lambda t, layer: _F().cross_entropy(
             torch_mlp(t), t["y"]), symbolic=False),
 ]
+
+
+# Every activation of the function registry has a row: those not written above (a new
+# function needs none written) are checked with its own torch reference, away from a kink.
+_WRITTEN = {r.name for r in ROWS}
+ROWS += [Row(f.name, lambda f=f: getattr(dt, f.activation)(),
+             lambda t, layer, f=f: getattr(_F(), f.torch[0])(t["x"], **f.torch[1]),
+             {"x": away_from_zero} if f.kink else {})
+         for f in FUNCTION_ACTIVATIONS if f.name not in _WRITTEN]
+
+
+def test_every_registry_activation_has_a_row():
+    assert {f.name for f in FUNCTION_ACTIVATIONS} <= {r.name for r in ROWS}
 
 
 def torch_mlp(t):

@@ -47,9 +47,9 @@ integer expression of Idx, or a label element such as ``y[n]``); ``Symbol`` for 
 tensors, constants and dimensions; ``ISum(body, *idx)``; ``LogSumExp(body, *idx)`` (print
 with the max subtracted; softmax is ``exp(z[n,i] - LogSumExp(z[n,k], k))``);
 ``KroneckerDelta(a, b)`` (1.0 if equal); ``Argmax(body, idx)`` (forward only); ``Add``,
-``Mul``, ``Pow``, numbers; elementwise functions ``exp log tanh sqrt Abs sign Heaviside
-Piecewise`` and ``sigmoid relu`` (derive.functions), ``softplus step leaky_relu elu``
-(derive.tensor.functions). ``evaluate.NUMPY_FUNCTIONS`` maps each to NumPy.
+``Mul``, ``Pow``, numbers, ``Piecewise``; the elementwise functions of the function
+registry (:mod:`derive.functions`: ``exp log tanh Abs sign Heaviside sigmoid relu softplus
+step leaky_relu elu`` ...), whose rows give their NumPy and kernel forms.
 
 Matrix form (``matrix``, or None when not recognised): a tree of ``matrix.MatNode`` with
 ``.axes`` (Idx per array axis) and ``.shape``: ``Ref(name)``, ``Const(value)``,
@@ -70,8 +70,7 @@ from .backward import build_program  # noqa: F401  (for kernels)
 from .catalog import LAYER_NAMES, layer_derivation, layer_names, make_layer
 from .graph import TensorGraph
 from .index import ISum, LogSumExp
-from .layers import (ELU, GELU, AddLayer, Layer, LeakyReLU, Linear, LogSoftmax, MatMul,
-                     MulLayer, ReLU, Sigmoid, Softmax, Softplus, Step, Tanh)
+from .layers import ELEMENTWISE, AddLayer, Layer, Linear, LogSoftmax, MatMul, MulLayer, Softmax
 from .losses import (BCE, L1, L2, MSE, BCEWithLogits, CrossEntropy, ElasticNet, Hinge,
                      ZeroOne)
 from .model import Network, Sequential
@@ -87,13 +86,14 @@ from .recurrent import (RNN, Embedding, GRUCell, LSTMCell, RNNCell, TemporalAffi
                         TemporalSoftmaxLoss)
 
 SoftmaxCrossEntropy = CrossEntropy
+# Sigmoid, Tanh, ReLU, ...: one activation layer per activation row of derive.functions
+globals().update(ELEMENTWISE)
 
 __all__ = [
     "evaluate", "program", "layer_derivation", "layer_names", "LAYER_NAMES", "make_layer",
     "Sequential", "Network", "TensorGraph", "Layer",
     "Linear", "MatMul", "AddLayer", "MulLayer",
-    "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "GELU", "ELU", "Softplus", "Step",
-    "Softmax", "LogSoftmax",
+    *ELEMENTWISE, "Softmax", "LogSoftmax",
     "MSE", "BCE", "BCEWithLogits", "CrossEntropy", "SoftmaxCrossEntropy", "Hinge", "ZeroOne",
     "L1", "L2", "ElasticNet",
     "LayerNorm", "BatchNorm", "Dropout",

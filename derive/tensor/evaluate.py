@@ -7,7 +7,6 @@ uses its stated value at 0. Nothing is scalarised: sizes only enter through the 
 """
 from __future__ import annotations
 
-import functools
 import string
 from dataclasses import dataclass
 
@@ -15,36 +14,14 @@ import numpy as np
 import sympy as sp
 
 from ..errors import InputError, ShapeError
-from ..functions import maximum, relu, sigmoid
-from .functions import elu, leaky_relu, softplus, step
+from ..functions import FUNCTIONS
 from .index import Argmax, IndexOp, ISum, LogSumExp, dim, extent
 
-
-def _sigmoid(x):
-    # exp of a non-positive number only: no overflow for large |x|
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-
-
-def _heaviside(x, h0=0.0):
-    return np.heaviside(x, h0)
-
-
-#: NumPy implementations of the elementwise functions that appear in index forms.
-NUMPY_FUNCTIONS = {
-    sp.exp: np.exp, sp.log: np.log, sp.tanh: np.tanh, sp.sqrt: np.sqrt,
-    sp.Abs: np.abs, sp.sign: np.sign, sp.Heaviside: _heaviside, sp.sin: np.sin,
-    sp.cos: np.cos, sigmoid: _sigmoid, relu: lambda x: np.maximum(x, 0.0),
-    softplus: lambda x: np.logaddexp(0.0, x), maximum: np.maximum,
-    sp.Max: lambda *xs: functools.reduce(np.maximum, xs),  # Max(a, b, c): np.maximum's 3rd
-    sp.Min: lambda *xs: functools.reduce(np.minimum, xs),  # argument would be its `out`
-    # integer index functions (circular padding, positional encodings): whole numbers in
-    # floats, cast to int where they index an array
-    sp.Mod: np.mod, sp.floor: np.floor,
-    step: lambda x: np.heaviside(x, 0.0),
-    leaky_relu: lambda x, k: np.where(x > 0, x, k * x),
-    elu: lambda x, a: np.where(x > 0, x, a * np.expm1(np.minimum(x, 0.0))),
-}
+#: NumPy implementations of the elementwise functions that appear in index forms: the
+#: function registry's, and integer index functions (circular padding, positional
+#: encodings: whole numbers in floats, cast to int where they index an array).
+NUMPY_FUNCTIONS = {r.cls: r.numpy for r in FUNCTIONS if r.cls}
+NUMPY_FUNCTIONS.update({sp.Mod: np.mod, sp.floor: np.floor})
 
 _RELATIONS = {sp.StrictGreaterThan: np.greater, sp.GreaterThan: np.greater_equal,
               sp.StrictLessThan: np.less, sp.LessThan: np.less_equal,

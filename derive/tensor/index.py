@@ -21,6 +21,7 @@ from functools import reduce
 import sympy as sp
 
 from ..errors import InputError, NotDifferentiableError
+from ..functions import CONVENTIONS
 
 # -- dimensions and indices ---------------------------------------------------------------
 
@@ -170,21 +171,7 @@ class Argmax(IndexOp):
 class Conventions:
     """Conventions met while differentiating (stated once in the derivation)."""
 
-    TEXT = {
-        "relu": "ReLU'(0) = 0 by convention (the subgradient 0 is used at the kink).",
-        "Heaviside": "The step function H (H(0) = 0) has zero gradient almost everywhere "
-                     "(it is undefined at 0); no gradient flows through it.",
-        "Abs": "|x|'(0) = 0 by convention (sign(0) = 0), as in L1 penalties.",
-        "Piecewise": "At a piecewise definition's break point the derivative of the branch "
-                     "that holds there is used (e.g. LeakyReLU'(0) and ELU'(0) take the x <= 0 "
-                     "branch, as PyTorch does).",
-        "sign": "sign(x) has zero gradient almost everywhere.",
-        "step": "The step function H (H(0) = 0) has zero gradient almost everywhere "
-                "(it is undefined at 0); no gradient flows through it.",
-        "leaky_relu": "LeakyReLU'(0) = k (the slope of the x <= 0 side), as in PyTorch.",
-        "elu": "ELU'(0) = alpha (the x <= 0 branch), as in PyTorch.",
-        "maximum": "max(a, b) routes the gradient to the first maximum on a tie.",
-    }
+    TEXT = CONVENTIONS  # the function registry's kink sentences, by class name
 
     def __init__(self):
         self.used = []

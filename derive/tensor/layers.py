@@ -13,6 +13,7 @@ from __future__ import annotations
 import sympy as sp
 
 from ..errors import InputError, ShapeError
+from ..functions import ACTIVATIONS as FUNCTION_ACTIVATIONS
 from . import ops
 from .graph import TensorGraph, shape_str
 from .index import dim
@@ -224,17 +225,15 @@ def _activation(key, title, fn, doc, **defaults):
                                        "__init__": __init__, "op": op, "options": options})
 
 
-Sigmoid = _activation("sigmoid", "Sigmoid", ops.sigmoid, "``a = σ(x) = 1/(1 + e^{-x})``.")
-Tanh = _activation("tanh", "Tanh", ops.tanh, "``a = tanh(x)``.")
-ReLU = _activation("relu", "ReLU", ops.relu, "``a = max(x, 0)`` with ReLU'(0) = 0.")
-LeakyReLU = _activation("leaky_relu", "LeakyReLU", ops.leaky_relu,
-                        "``a = x if x > 0 else k x``; ``k = -1`` gives |x|.", k=0.01)
-GELU = _activation("gelu", "GELU", ops.gelu,
-                   "GELU, tanh approximation ``x/2 (1 + tanh(√(2/π)(x + 0.044715 x³)))``.")
-ELU = _activation("elu", "ELU", ops.elu, "``a = x if x > 0 else α(e^x - 1)``.", alpha=1.0)
-Softplus = _activation("softplus", "Softplus", ops.softplus, "``a = log(1 + e^x)``.")
-Step = _activation("step", "Step", ops.step,
-                   "``a = H(x)`` (H(0) = 0): zero gradient almost everywhere.")
+def _elementwise_layer(row):
+    """The activation layer of a function registry row (ReLU from the ``relu`` row)."""
+    return _activation(row.name, row.activation, lambda x, **o: ops.activation(row, x, **o),
+                       row.doc, **{p.name: p.default for p in row.params})
+
+
+#: class name -> activation layer, one per registry row marked ``activation=``
+ELEMENTWISE = {row.activation: _elementwise_layer(row) for row in FUNCTION_ACTIVATIONS}
+globals().update(ELEMENTWISE)  # Sigmoid, Tanh, ReLU, ... are attributes of this module
 Softmax = _activation("softmax", "Softmax", ops.softmax,
                       "``p[n,i] = exp(x[n,i] - LSE_k x[n,k])`` along ``axis``.", axis=-1)
 LogSoftmax = _activation("log_softmax", "LogSoftmax", ops.log_softmax,
@@ -242,7 +241,7 @@ LogSoftmax = _activation("log_softmax", "LogSoftmax", ops.log_softmax,
 Softmax.out_base = "p"
 LogSoftmax.out_base = "q"
 
-ACTIVATIONS = (Sigmoid, Tanh, ReLU, LeakyReLU, GELU, ELU, Softplus, Step, Softmax, LogSoftmax)
+ACTIVATIONS = tuple(ELEMENTWISE.values()) + (Softmax, LogSoftmax)
 
 
 def sizes_of(value):

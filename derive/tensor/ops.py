@@ -8,15 +8,12 @@ one (``graph.define(name, op.shape, op.element)``).
 """
 from __future__ import annotations
 
-from fractions import Fraction
-
 import sympy as sp
 
-from ..errors import InputError, ShapeError
+from ..errors import ShapeError
+from ..functions import constant
 from ..functions import relu as _relu
-from ..functions import sigmoid as _sigmoid
-from .functions import elu as _elu
-from .functions import gelu_tanh, leaky_relu as _leaky, softplus as _softplus, step as _step
+from ..functions import softplus as _softplus
 from .graph import shape_str
 from .index import Argmax, Fresh, ISum, LogSumExp, dim, product
 
@@ -36,24 +33,6 @@ class Lazy:
     def __getitem__(self, idx):
         idx = idx if isinstance(idx, tuple) else (idx,)
         return self.element(*idx)
-
-
-def constant(value, what="a constant"):
-    """A layer option (slope, margin, λ, ...) as a SymPy number: an int, a float, a
-    SymPy expression, or a string holding one number (``"1/2"``, ``"1e-3"``, read
-    without evaluating anything: options may come from a config file); InputError
-    naming ``what`` otherwise."""
-    if isinstance(value, sp.Basic):
-        return value
-    if isinstance(value, str):
-        try:
-            value = Fraction(value.strip())
-        except (ValueError, ZeroDivisionError):
-            raise InputError(f"{what} must be a number, got {value!r:.40}") from None
-        return sp.Rational(value.numerator, value.denominator)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(f"{what} must be a number, got {value!r:.40}")
-    return sp.Integer(value) if isinstance(value, int) else sp.Float(value)
 
 
 def lazy(x):
@@ -189,40 +168,10 @@ def softmax(a, axis=-1):
     return Lazy(ls.shape, lambda *i: sp.exp(ls[i]))
 
 
-# -- activations (each one line: the definition IS the layer) ---------------------------------
-
-def relu(a):
-    return elementwise(_relu, a)
-
-
-def sigmoid(a):
-    return elementwise(_sigmoid, a)
-
-
-def tanh(a):
-    return elementwise(sp.tanh, a)
-
-
-def leaky_relu(a, k=0.01):
-    k = constant(k, "leaky_relu's slope")
-    return elementwise(lambda x: _leaky(x, k), a)
-
-
-def elu(a, alpha=1.0):
-    alpha = constant(alpha, "elu's alpha")
-    return elementwise(lambda x: _elu(x, alpha), a)
-
-
-def gelu(a):
-    return elementwise(gelu_tanh, a)
-
-
-def softplus(a):
-    return elementwise(_softplus, a)
-
-
-def step(a):
-    return elementwise(_step, a)
+def activation(row, a, **options):
+    """The registry function ``row`` applied entry by entry (an activation layer's op)."""
+    opts = row.options(kwargs=options)
+    return elementwise(lambda x: row.sympy(x, *opts), a)
 
 
 # -- losses (mean over the batch / all entries, as PyTorch's default reduction) -------------

@@ -19,10 +19,10 @@ import numpy as np
 import sympy as sp
 
 from ..errors import DeriveError, InputError, ShapeError, UnsupportedError
+from ..functions import row_of
 from ..parse import check_identifier, parse
 from ..problem import check_keys, get, problem_kind
 from . import ops
-from .functions import softplus, step
 from .graph import TensorGraph, as_shape
 
 KEYS = {"kind", "title", "tensors", "nodes", "output", "wrt", "values", "dims", "upstream"}
@@ -40,18 +40,17 @@ class TransposeOp(sp.Function):
     nargs = 1
 
 
-#: op name -> (builder(operands..., *numbers), number of tensor operands)
+#: op name -> (builder(operands..., *numbers), number of tensor operands); elementwise
+#: functions (exp, relu, leaky_relu(v, 0.2), ...) come from the function registry
 OPS = {
     "mse": (ops.mse, 2), "bce": (ops.bce, 2), "bce_logits": (ops.bce_logits, 2),
     "cross_entropy": (ops.cross_entropy, 2), "hinge": (ops.hinge, 2),
     "zero_one": (ops.zero_one, 2), "softmax": (ops.softmax, 1),
     "log_softmax": (ops.log_softmax, 1), "logsumexp": (ops.logsumexp, 1),
     "sum": (ops.reduce_sum, 1), "mean": (ops.mean, 1), "l1": (ops.l1, 1), "l2": (ops.l2, 1),
-    "elastic_net": (ops.elastic_net, 1), "gelu": (ops.gelu, 1), "elu": (ops.elu, 1),
-    "leaky_relu": (ops.leaky_relu, 1), "transpose": (ops.transpose, 1),
+    "elastic_net": (ops.elastic_net, 1), "transpose": (ops.transpose, 1),
 }
 _FUNCS = {name: sp.Function(name) for name in OPS}
-_FUNCS.update({"softplus": softplus, "step": step})
 
 
 @problem_kind("tensor_graph")
@@ -154,7 +153,7 @@ class Lowering:
         self.graph, self.where, self.text = graph, where, text
 
     def lower(self, e):
-        if e.is_Number:
+        if e.is_number:  # 2, or a constant such as sqrt(2/pi) inside gelu(v)
             return ops.lazy(e)
         if isinstance(e, sp.Symbol):
             if str(e) in self.graph.nodes:
@@ -168,10 +167,21 @@ class Lowering:
         name = type(e).__name__
         if name in OPS:
             return self.op(name, e.args)
+        row = row_of(e)
+        if row is not None and row.params:
+            self.numbers(row.name, e.args[len(row.inputs):])
         if isinstance(e, (sp.Add, sp.Mul, sp.Pow, sp.Function)):
             return ops.elementwise(lambda *a: e.func(*a), *[self.lower(a) for a in e.args],
                                    where=self.where, op=self.text)
         raise UnsupportedError(f"cannot use {type(e).__name__} on tensors", where=self.where)
+
+    def numbers(self, name, args):
+        """The options after a function's tensors: numbers only (ints stay ints)."""
+        for a in args:
+            if not a.is_Number:
+                raise InputError(f"extra arguments of {name}() must be numbers, got {a}",
+                                 where=self.where)
+        return [int(a) if a.is_Integer else float(a) for a in args]
 
     def op(self, name, args):
         builder, arity = OPS[name]
@@ -179,12 +189,7 @@ class Lowering:
             raise InputError(f"{name}() takes {arity} tensor argument(s), got {len(args)}",
                              where=self.where)
         tensors = [self.lower(a) for a in args[:arity]]
-        extra = []
-        for a in args[arity:]:
-            if not a.is_Number:
-                raise InputError(f"extra arguments of {name}() must be numbers, got {a}",
-                                 where=self.where)
-            extra.append(int(a) if a.is_Integer else float(a))
+        extra = self.numbers(name, args[arity:])
         if name in ("sum", "mean", "logsumexp", "softmax", "log_softmax") and extra:
             extra = [tuple(extra)] if name in ("sum", "mean") else extra
         try:

@@ -16,11 +16,10 @@ import math
 
 import sympy as sp
 
-from ..functions import maximum, minimum, relu, sigmoid
+from ..functions import FUNCTIONS
+from ..functions.numeric import INF, NAN
 from .guard import Timeout, deadline
 
-NAN = complex(float("nan"), 0.0)
-INF = complex(float("inf"), 0.0)
 FALLBACK_SECONDS = 0.5
 
 
@@ -38,14 +37,9 @@ def _walk(e, env):
         return env[e] if e in env else NAN
     if e.is_Number or isinstance(e, sp.NumberSymbol) or e is sp.I:
         return _number(e)
-    args = [_walk(a, env) for a in e.args] if not isinstance(e, sp.Heaviside) else None
     rule = _RULES.get(type(e))
     if rule is not None:
-        return rule(args)
-    if isinstance(e, sp.Heaviside):
-        x = _walk(e.args[0], env)
-        at0 = _walk(e.args[1], env).real if len(e.args) > 1 else 0.5
-        return _real(x, lambda v: 1.0 if v > 0 else (0.0 if v < 0 else at0))
+        return rule(*[_walk(a, env) for a in e.args])
     return _fallback(e, env)
 
 
@@ -60,15 +54,14 @@ def _number(e):
         return INF
 
 
-def _mul(args):
+def _mul(*args):
     out = 1 + 0j
     for a in args:
         out *= a
     return out
 
 
-def _pow(args):
-    base, exp = args
+def _pow(base, exp):
     if exp == 0:
         return 1 + 0j
     if base == 0:
@@ -88,62 +81,9 @@ def _float_pow(base, n):
         return float("inf") if base > 0 or n % 2 == 0 else float("-inf")
 
 
-def _exp(args):
-    (x,) = args
-    if x.real > 709:
-        return INF
-    return cmath.exp(x)
-
-
-def _log(args):
-    x = args[0]
-    if x == 0:
-        return complex(float("-inf"), 0.0)
-    out = cmath.log(x)
-    if len(args) > 1:
-        out = out / cmath.log(args[1])
-    return out
-
-
-def _real(x, fn):
-    if abs(x.imag) > 1e-12 * max(1.0, abs(x.real)) or not cmath.isfinite(x):
-        return NAN
-    return complex(fn(x.real))
-
-
-def _sigmoid(args):
-    return _real(args[0], lambda v: 1 / (1 + math.exp(-v)) if v > -700 else 0.0)
-
-
-def _real_args(args, fn):
-    if any(abs(a.imag) > 1e-12 * max(1.0, abs(a.real)) or not cmath.isfinite(a)
-           for a in args):
-        return NAN
-    return complex(fn([a.real for a in args]))
-
-
-def _sign(v):
-    return (v > 0) - (v < 0)
-
-
-_RULES = {
-    sp.Add: lambda args: sum(args, 0j),
-    sp.Mul: _mul,
-    sp.Pow: _pow,
-    sp.exp: _exp,
-    sp.log: _log,
-    sp.tanh: lambda a: cmath.tanh(a[0]),
-    sp.sin: lambda a: cmath.sin(a[0]),
-    sp.cos: lambda a: cmath.cos(a[0]),
-    sp.Abs: lambda a: complex(abs(a[0])),
-    sp.sign: lambda a: _real(a[0], _sign),
-    sigmoid: _sigmoid,
-    relu: lambda a: _real(a[0], lambda v: max(v, 0.0)),
-    maximum: lambda a: _real_args(a, lambda v: v[0] if v[0] >= v[1] else v[1]),
-    minimum: lambda a: _real_args(a, lambda v: v[0] if v[0] <= v[1] else v[1]),
-    sp.Max: lambda a: _real_args(a, max),
-    sp.Min: lambda a: _real_args(a, min),
-}
+#: arithmetic here; every function's complex form is its function registry row's
+_RULES = {sp.Add: lambda *args: sum(args, 0j), sp.Mul: _mul, sp.Pow: _pow}
+_RULES.update({r.cls: r.complex for r in FUNCTIONS if r.cls and r.complex})
 
 
 def _fallback(e, env):

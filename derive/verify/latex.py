@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 
 from ..errors import InputError, UnsupportedError
+from ..functions import BY_NAME
 from ..parse import MAX_CHARS, MAX_DEPTH
 
 _TOKEN = re.compile(r"""
@@ -42,12 +43,13 @@ IGNORED = {r"\left", r"\right", r"\big", r"\Big", r"\bigg", r"\Bigg", r"\bigl", 
            r"\limits", r"\nolimits"}
 TIMES = {r"\cdot", r"\times", r"\ast"}
 ELEMENTWISE = {r"\odot", r"\circ", r"\otimes"}
-FUNCTIONS = {r"\exp": "exp", r"\log": "log", r"\ln": "log", r"\tanh": "tanh",
-             r"\sin": "sin", r"\cos": "cos", r"\max": "max", r"\min": "min"}
-#: words that name a function when written as \operatorname{..}, \mathrm{..} or plain
-WORD_FUNCTIONS = {"exp": "exp", "log": "log", "ln": "log", "tanh": "tanh", "relu": "relu",
-                  "sigmoid": "sigmoid", "softplus": "softplus", "max": "max", "min": "min",
-                  "sqrt": "sqrt", "abs": "abs", "mse": "mse", "sum": "sum", "mean": "mean"}
+#: LaTeX commands that name a function (the function registry's ``tex_commands``); one
+#: that is also a Greek letter (\sigma) is a function only before a bracket
+FUNCTIONS = {c: row.name for row in BY_NAME.values() for c in row.tex_commands}
+#: words that name a function when written as \operatorname{..}, \mathrm{..} or plain:
+#: the registry's names and aliases (lower case), and the tensor reductions
+WORD_FUNCTIONS = {n.lower(): row.name for n, row in BY_NAME.items()}
+WORD_FUNCTIONS.update({"mse": "mse", "sum": "sum", "mean": "mean"})
 GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta",
          "kappa", "mu", "nu", "xi", "rho", "tau", "phi", "varphi", "chi", "psi", "omega",
          "Gamma", "Delta", "Theta", "Lambda", "Xi", "Phi", "Psi", "Omega", "Sigma", "ell"}
@@ -322,10 +324,9 @@ class LatexTranslator:
             return f"{wrap(num, PROD)}/{wrap(den, PROD + 1)}", PROD
         if tok == r"\sqrt":
             return self.sqrt()
-        if tok in FUNCTIONS:
+        if tok in FUNCTIONS and (tok[1:] not in GREEK | {"sigma"}
+                                 or self.peek()[1] in ("(", "{", "[")):
             return self.call(FUNCTIONS[tok])
-        if tok == r"\sigma" and self.peek()[1] in ("(", "{", "["):
-            return self.call("sigmoid")
         if tok in ACCENTS:
             inner = self.plain_name()
             return self.name(inner + ACCENTS[tok] if ACCENTS[tok] != "_bar" else inner,

@@ -14,14 +14,8 @@ import sympy as sp
 from sympy.matrices.expressions.hadamard import HadamardPower, HadamardProduct
 
 from ..errors import UnsupportedError
-from ..functions import relu, sigmoid
+from ..functions import BY_NAME, row_of
 
-_UFUNCS = {
-    "exp": np.exp, "log": np.log, "ln": np.log, "tanh": np.tanh, "sqrt": np.sqrt,
-    "sigmoid": lambda a: 1 / (1 + np.exp(-a)), "sigma": lambda a: 1 / (1 + np.exp(-a)),
-    "relu": lambda a: np.maximum(a, 0), "abs": np.abs, "sin": np.sin, "cos": np.cos,
-    "softplus": lambda a: np.logaddexp(0, a),
-}
 _BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
            "pow": np.power}
 _SYMBOLS = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "matmul": "@"}
@@ -79,11 +73,7 @@ class Tree:
             return _reduce(op, vals[0], self.kwargs.get("axis"))
         if op == "outer":
             return np.outer(np.ravel(vals[0]), np.ravel(vals[1]))
-        if op in ("max", "maximum"):
-            return np.maximum(*vals)
-        if op == "min":
-            return np.minimum(*vals)
-        return _UFUNCS[op](vals[0])
+        return BY_NAME[op].numeric(*vals)
 
     # -- text -------------------------------------------------------------------------------
     def text(self):
@@ -187,10 +177,9 @@ def _scalar_expr(expr, env):
         return _fold(np.multiply, args)
     if isinstance(expr, sp.Pow):
         return np.power(*args)
-    names = {sigmoid: "sigmoid", relu: "relu", sp.Abs: "abs"}
-    name = names.get(type(expr), type(expr).__name__)
-    if name in _UFUNCS and len(args) == 1:
-        return _UFUNCS[name](args[0])
+    row = row_of(expr)
+    if row is not None:
+        return np.asarray(row.numeric(*args), dtype=float)
     raise UnsupportedError(f"cannot evaluate {type(expr).__name__} in a tensor answer")
 
 
@@ -217,7 +206,7 @@ def tree_builders():
             return Tree(name, [Tree.leaf(a) for a in args], kwargs)
         return make
 
-    names = list(_UFUNCS) + ["sum", "mean", "outer", "max", "maximum", "min", "transpose"]
+    names = list(BY_NAME) + ["sum", "mean", "outer", "transpose"]
     return {"combine": combine, "matmul": lambda a, b: Tree("matmul", [a, b]),
             "T": lambda a: Tree("T", [a]), "functions": {n: call(n) for n in names}}
 

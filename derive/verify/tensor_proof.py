@@ -22,7 +22,7 @@ import sympy as sp
 from sympy.matrices.expressions.hadamard import HadamardPower, HadamardProduct
 
 from ..errors import DeriveError
-from ..functions import relu, sigmoid
+from ..functions import lookup
 from .guard import attempt
 
 PROOF_SECONDS = 1.0
@@ -31,9 +31,6 @@ MAX_OPS = 400  # simplify() is not tried on larger differences
 MM = sp.Function("MM")  # an ordered (non-commuting) matrix product of its arguments
 T = sp.Function("T")    # the transpose of its argument
 
-_FUNCS = {"exp": sp.exp, "log": sp.log, "ln": sp.log, "tanh": sp.tanh, "sqrt": sp.sqrt,
-          "sigmoid": sigmoid, "sigma": sigmoid, "relu": relu, "abs": sp.Abs,
-          "sin": sp.sin, "cos": sp.cos, "softplus": lambda a: sp.log(1 + sp.exp(a))}
 _BINARY = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b,
            "mul": lambda a, b: a * b, "div": lambda a, b: a / b,
            "pow": lambda a, b: a ** b}
@@ -66,8 +63,9 @@ def tree_entry(tree):
         return T(vals[0])
     if op == "outer":  # vectors are rows: outer(a, b) = a.T @ b
         return MM(T(vals[0]), vals[1])
-    if op in _FUNCS and len(vals) == 1 and not tree.kwargs:
-        return _FUNCS[op](vals[0])
+    row = lookup(op)
+    if row is not None and len(vals) == len(row.inputs) and not tree.kwargs:
+        return row.build(*vals)
     raise NoNormalForm(op)
 
 

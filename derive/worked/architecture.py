@@ -12,6 +12,7 @@ from ..parse import parse_call
 from .. import shapes
 from ..derivation import Derivation, Section, Step
 from ..errors import InputError, ShapeError, UnsupportedError
+from ..functions import ACTIVATIONS
 from ..problem import check_keys, get, problem_kind
 from .common import key_choice
 
@@ -363,11 +364,12 @@ def _recurrent_tex(gates, dirs, bias, nb, n_in, h):
 
 _LAYERS = {
     "linear": _linear, "conv2d": _conv, "conv1d": _conv1d, "maxpool": _pool, "avgpool": _pool,
-    "globalavgpool": _global_pool, "flatten": _flatten, "relu": _same, "batchnorm": _norm,
+    "globalavgpool": _global_pool, "flatten": _flatten, "batchnorm": _norm,
     "layernorm": _norm, "embedding": _embedding, "rnn": _recurrent, "lstm": _recurrent,
     "gru": _recurrent,
 }
-for _act in ("sigmoid", "tanh", "softmax", "gelu", "leakyrelu", "dropout", "identity"):
+# the activations of the function registry (every name and alias), softmax and dropout
+for _act in [n for row in ACTIVATIONS for n in row.names] + ["softmax", "dropout", "identity"]:
     _LAYERS[_act] = _same
 _ALIASES = {"fc": "linear", "dense": "linear", "conv": "conv2d", "pool": "maxpool",
             "maxpool2d": "maxpool", "avgpool2d": "avgpool", "maxpool1d": "maxpool",
