@@ -127,6 +127,20 @@ def test_derivative_matches_a_central_difference_of_the_numpy_form(row):
             assert d == pytest.approx(float(numeric), rel=1e-5, abs=1e-6), (row.name, point)
 
 
+def test_defined_makes_one_symbol_that_evaluates_and_differentiates_as_its_definition():
+    from derive.functions import sigmoid
+    from derive.functions.classes import defined
+
+    definition = lambda x: x * sigmoid(x)  # noqa: E731
+    derivative = lambda x: sigmoid(x) * (1 + x * (1 - sigmoid(x)))  # noqa: E731
+    f = defined("swish_test", definition, derivative)
+    x, third = sp.Symbol("x"), sp.Rational(1, 3)
+    assert f(sp.S.Zero) == 0 and f(x).diff(x) == derivative(x)
+    assert f(x).rewrite(sp.exp) == definition(x).rewrite(sp.exp)
+    assert abs(f(third).evalf(30) - definition(third).evalf(30)) < sp.Float("1e-29")
+    assert f(x).evalf() == f(x) and f(sp.Symbol("r", real=True)).is_real
+
+
 # -- every consumer reads it ----------------------------------------------------------------
 @pytest.mark.parametrize("name", sorted(BY_NAME))
 def test_the_parsers_accept_every_name_and_alias(name):

@@ -22,6 +22,7 @@ exponentials would leave round-off imaginary parts that make SymPy's zero tests 
 from __future__ import annotations
 
 import sympy as sp
+from mpmath.libmp import prec_to_dps
 
 
 class sigmoid(sp.Function):
@@ -258,7 +259,7 @@ def defined(name, definition, derivative):
         x = self.args[0]._eval_evalf(prec)
         if x is None:
             return None
-        return definition(x).evalf(sp.mpmath.libmp.prec_to_dps(prec))
+        return definition(x).evalf(prec_to_dps(prec))
 
     def _eval_is_real(self):
         return self.args[0].is_real
