@@ -158,9 +158,12 @@ class DeriveLatexPrinter(LatexPrinter):
         # the rules of _deal_with_super_sub below are for symbols, not function names
         self._function_name = True
         try:
-            return super()._hprint_Function(func)
+            name = super()._hprint_Function(func)
         finally:
             self._function_name = False
+        # a Greek name with a modifier (phiprime: {\phi}') is a symbol, not an operator name
+        greek = re.fullmatch(r"\\operatorname\{(\{\\[A-Za-z]+\}.*)\}", name)
+        return greek.group(1) if greek else name
 
     def _deal_with_super_sub(self, string, style="plain"):
         # A multi-letter name (xc, var, mean) is one symbol, not a product of letters:

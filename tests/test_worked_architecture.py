@@ -3,6 +3,7 @@ import pytest
 
 from derive.errors import InputError, ShapeError, UnsupportedError
 from derive.problem import solve_spec
+from reports.printer import latex
 
 CNN = ["conv2d(10, 3, padding=1)", "maxpool(2)", "conv2d(10, 3, padding=1)", "maxpool(2)",
        "flatten", "linear(3)"]
@@ -63,10 +64,11 @@ def test_output_size_kind_gives_both_answers_when_ambiguous():
 
 def test_each_layer_shows_its_formula():
     d = solve(input=[1, 28, 28], layers=CNN[:1])
-    step = next(s for s in d.sections[1].steps if s.lhs == r"\text{parameters}")
-    assert step.rhs[1] == r"\left(3 \cdot 3 \cdot 1 + 1\right) \cdot 10" and step.rhs[2] == 100
-    size = next(s for s in d.sections[1].steps if s.lhs == r"H_{\text{out}}")
-    assert "28 + 2 \\cdot 1 - 3" in size.rhs[1] and size.rhs[2] == 28
+    step = next(s for s in d.sections[1].steps if latex(s.lhs) == r"\text{parameters}")
+    assert latex(step.rhs[1]) == r"\left(3 \cdot 3 \cdot 1 + 1\right) \cdot 10"
+    assert step.rhs[2] == 100
+    size = next(s for s in d.sections[1].steps if latex(s.lhs) == "H_{out}")
+    assert "28 + 2 \\cdot 1 - 3" in latex(size.rhs[1]) and size.rhs[2] == 28
 
 
 def test_recurrent_and_embedding_against_torch():

@@ -8,15 +8,19 @@ channels-first ``[C, H, W]`` unless ``layout: hwc``; sequences are ``[T, d]``.
 """
 from __future__ import annotations
 
+import sympy as sp
+
 from ..parse import parse_call
 from .. import shapes
 from ..derivation import Derivation, Section, Step
 from ..errors import InputError, ShapeError, UnsupportedError
 from ..functions import ACTIVATIONS
 from ..problem import check_keys, get, problem_kind
-from .common import key_choice
+from ..stepforms import Word, minus, over, plus, times
+from .common import key_choice, symbol
 
 B = "B"  # the symbolic batch size, first in every activation shape
+PARAMETERS = Word("parameters")
 
 
 @problem_kind("architecture")
@@ -29,7 +33,7 @@ def architecture(spec, where):
     ctx = {"bias_vectors": key_choice(spec, "bias_vectors", where, (1, 2), 1)}
     d = Derivation(title=get(spec, "title", where, default="Parameters and shapes"),
                    kind="architecture")
-    d.sections.append(Section("Input", [Step(r"\text{input}", [_shape_tex(in_shape, layout)],
+    d.sections.append(Section("Input", [Step(Word("input"), [_shape(in_shape, layout)],
                                              "per example; the batch size B stays symbolic")]))
     shape, rows, total = in_shape, [], 0
     for i, text in enumerate(layers):
@@ -43,12 +47,12 @@ def architecture(spec, where):
             raise UnsupportedError(f"unknown layer kind {name!r} (known: {known})", where=lw)
         steps = []
         params, shape = _LAYERS[name](_Args(name, args, kwargs, lw), shape, steps, ctx)
-        steps.append(Step(r"\text{shape}", [_shape_tex(shape, layout)]))
+        steps.append(Step(Word("shape"), [_shape(shape, layout)]))
         d.sections.append(Section(f"Layer {i + 1}: {text}", steps))
         rows.append({"layer": text, "parameters": params, "shape": _shape_list(shape, layout)})
         total += params
-    d.sections.append(Section("Total", [Step(r"\text{parameters}", [
-        " + ".join(f"{r['parameters']:,}".replace(",", "{,}") for r in rows), total])]))
+    d.sections.append(Section("Total", [Step(PARAMETERS, [
+        plus(*[r["parameters"] for r in rows]), total])]))
     _conventions(d, layers, ctx)
     d.meta["total_parameters"] = total
     d.result = rows
@@ -73,10 +77,10 @@ def output_size(spec, where):
             kw = {"padding": p} if conv == "per_side" else {"total_padding": p}
             value = shapes.output_size(n, k, stride=s, dilation=dl, where=f"{where}: input", **kw)
             total = 2 * p if conv == "per_side" else p
-            k_eff = f"{dl} ({k} - 1) + 1" if dl != 1 else f"{k}"
-            steps.append(Step(rf"n_{{{axis + 1}}}", [
-                r"\left\lfloor \frac{n + P - k}{s} \right\rfloor + 1",
-                rf"\left\lfloor \frac{{{n} + {total} - {k_eff}}}{{{s}}} \right\rfloor + 1", value]))
+            k_eff = plus(times(dl, minus(k, 1)), 1) if dl != 1 else k
+            n_, P, k_, s_ = sp.symbols("n P k s")
+            steps.append(Step(symbol("n", axis + 1), [
+                _size_rule(n_, P, k_, s_), _size_rule(n, total, k_eff, s), value]))
             out.append(value)
         label = "per side (P = 2p)" if conv == "per_side" else "total (P = p)"
         d.sections.append(Section(f"Padding {_p_text(pad)} read as {label}", steps))
@@ -86,6 +90,11 @@ def output_size(spec, where):
                "both answers are given.")
     d.result = answers if mode == "ambiguous" else answers[mode]
     return d
+
+
+def _size_rule(n, P, k, s):
+    """floor((n + P - k) / s) + 1, as written."""
+    return plus(sp.floor(over(minus(plus(n, P), k), s), evaluate=False), 1)
 
 
 def _p_text(pad):
@@ -189,9 +198,10 @@ def _linear(a, shape, steps, ctx):
     n_in, n_out = shape[-1], a.size(o["out_features"], "output features")
     bias = a.flag(o["bias"], "bias")
     params = shapes.linear_params(n_in, n_out, bias)
-    steps.append(Step(r"\text{parameters}", [
-        r"n_{\text{in}} n_{\text{out}}" + (r" + n_{\text{out}}" if bias else ""),
-        rf"{n_in} \cdot {n_out}" + (f" + {n_out}" if bias else ""), params]))
+    n_in_, n_out_ = sp.symbols("n_in n_out")
+    steps.append(Step(PARAMETERS, [
+        plus(times(n_in_, n_out_), n_out_) if bias else times(n_in_, n_out_),
+        plus(times(n_in, n_out), n_out) if bias else times(n_in, n_out), params]))
     return params, shape[:-1] + (n_out,)
 
 
@@ -214,13 +224,13 @@ def _conv(a, shape, steps, ctx, dims=2):
     total = None if o["total_padding"] is None else fix(o["total_padding"], "total padding", 0)
     bias, groups = a.flag(o["bias"], "bias"), a.size(o["groups"], "groups")
     params = shapes.conv_params(c_in, c_out, tuple(k), bias, groups)
-    taps = r" \cdot ".join(map(str, k))
-    c_tex = f"{c_in}/{groups}" if groups > 1 else f"{c_in}"
-    k_sym = r"k_h k_w" if dims == 2 else "k"
-    steps.append(Step(r"\text{parameters}", [
-        rf"\left({k_sym} C_{{\text{{in}}}}{'/g' if groups > 1 else ''}"
-        rf"{' + 1' if bias else ''}\right) C_{{\text{{out}}}}",
-        rf"\left({taps} \cdot {c_tex}{' + 1' if bias else ''}\right) \cdot {c_out}", params]))
+    c_in_, c_out_, g_ = sp.symbols("C_in C_out g")
+    k_syms = sp.symbols("k_h k_w") if dims == 2 else (sp.Symbol("k"),)
+    per_out = times(*k_syms, over(c_in_, g_) if groups > 1 else c_in_)
+    per_out_n = times(*k, over(c_in, groups) if groups > 1 else c_in)
+    steps.append(Step(PARAMETERS, [
+        times(plus(per_out, 1) if bias else per_out, c_out_),
+        times(plus(per_out_n, 1) if bias else per_out_n, c_out), params]))
     sizes = _window_sizes(a, shape[1:], k, s, pad, total, dil, steps)
     return params, (c_out,) + sizes
 
@@ -243,16 +253,15 @@ def _window_sizes(a, sizes, k, s, pad, total, dil, steps, ceil_mode=False):
         if total is None:
             value = shapes.output_size(sizes[i], k[i], s[i], pad[i], dilation=dil[i],
                                        ceil_mode=ceil_mode, where=a.where)
-            p_sym, p_num = "2p", f"2 \\cdot {pad[i]}"
+            p_sym, p_num = 2 * sp.Symbol("p"), times(2, pad[i])
         else:
             value = shapes.output_size(sizes[i], k[i], s[i], total_padding=total[i],
                                        dilation=dil[i], ceil_mode=ceil_mode, where=a.where)
-            p_sym, p_num = "P", f"{total[i]}"
-        k_num = f"{dil[i]} ({k[i]} - 1) + 1" if dil[i] != 1 else f"{k[i]}"
-        steps.append(Step(rf"{axis}_{{\text{{out}}}}", [
-            rf"\left\lfloor \frac{{{axis} + {p_sym} - k}}{{s}} \right\rfloor + 1",
-            rf"\left\lfloor \frac{{{sizes[i]} + {p_num} - {k_num}}}{{{s[i]}}} \right\rfloor + 1",
-            value]))
+            p_sym, p_num = sp.Symbol("P"), total[i]
+        k_num = plus(times(dil[i], minus(k[i], 1)), 1) if dil[i] != 1 else k[i]
+        steps.append(Step(sp.Symbol(f"{axis}_out"), [
+            _size_rule(sp.Symbol(axis), p_sym, sp.Symbol("k"), sp.Symbol("s")),
+            _size_rule(sizes[i], p_num, k_num, s[i]), value]))
         out.append(value)
     return tuple(out)
 
@@ -269,7 +278,7 @@ def _pool(a, shape, steps, ctx):
     pad = fix(o["padding"], "padding", 0)
     sizes = _window_sizes(a, shape[1:], k, s, pad, None, [1] * dims, steps,
                           ceil_mode=a.flag(o["ceil_mode"], "ceil_mode"))
-    steps.insert(0, Step(r"\text{parameters}", [0], "pooling has no parameters"))
+    steps.insert(0, Step(PARAMETERS, [0], "pooling has no parameters"))
     return 0, (shape[0],) + sizes
 
 
@@ -277,22 +286,22 @@ def _global_pool(a, shape, steps, ctx):
     a.bind([], {})
     if len(shape) not in (2, 3):
         _need(a, shape, 3, "a [C, H, W] or [C, L] input")
-    steps.append(Step(r"\text{parameters}", [0], "one average per channel"))
+    steps.append(Step(PARAMETERS, [0], "one average per channel"))
     return 0, (shape[0],)
 
 
 def _flatten(a, shape, steps, ctx):
     a.bind([], {})
     n = shapes.numel(shape)
-    steps.append(Step(r"\text{parameters}", [0]))
-    steps.append(Step(r"\text{features}", [r" \cdot ".join(map(str, shape)), n]))
+    steps.append(Step(PARAMETERS, [0]))
+    steps.append(Step(Word("features"), [times(*shape), n]))
     return 0, (n,)
 
 
 def _same(a, shape, steps, ctx):
     """Activations and dropout: no parameters, same shape."""
     a.bind(["p", "negative_slope", "dim"], {"p": None, "negative_slope": None, "dim": None})
-    steps.append(Step(r"\text{parameters}", [0], "element-wise: the shape is unchanged"))
+    steps.append(Step(PARAMETERS, [0], "element-wise: the shape is unchanged"))
     return 0, shape
 
 
@@ -301,21 +310,21 @@ def _norm(a, shape, steps, ctx):
     LayerNorm: per normalised feature (all of C x H x W for an image, else the last size)."""
     o = a.bind(["num_features", "affine"], {"num_features": None, "affine": 1})
     affine = a.flag(o["affine"], "affine")
+    C, H, W, d = sp.symbols("C H W d")
     if a.name == "batchnorm":
         feats = shape[0] if len(shape) == 3 else shape[-1]
-        what = "2 C" if len(shape) == 3 else "2 d"
+        what = 2 * C if len(shape) == 3 else 2 * d
         note = "a scale and a shift per channel; the running mean and variance are buffers"
     else:
         feats = shapes.numel(shape) if len(shape) == 3 else shape[-1]
-        what = r"2 \cdot C H W" if len(shape) == 3 else "2 d"
+        what = 2 * C * H * W if len(shape) == 3 else 2 * d
         note = "a scale and a shift per normalised feature"
     given = o["num_features"]
     if given is not None and a.size(given, "num_features") != feats:
         raise ShapeError(f"{a.name} was given {given} features but its input "
                          f"{'x'.join(map(str, shape))} has {feats}", where=a.where)
     params = shapes.norm_params(feats, affine)
-    steps.append(Step(r"\text{parameters}", [what, rf"2 \cdot {feats}", params] if affine
-                      else [0], note))
+    steps.append(Step(PARAMETERS, [what, times(2, feats), params] if affine else [0], note))
     return params, shape
 
 
@@ -325,7 +334,7 @@ def _embedding(a, shape, steps, ctx):
     if len(shape) != 1:
         _need(a, shape, 1, "a [T] sequence of token ids")
     params = shapes.embedding_params(n, dim)
-    steps.append(Step(r"\text{parameters}", [r"V d", rf"{n} \cdot {dim}", params]))
+    steps.append(Step(PARAMETERS, [sp.Symbol("V") * sp.Symbol("d"), times(n, dim), params]))
     return params, shape + (dim,)
 
 
@@ -344,22 +353,24 @@ def _recurrent(a, shape, steps, ctx):
     total, n_in = 0, shape[1]
     for layer in range(layers):
         p = dirs * shapes.recurrent_params(a.name, n_in, h, bias, nb)
-        lhs = rf"\text{{parameters}}_{{{layer + 1}}}" if layers > 1 else r"\text{parameters}"
-        steps.append(Step(lhs, [*_recurrent_tex(gates, dirs, bias, nb, n_in, h), p]))
+        lhs = Word(f"parameters of layer {layer + 1}") if layers > 1 else PARAMETERS
+        steps.append(Step(lhs, [*_recurrent_count(gates, dirs, bias, nb, n_in, h), p]))
         total += p
         n_in = dirs * h
     out = (shape[0], dirs * h) if a.flag(o["return_sequences"], "return_sequences") else (dirs * h,)
     return total, out
 
 
-def _recurrent_tex(gates, dirs, bias, nb, n_in, h):
-    """(symbolic, substituted) count ``dirs * gates * (h (d + h) + nb h)`` as LaTeX."""
-    lead = ("2 " if dirs == 2 else "") + (f"{gates} " if gates > 1 else "")
-    lead_num = ("2 \\cdot " if dirs == 2 else "") + (f"{gates} \\cdot " if gates > 1 else "")
-    b_sym = (f" + {nb} h" if nb > 1 else " + h") if bias else ""
-    b_num = (f" + {nb} \\cdot {h}" if nb > 1 else f" + {h}") if bias else ""
-    return (rf"{lead}\left(h (d + h){b_sym}\right)",
-            rf"{lead_num}\left({h} \cdot ({n_in} + {h}){b_num}\right)")
+def _recurrent_count(gates, dirs, bias, nb, n_in, h):
+    """(symbolic, substituted) count ``dirs * gates * (h (d + h) + nb h)``, as written."""
+    lead = [2] * (dirs == 2) + [gates] * (gates > 1)
+
+    def count(h, d):
+        weights = times(h, plus(d, h))
+        body = plus(weights, times(nb, h) if nb > 1 else h) if bias else weights
+        return times(*lead, body)
+
+    return count(*sp.symbols("h d")), count(h, n_in)
 
 
 _LAYERS = {
@@ -395,5 +406,7 @@ def _shape_list(shape, layout):
     return [B, *shape]
 
 
-def _shape_tex(shape, layout):
-    return r" \times ".join(str(s) for s in _shape_list(shape, layout))
+def _shape(shape, layout):
+    """The activation shape (B, C, H, W) with the batch size B symbolic."""
+    return sp.Tuple(*[sp.Symbol(s) if isinstance(s, str) else s
+                      for s in _shape_list(shape, layout)])

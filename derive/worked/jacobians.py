@@ -20,16 +20,30 @@ from ..derivation import Derivation, Section, Step
 from ..errors import InputError, ShapeError
 from ..functions import sigmoid
 from ..problem import check_keys, get, problem_kind
-from .common import array, key_choice, key_int, tidy, with_approx
+from ..stepforms import Norm, plus, times
+from .common import array, key_choice, key_int, symbol, tidy, with_approx
 
-_ACT = {  # name -> (phi, phi' as a function of a, gamma = sup |phi'|, LaTeX of phi')
-    "tanh": (sp.tanh, lambda a: 1 - sp.tanh(a) ** 2, sp.Integer(1), r"1 - \tanh^2(a)"),
+_ACT = {  # name -> (phi, phi' at a number, gamma = sup |phi'|, phi' as an expression)
+    "tanh": (sp.tanh, lambda a: 1 - sp.tanh(a) ** 2, sp.Integer(1),
+             lambda a: 1 - sp.tanh(a) ** 2),
     "sigmoid": (sigmoid, lambda a: sigmoid(a) * (1 - sigmoid(a)), sp.Rational(1, 4),
-                r"\sigma(a)\,(1 - \sigma(a))"),
+                lambda a: times(sigmoid(a), 1 - sigmoid(a))),
     "relu": (lambda a: sp.Max(a, 0), lambda a: sp.Integer(1 if a > 0 else 0), sp.Integer(1),
-             r"H(a),\ H(0) = 0"),
-    "linear": (lambda a: a, lambda a: sp.Integer(1), sp.Integer(1), "1"),
+             lambda a: sp.Heaviside(a, 0)),
+    "linear": (lambda a: a, lambda a: sp.Integer(1), sp.Integer(1), lambda a: sp.Integer(1)),
 }
+PHI, PHI_PRIME, DIAG = sp.Function("phi"), sp.Function("phiprime"), sp.Function("diag")
+GAMMA = sp.Symbol("gamma")
+
+
+def _matrix_symbol(name, *subscripts):
+    """A matrix or vector named in a product, kept in its place (noncommutative)."""
+    return sp.Symbol("_".join([name] + [str(s) for s in subscripts]), commutative=False)
+
+
+def _d(h, t, s):
+    """The Jacobian d h_t / d h_s."""
+    return sp.Derivative(symbol(h, t), symbol(h, s))
 
 
 @problem_kind("rnn_jacobian")
@@ -93,7 +107,7 @@ def mlp_jacobian(spec, where):
 # -- shared ------------------------------------------------------------------------------------
 def _chain(d, spec, where, Ws, U, inputs, n0, default_act, h):
     act = key_choice(spec, "activation", where, tuple(_ACT), default_act)
-    phi, dphi, gamma, dphi_tex = _ACT[act]
+    phi, dphi, gamma, dphi_form = _ACT[act]
     b = spec.get("b")
     h_prev = _col(spec["h0"], f"{where}: h0") if "h0" in spec else sp.zeros(n0, 1)
     if h_prev.shape[0] != n0:
@@ -102,7 +116,9 @@ def _chain(d, spec, where, Ws, U, inputs, n0, default_act, h):
     exact = act == "linear"
     if not exact:
         d.note(f"{act} values are transcendental: they are evaluated to 15 digits.")
-    d.note(f"phi = {act}, phi'(a) = {dphi_tex.replace(chr(92), '')}, gamma = max|phi'| = {gamma}.")
+    a_ = sp.Symbol("a")
+    d.note(f"phi = {act}, phi'(a) = {dphi_form(a_)}"
+           + (", H(0) = 0" if act == "relu" else "") + f", gamma = max|phi'| = {gamma}.")
     P = sp.eye(n0)
     bound = sp.Integer(1)
     for t, (W, x) in enumerate(zip(Ws, inputs), 1):
@@ -117,19 +133,18 @@ def _chain(d, spec, where, Ws, U, inputs, n0, default_act, h):
         P = (J * P).applyfunc(tidy)
         norm_w = _spectral(W)
         bound = bound * gamma * norm_w
-        steps += [Step(f"a_{{{t}}}", [_local(h, t, x is not None, b is not None), _show(a)]),
-                  Step(f"{h}_{{{t}}}", [rf"\{act}(a_{{{t}}})" if act in ("tanh",) else
-                                        rf"\phi(a_{{{t}}})", _show(h_prev)]),
-                  Step(rf"\phi'(a_{{{t}}})", [dphi_tex.replace("(a)", f"(a_{{{t}}})"),
-                                              _show(deriv)]),
-                  Step(rf"J_{{{t}}} = \frac{{\partial {h}_{{{t}}}}}{{\partial {h}_{{{t - 1}}}}}",
-                       [rf"\operatorname{{diag}}(\phi'(a_{{{t}}}))\,W", _show(J)]),
-                  Step(rf"\frac{{\partial {h}_{{{t}}}}}{{\partial {h}_{{0}}}}",
-                       [rf"J_{{{t}}} \frac{{\partial {h}_{{{t - 1}}}}}{{\partial {h}_{{0}}}}",
-                        _show(P)]),
-                  Step(rf"\left\|\frac{{\partial {h}_{{{t}}}}}{{\partial {h}_{{0}}}}\right\|",
-                       [*with_approx(_spectral(P))],
-                       f"bound (gamma ||W||)^t = {sp.N(bound, 6)}")]
+        a_t = symbol("a", t)
+        w_t = _matrix_symbol("W") if h == "h" else _matrix_symbol("W", t)
+        steps += [Step(a_t, [_local(h, t, x is not None, b is not None), _show(a)]),
+                  Step(symbol(h, t), [sp.tanh(a_t) if act == "tanh" else PHI(a_t),
+                                      _show(h_prev)]),
+                  Step(PHI_PRIME(a_t), [dphi_form(a_t), _show(deriv)]),
+                  Step(symbol("J", t), [_d(h, t, t - 1), times(DIAG(PHI_PRIME(a_t)), w_t),
+                                        _show(J)]),
+                  Step(_d(h, t, 0), [times(symbol("J", t), _d(h, t - 1, 0)), _show(P)]),
+                  Step(Norm(_d(h, t, 0)), [*with_approx(_spectral(P))]),
+                  Step(times(GAMMA, Norm(w_t)) ** t, [*with_approx(tidy(bound))],
+                       "the bound on that norm after this step")]
         d.sections.append(Section(f"{'Step' if h == 'h' else 'Layer'} {t}", steps))
     T = len(Ws)
     d.sections.append(_bound_section(h, T, gamma, Ws, bound, P))
@@ -140,15 +155,17 @@ def _chain(d, spec, where, Ws, U, inputs, n0, default_act, h):
 def _bound_section(h, T, gamma, Ws, bound, P):
     same = all(W == Ws[0] for W in Ws)
     factor = gamma * _spectral(Ws[0]) if same else None
+    t = sp.Symbol("t", integer=True, positive=True)
+    a_t, w_t = sp.Symbol("a_t"), _matrix_symbol("W_t")
     steps = [
-        Step(rf"\frac{{\partial {h}_{{{T}}}}}{{\partial {h}_{{0}}}}",
-             [rf"\prod_{{t={T}}}^{{1}} \operatorname{{diag}}(\phi'(a_t))\,W_t"]),
-        Step(rf"\left\|\frac{{\partial {h}_{{{T}}}}}{{\partial {h}_{{0}}}}\right\|",
-             [r"\prod_t \|\operatorname{diag}(\phi'(a_t))\|\,\|W_t\| \le \prod_t \gamma \|W_t\|",
-              *with_approx(tidy(bound))], "the product of the per-step bounds"),
+        Step(_d(h, T, 0), [sp.Product(times(DIAG(PHI_PRIME(a_t)), w_t), (t, T, 1))]),
+        Step(Norm(_d(h, T, 0)), [
+            sp.Le(sp.Product(times(Norm(DIAG(PHI_PRIME(a_t))), Norm(w_t)), (t, 1, T)),
+                  sp.Product(times(GAMMA, Norm(w_t)), (t, 1, T))),
+            *with_approx(tidy(bound))], "the product of the per-step bounds"),
     ]
     if same:
-        steps.append(Step(r"\gamma \|W\|", [*with_approx(tidy(factor))]))
+        steps.append(Step(times(GAMMA, Norm(_matrix_symbol("W"))), [*with_approx(tidy(factor))]))
         if factor < 1:
             verdict = (f"gamma ||W|| = {sp.N(factor, 4)} < 1: the gradient vanishes at least "
                        f"like {sp.N(factor, 4)}^T (sufficient condition).")
@@ -213,5 +230,11 @@ def _plain(M):
 
 
 def _local(h, t, has_x, has_b):
-    text = rf"W {h}_{{{t - 1}}}" if h == "h" else rf"W_{{{t}}} {h}_{{{t - 1}}}"
-    return text + (rf" + U x_{{{t}}}" if has_x else "") + (" + b" if has_b else "")
+    """``W h_{t-1} + U x_t + b`` (``W_t a_{t-1} + b`` in a layer) as written."""
+    w = _matrix_symbol("W") if h == "h" else _matrix_symbol("W", t)
+    terms = [w * _matrix_symbol(h, t - 1)]
+    if has_x:
+        terms.append(_matrix_symbol("U") * _matrix_symbol("x", t))
+    if has_b:
+        terms.append(_matrix_symbol("b"))
+    return plus(*terms)
