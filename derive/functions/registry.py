@@ -36,7 +36,7 @@ import sympy as sp
 
 from ..errors import InputError
 from . import numeric as N
-from .classes import (elu, gelu_tanh, leaky_relu, maximum, minimum, real_abs, relu,
+from .classes import (defined, elu, gelu_tanh, leaky_relu, maximum, minimum, real_abs, relu,
                       sigmoid, softplus, step)
 
 
@@ -165,6 +165,11 @@ _ZERO_GRADIENT = ("The step function H (H(0) = 0) has zero gradient almost every
                   "(it is undefined at 0); no gradient flows through it.")
 
 
+silu = defined("silu", lambda x: x * sigmoid(x),
+               lambda x: sigmoid(x) * (1 + x * (1 - sigmoid(x))))
+mish = defined("mish", lambda x: x * sp.tanh(softplus(x)),
+               lambda x: sp.tanh(softplus(x)) + x * sigmoid(x) * (1 - sp.tanh(softplus(x)) ** 2))
+
 FUNCTIONS = (
     # -- functions ------------------------------------------------------------------------------
     Function("exp", sp.exp, np.exp, "np.exp({x})", N.c_exp, tex_commands=(r"\exp",)),
@@ -235,6 +240,13 @@ FUNCTIONS = (
     Function("step", step, N.step, "({one} if {x} > 0 else {zero})",
              N.real_only(lambda v: 1.0 if v > 0 else 0.0), "H", _ZERO_GRADIENT,
              activation="Step", doc="``a = H(x)`` (H(0) = 0): zero gradient almost everywhere."),
+    Function("silu", silu, lambda x: x * N.sigmoid(x), composed(silu.definition),
+             N.real_only(lambda v: v * N.r_sigmoid(v)), r"\operatorname{SiLU}",
+             aliases=("swish",), activation="SiLU", torch=("silu", {}),
+             doc="``a = x σ(x)`` (SiLU, swish)."),
+    Function("mish", mish, lambda x: x * np.tanh(N.softplus(x)), composed(mish.definition),
+             N.real_only(lambda v: v * math.tanh(N.r_softplus(v))), r"\operatorname{Mish}",
+             activation="Mish", torch=("mish", {}), doc="``a = x tanh(softplus(x))`` (Mish)."),
 )
 
 #: Conventions a derivation states, by SymPy class name (a Piecewise is not a function,
