@@ -160,4 +160,13 @@ def _key_tex(key, names):
 def _cell(v, names):
     if v is None or isinstance(v, str):
         return "" if v is None else v
-    return Math(value_tex(v, names))
+    return Math(_nested_tex(v, names))
+
+
+def _nested_tex(v, names):
+    """A value of a result, mappings and lists of words included (``score: -1.20397``)."""
+    if isinstance(v, dict):
+        return r",\ ".join("%s: %s" % (text_math(k), _nested_tex(x, names)) for k, x in v.items())
+    if isinstance(v, (list, tuple)) and v and all(isinstance(x, str) for x in v):
+        return text_math(" ".join(v))  # a sequence of words (tokens)
+    return text_math(v) if isinstance(v, str) else value_tex(v, names)

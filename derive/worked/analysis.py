@@ -203,13 +203,13 @@ def _symbolic_kernel(size, i, where):
     letter = "abcdefgh"[i % 8]
     if len(size) == 1:
         return [sp.Symbol(f"{letter}_{a}") for a in range(size[0])]
-    return [[sp.Symbol(f"{letter}_{{{a}{b}}}") for b in range(size[1])] for a in range(size[0])]
+    return [[sp.Symbol(f"{letter}_{a}{b}") for b in range(size[1])] for a in range(size[0])]
 
 
 def _symbolic_input(size):
     if len(size) == 1:
         return [sp.Symbol(f"x_{i}") for i in range(size[0])]
-    return [[sp.Symbol(f"x_{{{i},{j}}}") for j in range(size[1])] for i in range(size[0])]
+    return [[sp.Symbol(f"x_{i}_{j}") for j in range(size[1])] for i in range(size[0])]
 
 
 def _correlate(x, k, stride, bias):

@@ -16,7 +16,7 @@ from ..errors import InputError, ShapeError
 from ..problem import check_keys, get, problem_kind
 from ..stepforms import Word, minus, plus, power, root, times
 from .common import (EXACT_NOTE, all_exact, array, key_choice, key_int, key_number, matrix,
-                     products, symbol, tidy, with_approx)
+                     products, said, symbol, tidy, with_approx)
 
 W, B, ETA, X_, Y_, YHAT = sp.symbols("w b eta x y yhat")
 
@@ -47,7 +47,7 @@ def perceptron(spec, where):
                    kind="perceptron")
     d.note(f"Prediction y_hat = step(w . x + b) with step(z) = 1 for z > 0, 0 for z < 0 and "
            f"step(0) = {at_zero}. Update on every example: w <- w + eta (y - y_hat) x, "
-           f"b <- b + eta (y - y_hat), eta = {lr}.")
+           f"b <- b + eta (y - y_hat), eta = {said(lr)}.")
     if all_exact(X, w, b, lr):
         d.note(EXACT_NOTE)
     seen, converged = {}, False

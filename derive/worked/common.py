@@ -140,6 +140,14 @@ def with_approx(value):
     return [value, approx(value)]
 
 
+def said(value):
+    """A number of the problem as plain text for a note or a title: a float as the file wrote
+    it (``0.01``, not ``0.0100000000000000``), an exact number as SymPy writes it (``9/10``)."""
+    if isinstance(value, (sp.Float, float)):
+        return repr(float(value))
+    return str(value)
+
+
 def mean(values):
     """The arithmetic mean of a list of numbers (exact when they are)."""
     return sp.Add(*values) / len(values)

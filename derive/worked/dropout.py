@@ -15,7 +15,7 @@ from ..errors import InputError, ShapeError
 from ..problem import check_keys, get, problem_kind
 from ..stepforms import Expectation, Variance, minus, over, plus, power, times
 from .common import (EXACT_NOTE, all_exact, array, entry, key_bool, key_choice, matrix, number,
-                     shape, tidy, tolist)
+                     said, shape, tidy, tolist)
 
 P, M, X = sp.symbols("p m x")
 X_I = sp.Symbol("x_i")
@@ -36,8 +36,8 @@ def dropout(spec, where):
     d = Derivation(title=get(spec, "title", where, default="Dropout by hand"), kind="dropout")
     if all_exact(x, p):
         d.note(EXACT_NOTE)
-    d.note(f"p = {p} is the probability of dropping a unit; each unit is kept with "
-           f"probability 1 - p = {q}.")
+    d.note(f"p = {said(p)} is the probability of dropping a unit; each unit is kept with "
+           f"probability 1 - p = {said(q)}.")
     d.note("Inverted dropout: kept units are scaled by 1/(1 - p) during training; evaluation "
            "is the identity." if inverted else
            "Classic dropout: training only masks; evaluation scales every unit by 1 - p.")

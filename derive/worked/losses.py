@@ -15,7 +15,7 @@ from ..functions import sigmoid
 from ..problem import check_keys, get, problem_kind
 from ..stepforms import minus, over, plus, power, times
 from .common import (EXACT_NOTE, all_exact, array, key_bool, key_choice, key_number, matrix, mean,
-                     shape, symbol, tidy, with_approx)
+                     said, shape, symbol, tidy, with_approx)
 
 _j, _i, _N = sp.symbols("j i N", integer=True, positive=True)
 
@@ -43,7 +43,7 @@ def svm_loss(spec, where):
     scores, labels, classes, single = _classification(spec, where)
     margin = key_number(spec, "margin", where, sp.Integer(1))
     d = _start(spec, where, "svm_loss", "Multiclass SVM loss by hand", scores)
-    d.note(f"Multiclass SVM (hinge) loss with margin Delta = {margin}: "
+    d.note(f"Multiclass SVM (hinge) loss with margin Delta = {said(margin)}: "
            "L_i = sum over j != y_i of max(0, s_j - s_{y_i} + Delta).")
     losses = [_svm_example(d, s, y, margin, i, classes, single) for i, (s, y) in
               enumerate(zip(scores, labels))]

@@ -14,7 +14,7 @@ from ..errors import InputError, ShapeError
 from ..problem import check_keys, get, problem_kind
 from ..stepforms import minus, over, plus, power, root, times
 from .common import (EXACT_NOTE, all_exact, array, dims, entry, key_choice, key_number, matrix,
-                     shape, symbol, tidy)
+                     said, shape, symbol, tidy)
 
 EPS, M = sp.symbols("epsilon m")
 
@@ -211,7 +211,7 @@ def _running_update(d, X, running, momentum):
                 plus(times(1 - momentum, running[1][j]), times(momentum, tidy(unbiased))),
                 new_var]))
     d.sections.append(Section("Running statistics after this batch", steps,
-                              text=f"Momentum m = {momentum}. The running variance uses the "
+                              text=f"Momentum m = {said(momentum)}. The running variance uses the "
                                    "unbiased batch variance (divide by n - 1), as PyTorch does."))
 
 

@@ -16,7 +16,7 @@ from ..parse import check_identifier, parse
 from ..problem import check_keys, get, problem_kind
 from ..stepforms import Grad, minus, over, plus, power, root, substitute, times
 from .common import (EXACT_NOTE, all_exact, array, key_bool, key_choice, key_int, key_number,
-                     symbol, tidy)
+                     said, symbol, tidy)
 from .schedules import Schedule
 
 # the symbols of the update equations
@@ -146,7 +146,7 @@ class _Run:
             d.note(f"Learning rate from the {self.schedule.describe()}; step t uses "
                    "its value at t - 1.")
         if self.wd != 0 and self.name != "adamw":
-            d.note(f"Weight decay {self.wd} is added to the gradient (L2): g <- g + "
+            d.note(f"Weight decay {said(self.wd)} is added to the gradient (L2): g <- g + "
                    "lambda * theta, as torch.optim does.")
         if self.function is not None:
             f = sp.Symbol("f")
@@ -350,33 +350,35 @@ _UPDATES = {"sgd": _sgd, "momentum": _momentum, "nesterov": _nesterov, "adagrad"
 
 def _eps_note(run):
     where = "inside" if run.eps_inside else "outside (as torch.optim)"
-    return f" eps = {run.eps}, {where} the square root."
+    return f" eps = {said(run.eps)}, {where} the square root."
 
 
 _NOTES = {
     "sgd": lambda r: "SGD: theta_t = theta_{t-1} - eta g_t.",
     "momentum": lambda r: (
         f"Momentum, {'EMA' if r.form == 'ema' else 'sum (PyTorch / heavy-ball)'} form with "
-        f"coefficient {r.hp['momentum']}: "
+        f"coefficient {said(r.hp['momentum'])}: "
         + ("u_t = beta u_{t-1} + (1 - beta) g_t, theta_t = theta_{t-1} - eta u_t. "
            "The EMA form needs a learning rate 1/(1 - beta) times larger to match the sum form."
            if r.form == "ema" else
            "v_t = rho v_{t-1} + g_t, theta_t = theta_{t-1} - eta v_t (v_0 = 0).")),
     "nesterov": lambda r: (
-        f"Nesterov momentum mu = {r.hp['momentum']}, "
+        f"Nesterov momentum mu = {said(r.hp['momentum'])}, "
         + ("lookahead form (Sutskever et al.): the gradient is taken at theta + mu v."
            if r.nesterov_form == "lookahead" else
            "PyTorch form: v_t = mu v_{t-1} + g_t, theta_t = theta_{t-1} - eta (g_t + mu v_t); "
            "it is the lookahead form rewritten so that only the gradient at theta is needed.")),
-    "adagrad": lambda r: (f"AdaGrad: G_t = G_{{t-1}} + g_t^2 (G_0 = {r.hp['initial_accumulator']}),"
-                          " theta_t = theta_{t-1} - eta g_t / (sqrt(G_t) + eps)." + _eps_note(r)),
-    "rmsprop": lambda r: (f"RMSProp with rho = {r.hp['rho']}: s_t = rho s_{{t-1}} + (1 - rho) "
-                          "g_t^2, theta_t = theta_{t-1} - eta g_t / (sqrt(s_t) + eps)."
-                          + _eps_note(r)),
-    "adam": lambda r: (f"Adam with beta1 = {r.hp['beta1']}, beta2 = {r.hp['beta2']} and bias "
+    "adagrad": lambda r: ("AdaGrad: G_t = G_{t-1} + g_t^2 "
+                          f"(G_0 = {said(r.hp['initial_accumulator'])}), "
+                          "theta_t = theta_{t-1} - eta g_t / (sqrt(G_t) + eps)." + _eps_note(r)),
+    "rmsprop": lambda r: (f"RMSProp with rho = {said(r.hp['rho'])}: "
+                          "s_t = rho s_{t-1} + (1 - rho) g_t^2, "
+                          "theta_t = theta_{t-1} - eta g_t / (sqrt(s_t) + eps)." + _eps_note(r)),
+    "adam": lambda r: (f"Adam with beta1 = {said(r.hp['beta1'])}, "
+                       f"beta2 = {said(r.hp['beta2'])} and bias "
                        "correction m_hat = m / (1 - beta1^t), v_hat = v / (1 - beta2^t)."
                        + _eps_note(r)),
-    "adamw": lambda r: (f"AdamW: decoupled weight decay lambda = {r.wd} shrinks theta by "
-                        f"(1 - eta lambda) before the Adam step (beta1 = {r.hp['beta1']}, "
-                        f"beta2 = {r.hp['beta2']})." + _eps_note(r)),
+    "adamw": lambda r: (f"AdamW: decoupled weight decay lambda = {said(r.wd)} shrinks theta by "
+                        f"(1 - eta lambda) before the Adam step (beta1 = {said(r.hp['beta1'])}, "
+                        f"beta2 = {said(r.hp['beta2'])})." + _eps_note(r)),
 }

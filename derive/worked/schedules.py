@@ -13,7 +13,7 @@ from ..derivation import Derivation, Section, Step
 from ..errors import InputError
 from ..problem import check_keys, get, problem_kind
 from ..stepforms import minus, over, plus, power, root, times
-from .common import EXACT_NOTE, all_exact, key_int, key_number, symbol, tidy, with_approx
+from .common import EXACT_NOTE, all_exact, key_int, key_number, said, symbol, tidy, with_approx
 
 ETA, GAMMA, T_, STEP_SIZE, ETA_MIN, ETA_END, W, S, t_ = sp.symbols(
     "eta gamma T step_size eta_min eta_end w s t")
@@ -90,8 +90,8 @@ class Schedule:
     def describe(self):
         """One sentence naming the schedule and its parameters."""
         extra = {k: getattr(self, k) for k in self.keys if getattr(self, k) is not None}
-        args = ", ".join(f"{k} = {v}" for k, v in extra.items())
-        return f"{self.name} schedule (eta = {self.lr}{', ' + args if args else ''})"
+        args = ", ".join(f"{k} = {said(v)}" for k, v in extra.items())
+        return f"{self.name} schedule (eta = {said(self.lr)}{', ' + args if args else ''})"
 
 
 @problem_kind("schedule")
