@@ -87,8 +87,11 @@ class Gradient:
 class Step:
     """A worked step ``lhs = rhs[0] = rhs[1] = ...`` with an optional remark.
 
-    ``lhs`` and the items of ``rhs`` are SymPy objects or LaTeX strings (a string is
-    taken as LaTeX as-is; give plain words through ``note``).
+    ``lhs`` and the items of ``rhs`` are SymPy objects: expressions, numbers, matrices,
+    arithmetic as written and the few forms SymPy lacks (words, a decimal, argmax...), all
+    from :mod:`derive.stepforms`; ``reports`` typesets them. Plain words go in ``note``.
+    (A ``str`` is still taken as LaTeX as-is, for Derivations built by hand; derive
+    writes none.)
     """
 
     lhs: Any

@@ -102,7 +102,7 @@ def _epoch(d, X, y, w, b, lr, at_zero, epoch):
             plus(times(w[0], x[0]), b)
         steps.append(Step(symbol("z", i + 1),
                           [plus(sp.DotProduct(sp.MatrixSymbol("w", len(x), 1), x_i), B), dot, z],
-                          f"x = ({', '.join(map(str, x))}), y = {target}, y_hat = {pred}"))
+                          f"x = ({', '.join(map(said, x))}), y = {target}, y_hat = {pred}"))
         if err != 0:
             mistakes += 1
             w = [tidy(wi + lr * err * xi) for wi, xi in zip(w, x)]
@@ -193,7 +193,7 @@ def _classify(d, X, labels, q, k, metric, j, n_q):
     steps.append(Step(Word("votes"), [sp.Dict({Word(str(lab)): c for lab, c in votes.items()})]))
     steps.append(Step(YHAT, [Word(str(winner))]))
     title = f"{metric.upper()} distance" + (f", query {j + 1}" if n_q > 1 else "")
-    d.sections.append(Section(title, steps, text=f"Query q = ({', '.join(map(str, q))})."))
+    d.sections.append(Section(title, steps, text=f"Query q = ({', '.join(map(said, q))})."))
     return winner
 
 
