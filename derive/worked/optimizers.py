@@ -16,7 +16,7 @@ from ..parse import check_identifier, parse
 from ..problem import check_keys, get, problem_kind
 from ..stepforms import Grad, minus, over, plus, power, root, substitute, times
 from .common import (EXACT_NOTE, all_exact, array, key_bool, key_choice, key_int, key_number,
-                     said, symbol, tidy)
+                     said, symbol, tidy, with_approx)
 from .schedules import Schedule
 
 # the symbols of the update equations
@@ -181,7 +181,7 @@ class _Run:
             return self.lr
         value, form = self.schedule.lr_at(t - 1)
         value = tidy(value)
-        steps.append(Step(symbol("eta", t), [form, value],
+        steps.append(Step(symbol("eta", t), [form, *with_approx(value)],
                           f"{self.schedule.name} schedule at t = {t - 1}"))
         return value
 
