@@ -1,7 +1,8 @@
 """``derivekit train CONFIG.yaml`` (or flags): build, compile, train, report.
 
 A config is YAML (read by ``derive.yamlio``: safe and bounded; every value is data,
-layer specs are parsed with :func:`derive.parse.parse_call`, never evaluated)::
+layer specs are read by the layer catalogue, :func:`derive.tensor.catalog.layer_from_text`,
+never evaluated)::
 
     model:
       layers: ["linear(64, 128)", relu, "linear(128, 10)"]
@@ -75,7 +76,9 @@ def load_config(path):
 def merge_flags(cfg, args):
     cfg = dict(cfg)
     if args.model:
-        cfg["model"] = {**cfg["model"], "layers": _split(args.model)}
+        from derive.tensor.catalog import split_layers
+
+        cfg["model"] = {**cfg["model"], "layers": split_layers(args.model)}
     if args.loss:
         cfg["model"] = {**cfg["model"], "loss": args.loss}
     if args.data:
@@ -93,40 +96,14 @@ def merge_flags(cfg, args):
     return cfg
 
 
-def _split(text):
-    """Split "linear(64,128),relu" at top-level commas."""
-    parts, depth, cur = [], 0, ""
-    for ch in text:
-        depth += ch == "("
-        depth -= ch == ")"
-        if ch == "," and depth == 0:
-            parts.append(cur.strip())
-            cur = ""
-        else:
-            cur += ch
-    return [p for p in parts + [cur.strip()] if p]
-
-
 def build_net(model_cfg, where="model"):
-    """A derive Sequential from ``{"layers": [...], "loss": name}``."""
+    """A derive Sequential from ``{"layers": [...], "loss": name}``: every layer read from
+    its text by the layer catalogue (:func:`derive.tensor.catalog.layer_from_text`)."""
     import derive.tensor as dt
-    from derive.functions import lookup
-    from derive.parse import parse_call
-    from derive.tensor.catalog import ALIASES, LAYERS
+    from derive.tensor.catalog import layer_from_text
 
     def make(spec, k):
-        name, args, kwargs = parse_call(str(spec))
-        key = ALIASES.get(name.lower(), name.lower())
-        row = lookup(key)  # an activation by any of its function's names (swish = silu)
-        key = row.name if key not in LAYERS and row is not None and row.activation else key
-        if key not in LAYERS:
-            raise InputError(f"unknown layer {name!r} (known: {', '.join(LAYERS)})",
-                             where=f"{where}.layers[{k}]")
-        try:
-            return LAYERS[key](*args, **kwargs)
-        except TypeError as exc:
-            raise InputError(f"bad options for {key}: {exc}",
-                             where=f"{where}.layers[{k}]") from None
+        return layer_from_text(str(spec), where=f"{where}.layers[{k}]")
 
     layers = model_cfg.get("layers") or []
     if not isinstance(layers, list) or not layers:

@@ -8,10 +8,10 @@ one-line reproduction), random sizes and a seed for the values. Three families:
   Dropout (train and eval), with or without a loss;
 * conv nets: Conv2d (stride, padding, circular padding), pooling, Flatten or global
   average pooling, Linear, a loss;
-* single rows of the layer tables (tests/test_tensor_table.py, test_tensor4_table.py:
-  recurrent, attention, message passing, ...) at random sizes and values.
+* single rows of the layer table (tests/test_tensor_table.py: every layer, recurrent,
+  attention and message passing included) at random sizes and values.
 
-Checks reuse the tables' helpers: ``check_finite_differences`` (float64 central
+Checks reuse the table's helpers: ``check_finite_differences`` (float64 central
 differences along random directions, JAX's check_vjp) and ``check_torch`` (PyTorch's
 autograd through the twin). :func:`check_kernel` compares the generated forward+VJP
 kernel (kernels.vjp) with ``derive.evaluate``.
@@ -195,11 +195,10 @@ def conv_case(src):
 
 
 def table_rows():
-    """Every row of the two layer tables (dense, and conv/recurrent/attention/graph)."""
-    import test_tensor4_table as t4
-    import test_tensor_table as t1
+    """Every row of the layer table, with the sizes it runs at."""
+    import test_tensor_table as table
 
-    return [(r, t1.SIZES) for r in t1.ROWS] + [(r, t4.SIZES) for r in t4.ROWS]
+    return [(r, r.sizes) for r in table.ROWS]
 
 
 def table_case(src):
@@ -331,11 +330,9 @@ def prepare(case):
 
     layer = case.make()
     if case.row is not None:
-        import test_tensor4_table as t4
+        import test_tensor_table as table
 
-        names = {r.name for r in t4.ROWS}
-        program = t4.program_of(case.row.name)[1] if case.row.name in names else \
-            dt.program(layer)
+        program = table.program_of(case.row.name)[1]
         row = case.row
     else:
         program = dt.program(layer)

@@ -53,11 +53,13 @@ def values_for(layer, key, rng):
 
 
 def _dense_layer_names():
-    """The dense catalogue (issue 3); issue 4's layers have their own rows below and in
-    tests/test_tensor4_layers.py, with shapes this table's SIZES do not bind."""
-    from derive.tensor.catalog4 import layers4
+    """The catalogue's dense layers, activations, losses, penalties and norms; the conv,
+    pooling, recurrent, attention and graph layers have their own rows below and in
+    tests/test_layers_conv.py, with shapes this table's SIZES do not bind."""
+    from derive.tensor.catalog import CATALOGUE
 
-    return [k for k in dt.LAYER_NAMES if k not in layers4()]
+    return [k for k, e in CATALOGUE.items()
+            if e.group in ("dense", "activation", "loss", "penalty", "norm")]
 
 
 @pytest.mark.parametrize("key", _dense_layer_names())

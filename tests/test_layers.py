@@ -1,5 +1,9 @@
-"""Layer derivations (index form -> deltas -> matrix form), composition, and evaluate."""
+"""Layer derivations (index form -> deltas -> matrix form), composition, evaluate, and
+the layer catalogue: names, aliases, options, layers from text, layer files and
+``derivekit layer``."""
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
@@ -8,7 +12,14 @@ import sympy as sp
 import derive as dv
 import derive.tensor as dt
 from derive.errors import InputError, ShapeError, UnsupportedError
+from derive.tensor.catalog import (ALIASES, CATALOGUE, GROUPS, LAYER_NAMES, UnknownLayer,
+                                   entry, layer_from_text, lookup, split_layers)
+from derive.tensor.layerfile import solve as solve_layer
 from derive.tensor.matrix import MatMul, Reduce, Ref
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLES = os.path.join(ROOT, "examples", "tensor")
+SPATIAL_GROUPS = ("conv", "pool", "recurrent", "attention", "graph")
 
 
 def test_linear_gradients_in_matrix_form():
@@ -258,3 +269,145 @@ def test_two_norms_in_one_block_get_their_own_names_and_right_gradients():
         down = dv.evaluate(net, {**vals, name: vals[name] - h * t})[0]
         assert (up - down) / (2 * h) == pytest.approx(float((grads[name] * t).sum()),
                                                       rel=1e-6, abs=1e-8), name
+
+
+# -- the catalogue, layer files and the command line ----------------------------------
+
+
+def solve_layer_file(name):
+    from derive.problem import read
+
+    path = os.path.join(EXAMPLES, name)
+    return [solve_layer(doc, name) for doc in read(path)]
+
+
+LAYER_FILES = sorted(f for f in os.listdir(EXAMPLES)
+                     if f.split("_")[0] in ("conv", "maxpool", "rnn", "attention", "message"))
+
+
+@pytest.mark.parametrize("name", LAYER_FILES)
+def test_example_files_solve(name):
+    (d,) = solve_layer_file(name)
+    assert d.sections and lookup(d.meta["layer"]).group in SPATIAL_GROUPS
+
+
+def test_conv_example_numbers_match_torch():
+    torch = pytest.importorskip("torch")
+    (d,) = solve_layer_file("conv_stride.yaml")
+    x = torch.tensor([[[[1, 2, 0, 1], [0, 1, 3, 1], [2, 2, 1, 0], [1, 0, 0, 2]]]],
+                     dtype=torch.float64, requires_grad=True)
+    K = torch.tensor([[[[1, 0, -1], [2, 0, -2], [1, 0, -1]]]], dtype=torch.float64)
+    y = torch.nn.functional.conv2d(x, K, torch.tensor([0.5], dtype=torch.float64), stride=2,
+                                   padding=1)
+    y.sum().backward()
+    assert np.allclose(d.node("y").value, y.detach().numpy())
+    assert np.allclose(d.gradients["x"].value, x.grad.numpy())
+
+
+@pytest.mark.parametrize("name", ["conv2d", "maxpool2d", "lstm_cell", "self_attention",
+                                  "message_passing"])
+def test_derivations_render(name):
+    import json
+
+    import reports
+
+    d = dt.make_layer(name).derive()
+    assert "\\bar" in reports.render(d, "tex")
+    assert json.loads(reports.render(d, "json"))["gradients"]
+
+
+def test_catalogue_names_and_aliases_resolve():
+    assert set(ALIASES.values()) <= set(CATALOGUE)
+    assert not set(ALIASES) & set(CATALOGUE)  # an alias never hides a key
+    assert all(e.cls.key == key and e.key == key for key, e in CATALOGUE.items())
+    assert list(LAYER_NAMES) == list(CATALOGUE) == dt.layer_names()
+    assert [e.group for e in CATALOGUE.values()] == \
+        [g for g, classes in GROUPS for _ in classes]  # each class once, in group order
+    assert entry("BatchNorm1d").key == "batchnorm" and entry(" GAP ").key == "global_avgpool"
+
+
+#: every other name the command line, layer files and ``train --model`` accepted before
+#: the catalogues were merged
+OLD_ALIASES = {
+    "softmax_cross_entropy": "cross_entropy", "ce": "cross_entropy", "svm": "hinge",
+    "multiclass_hinge": "hinge", "0-1": "zero_one", "bn": "batchnorm",
+    "batchnorm1d": "batchnorm", "ln": "layernorm", "bce_with_logits": "bce_logits",
+    "lrelu": "leaky_relu", "logsoftmax": "log_softmax", "conv": "conv2d",
+    "maxpool": "maxpool2d", "avgpool": "avgpool2d", "gap": "global_avgpool",
+    "global_average_pool": "global_avgpool", "rnn_step": "rnn_cell", "lstm": "lstm_cell",
+    "gru": "gru_cell", "word_embedding": "embedding", "attention": "self_attention",
+    "multihead_attention": "self_attention", "hard_attention": "argmax_attention",
+    "positional": "positional_encoding", "graph": "message_passing",
+    "gnn": "message_passing",
+}
+
+
+@pytest.mark.parametrize("alias", sorted(OLD_ALIASES))
+def test_every_alias_that_worked_still_names_its_layer(alias):
+    assert entry(alias).key == entry(alias.upper()).key == OLD_ALIASES[alias]
+    assert dt.make_layer(alias).key == OLD_ALIASES[alias]
+
+
+def test_options_are_read_from_the_constructor():
+    assert entry("linear").options() == {"in_features": "d", "out_features": "h",
+                                         "bias": True}
+    assert entry("lrelu").options() == {"k": 0.01}  # a generated class: its defaults
+    conv = entry("conv").options()
+    assert conv["stride"] == 1 and conv["padding_mode"] == "zeros"
+    assert entry("maxpool").aliases == ("maxpool", "pool")
+
+
+def test_layers_from_text_as_train_model_writes_them():
+    assert split_layers("linear(64,128), relu,conv2d(1, 8, 3, padding=1)") == \
+        ["linear(64,128)", "relu", "conv2d(1, 8, 3, padding=1)"]
+    lin = layer_from_text("linear(64, 128, bias=False)")
+    assert isinstance(lin, dt.Linear) and lin.parameters() == {"W": (128, 64)}
+    assert layer_from_text("LReLU(k=0.2)").options() == {"k": 0.2}
+    conv = layer_from_text("conv(1, 8, 3, padding=1)")
+    assert conv.key == "conv2d" and conv.parameters()["K"] == (8, 1, 3, 3)
+
+
+@pytest.mark.parametrize("make, error, message", [
+    (lambda: dt.make_layer("conv9d"), UnknownLayer, "unknown layer 'conv9d' (known: linear, "),
+    (lambda: layer_from_text("frobnicate(2)", where="m.layers[1]"), UnknownLayer,
+     "m.layers[1]: unknown layer 'frobnicate'"),
+    (lambda: layer_from_text("linear(1, 2, 3, 4)", where="m.layers[0]"), InputError,
+     "m.layers[0]: bad options for layer 'linear': "),
+    (lambda: dt.make_layer("conv2d", strid=2), InputError, "bad options for layer 'conv2d'"),
+    (lambda: dt.make_layer("relu", slope="x y"), InputError, "is not a number"),
+    (lambda: solve_layer({"kind": "layer", "layer": "conv9d"}, "f.yaml"), UnknownLayer,
+     "f.yaml: layer: unknown layer 'conv9d'"),
+    (lambda: solve_layer({"kind": "layer", "layer": "conv", "options": {"strde": 2}},
+                         "f.yaml"), InputError, "f.yaml: options: bad options for layer"),
+], ids=["unknown", "unknown-from-text", "bad-arguments", "bad-option", "bad-option-text",
+        "file-unknown", "file-bad-option"])
+def test_unknown_layers_and_bad_options_are_one_line(make, error, message):
+    with pytest.raises(error) as info:
+        make()
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert isinstance(info.value, (UnsupportedError, InputError))
+
+
+def test_layers_without_a_gradient_give_their_definition_and_their_reason():
+    from derive.tensor.attention import ARGMAX_NOTE
+
+    zero_one = dt.ZeroOne().derive()  # the layer itself, as the catalogue does
+    assert zero_one.meta["layer"] == "zero_one" and not zero_one.adjoints
+    assert zero_one.notes[-1].startswith("ZeroOneLoss is piecewise constant in the scores")
+    hard = dt.layer_derivation("hard_attention")
+    assert hard.notes[-1] == ARGMAX_NOTE and hard.notes.count(ARGMAX_NOTE) == 1
+    assert [s.title for s in hard.sections] == ["Definition"]
+
+
+def test_derivekit_layer_derives_and_rejects_bad_input(capsys):
+    from derive.cli import main
+
+    assert main(["layer", "conv", "-p", "stride=2", "-p", "padding=1", "--format", "md"]) == 0
+    out = capsys.readouterr().out
+    assert "output shape" in out and "Scatter-accumulate" in out
+    for argv, message in ((["layer", "conv2d", "-p", "stride=0"], "stride must be positive"),
+                          (["layer", "rnn", "-p", "steps=0"], "sequence length must be"),
+                          (["layer", "conv2d", "-p", "padding_mode=reflect"], "padding_mode")):
+        assert main(argv) == 2
+        captured = capsys.readouterr()
+        assert message in captured.err and captured.err.count("\n") == 1 and not captured.out

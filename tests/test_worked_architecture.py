@@ -125,3 +125,16 @@ def test_bad_architecture(spec, error, where):
         solve(**spec)
     assert where in str(info.value) and "\n" not in str(info.value)
     assert str(info.value).startswith("net.yaml")
+
+
+def test_layer_names_are_the_layer_catalogues():
+    # the catalogue's names and aliases (lrelu, softplus, gap) next to this kind's own
+    # PyTorch modules (lstm is nn.LSTM here, a stack of layers)
+    d = solve(input=[4], layers=["dense(3)", "lrelu", "Softplus", "leakyrelu(0.1)", "fc(2)",
+                                 "identity"])
+    assert [r["parameters"] for r in d.result] == [15, 0, 0, 0, 8, 0]
+    d = solve(input=[2, 6, 6], layers=["conv(4, 3)", "bn", "avgpool2d(2)", "gap"])
+    assert [r["parameters"] for r in d.result] == [76, 8, 0, 0]
+    assert d.result[-1]["shape"] == ["B", 4]
+    with pytest.raises(UnsupportedError, match=r"unknown layer kind 'mse' \(known: .*lrelu"):
+        solve(input=[4], layers=["mse"])

@@ -20,8 +20,7 @@ from ..errors import InputError
 from ..shapes import check_size
 from . import ops
 from .index import dim
-from .layer4 import Layer4
-from .layers import BATCH
+from .layers import BATCH, Layer
 from .recurrent import check_width
 from .windows import NUMPY_FUNCTIONS  # noqa: F401  (floor, Mod, sin, cos evaluate)
 
@@ -31,7 +30,7 @@ ARGMAX_NOTE = ("Hard (argmax) attention is piecewise constant in the scores: its
                "softmax attention.")
 
 
-class _Attention(Layer4):
+class _Attention(Layer):
     """Sizes and projections shared by soft and hard attention."""
 
     out_base = "y"
@@ -133,6 +132,7 @@ class ArgmaxAttention(_Attention):
     """
 
     key, title = "argmax_attention", "ArgmaxAttention"
+    has_gradient, no_gradient = False, ARGMAX_NOTE  # its derivation is the definition
 
     def weights(self, g, s, tag, layer):
         T = s.shape[-1]
@@ -147,16 +147,8 @@ class ArgmaxAttention(_Attention):
     def program(self, wrt=None):
         return super().program([] if wrt is None else wrt)
 
-    def derive(self, wrt=None, values=None, upstream=None):
-        """The definition only, with the reason there is no gradient to Q and K."""
-        from .catalog import forward_only
 
-        d = forward_only(self, values)
-        d.notes[-1] = ARGMAX_NOTE
-        return d
-
-
-class PositionalEncoding(Layer4):
+class PositionalEncoding(Layer):
     """``y[n,t,j] = x[n,t,j] + PE[t,j]``, sinusoidal (Vaswani et al. 2017).
 
     >>> import numpy as np; from derive.tensor import evaluate

@@ -218,9 +218,11 @@ def build_program(graph, wrt=None, reuse=True, matrix=True, scatter=True):
     grads = {w: s.aliases.get(w, w) + BAR_SUFFIX for w in s.wrt}
     random = {n.name: dict(n.meta["random"], name=n.name) for n in graph.nodes.values()
               if n.meta.get("random")}
+    given = {n.name: n.meta["value"] for n in graph.nodes.values()
+             if n.is_leaf and "value" in n.meta}
     program = Program(tensors, forward, backward, updates, graph.output,
                       graph.output + BAR_SUFFIX, grads, tuple(graph.dims()),
-                      dict(graph.constants), random, graph.title)
+                      dict(graph.constants), random, graph.title, given=given)
     if scatter:
         program = scatterise(program)
     # what the network predicts and computes in eval mode are part of the record

@@ -1,4 +1,12 @@
-"""The layer catalogue: names for ``derivekit layer NAME`` and their derivations.
+"""The layer catalogue: every layer once, with its names, its options and how to build it
+from text.
+
+``derivekit layer NAME``, ``derivekit train --model "linear(64, 128), relu, ..."``, the
+``layer`` problem kind and the ``architecture`` worked kind all read it. An
+:class:`Entry` is a layer class with its key (the class's ``key``), its group and the
+other names it answers to (:data:`ALIASES`; an activation also answers to every name of
+its function in :mod:`derive.functions`, ``swish`` for ``silu``); its options are the
+keyword parameters of its constructor. Names are read in any case.
 
 :func:`layer_derivation` builds the layer with the options given (symbolic sizes by
 default: batch ``B``, features ``d``, outputs ``h``, classes ``C``) and returns its
@@ -6,32 +14,139 @@ Derivation: index-form definition, element derivatives, delta elimination, matri
 
 >>> "linear" in LAYER_NAMES and "batchnorm" in LAYER_NAMES
 True
+>>> layer_from_text("maxpool(2)").describe()
+'MaxPool2d(kernel_size=2, stride=2, padding=0)'
+>>> entry("lrelu").key, entry("lrelu").options()
+('leaky_relu', {'k': 0.01})
 """
 from __future__ import annotations
 
+import inspect
+from dataclasses import dataclass
+
 from ..errors import InputError, UnsupportedError
-from .layers import (ACTIVATIONS, AddLayer, Linear, MatMul, MulLayer)
+from ..functions import ACTIVATIONS as FUNCTION_ACTIVATIONS
+from ..parse import parse_call
+from .attention import ArgmaxAttention, PositionalEncoding, SelfAttention
+from .conv import Conv2d
+from .graphnet import MessagePassing
+from .layers import ACTIVATIONS, AddLayer, Linear, MatMul, MulLayer
 from .losses import LOSSES, PENALTIES
 from .norms import NORMS
+from .pool import AvgPool2d, Flatten, GlobalAvgPool, MaxPool2d
+from .recurrent import (RNN, Embedding, GRUCell, LSTMCell, RNNCell, TemporalAffine,
+                        TemporalSoftmaxLoss)
 
-#: name -> layer class (aliases included)
-LAYERS = {cls.key: cls for cls in (Linear, MatMul, AddLayer, MulLayer) + ACTIVATIONS
-          + LOSSES + PENALTIES + NORMS}
-ALIASES = {"softmax_cross_entropy": "cross_entropy", "ce": "cross_entropy",
-           "svm": "hinge", "multiclass_hinge": "hinge", "0-1": "zero_one",
-           "bn": "batchnorm", "batchnorm1d": "batchnorm", "ln": "layernorm",
-           "bce_with_logits": "bce_logits", "lrelu": "leaky_relu", "logsoftmax": "log_softmax"}
-from .catalog4 import ALIASES4, layers4  # noqa: E402  (spatial, recurrent and attention layers)
+#: group -> layer classes, in catalogue order
+GROUPS = (
+    ("dense", (Linear, MatMul, AddLayer, MulLayer)),
+    ("activation", ACTIVATIONS),
+    ("loss", LOSSES),
+    ("penalty", PENALTIES),
+    ("norm", NORMS),
+    ("conv", (Conv2d,)),
+    ("pool", (MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten)),
+    ("recurrent", (RNNCell, RNN, LSTMCell, GRUCell, Embedding, TemporalAffine,
+                   TemporalSoftmaxLoss)),
+    ("attention", (SelfAttention, ArgmaxAttention, PositionalEncoding)),
+    ("graph", (MessagePassing,)),
+)
 
-LAYERS.update(layers4())
-ALIASES.update(ALIASES4)
+#: other name -> key (the other names of the activations' functions are added below)
+ALIASES = {
+    "fc": "linear", "dense": "linear", "logsoftmax": "log_softmax",
+    "softmax_cross_entropy": "cross_entropy", "ce": "cross_entropy",
+    "svm": "hinge", "multiclass_hinge": "hinge", "0-1": "zero_one",
+    "bce_with_logits": "bce_logits",
+    "bn": "batchnorm", "batchnorm1d": "batchnorm", "ln": "layernorm",
+    "conv": "conv2d", "maxpool": "maxpool2d", "pool": "maxpool2d", "avgpool": "avgpool2d",
+    "gap": "global_avgpool", "global_average_pool": "global_avgpool",
+    "globalavgpool": "global_avgpool", "adaptiveavgpool": "global_avgpool",
+    "rnn_step": "rnn_cell", "lstm": "lstm_cell", "gru": "gru_cell",
+    "word_embedding": "embedding",
+    "attention": "self_attention", "multihead_attention": "self_attention",
+    "hard_attention": "argmax_attention", "positional": "positional_encoding",
+    "graph": "message_passing", "gnn": "message_passing",
+}
+
+
+class UnknownLayer(UnsupportedError, InputError):
+    """A layer name the catalogue does not have (a name given wrong: also an InputError)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One layer of the catalogue."""
+
+    key: str
+    cls: type
+    group: str
+
+    @property
+    def title(self):
+        return self.cls.title
+
+    @property
+    def aliases(self):
+        """The other names of this layer."""
+        return tuple(a for a, k in ALIASES.items() if k == self.key)
+
+    def options(self):
+        """Option name -> default: the constructor's keyword parameters (for a class that
+        takes ``**options``, the options of a default instance)."""
+        return layer_options(self.cls)
+
+    def make(self, *args, where=None, **options):
+        """An instance; a constructor's TypeError (an unknown or missing option) becomes
+        one InputError line naming the layer."""
+        try:
+            return self.cls(*args, **options)
+        except TypeError as exc:
+            raise InputError(f"bad options for layer {self.key!r}: {exc}",
+                             where=where) from None
+
+
+def layer_options(cls):
+    """Option name -> default of a layer class (see :meth:`Entry.options`)."""
+    params = list(inspect.signature(cls).parameters.values())
+    out = {p.name: (None if p.default is p.empty else p.default) for p in params
+           if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        out.update(cls().options())
+    return out
+
+
+#: key -> Entry, in catalogue order
+CATALOGUE = {cls.key: Entry(cls.key, cls, group) for group, classes in GROUPS
+             for cls in classes}
+for _row in FUNCTION_ACTIVATIONS:  # lrelu and leakyrelu for leaky_relu, swish for silu
+    for _alias in _row.aliases:
+        if _row.name in CATALOGUE:
+            ALIASES.setdefault(_alias.lower(), _row.name)
+#: key -> layer class
+LAYERS = {key: e.cls for key, e in CATALOGUE.items()}
 #: the names ``derivekit layer`` accepts (aliases not repeated)
-LAYER_NAMES = tuple(LAYERS)
+LAYER_NAMES = tuple(CATALOGUE)
 
 
 def layer_names():
     """The names ``derivekit layer`` accepts, in catalogue order."""
     return list(LAYER_NAMES)
+
+
+def lookup(name):
+    """The :class:`Entry` called ``name`` (a key or an alias, any case), or None."""
+    key = str(name).strip().lower()
+    return CATALOGUE.get(ALIASES.get(key, key))
+
+
+def entry(name, where=None):
+    """The :class:`Entry` called ``name`` (:class:`UnknownLayer` naming the known ones)."""
+    found = lookup(name)
+    if found is None:
+        raise UnknownLayer(f"unknown layer {name!r} (known: {', '.join(LAYER_NAMES)})",
+                           where=where)
+    return found
 
 
 def coerce_option(value):
@@ -52,53 +167,42 @@ def coerce_option(value):
 
 
 def make_layer(name, **options):
-    """The layer called ``name`` with ``options`` (UnsupportedError if unknown)."""
+    """The layer called ``name`` with ``options``; option values given as text (the
+    command line's ``-p stride=2``, a layer file) are read by :func:`coerce_option`."""
     options = {k: coerce_option(v) for k, v in options.items()}
-    key = str(name).lower()
-    key = ALIASES.get(key, key)
-    if key not in LAYERS:
-        raise UnsupportedError(f"unknown layer {name!r} (known: {', '.join(LAYER_NAMES)})")
-    try:
-        return LAYERS[key](**options)
-    except TypeError as exc:
-        raise InputError(f"bad options for layer {key!r}: {exc}") from None
+    return entry(name).make(**options)
+
+
+def layer_from_text(text, where=None):
+    """The layer ``"name(arg, ..., key=value)"`` describes (literal arguments only, read
+    by :func:`derive.parse.parse_call`, never evaluated): ``"linear(64, 128)"``,
+    ``"relu"``, ``"conv2d(1, 8, 3, padding=1)"``."""
+    name, args, kwargs = parse_call(str(text), where=where)
+    return entry(name, where).make(*args, where=where, **kwargs)
+
+
+def split_layers(text):
+    """``"linear(64,128), relu"`` -> ``["linear(64,128)", "relu"]`` (commas at the top
+    level separate layers)."""
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "," and depth == 0:
+            parts.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    return [p for p in parts + [cur.strip()] if p]
 
 
 def layer_derivation(name, values=None, upstream=None, wrt=None, **options):
     """The Derivation of layer ``name`` (see the module docstring).
 
-    A layer without a useful gradient (0/1 loss) gives its forward definition and says
-    so in a note instead of raising.
+    A layer without a useful gradient (0/1 loss, hard attention) gives its forward
+    definition and says why in a note instead of raising.
     """
     layer = make_layer(name, **options)
-    if not layer.has_gradient:
-        return forward_only(layer, values)
     d = layer.derive(wrt=wrt, values=values, upstream=upstream)
     d.meta["layer"] = layer.key
-    return d
-
-
-def forward_only(layer, values=None):
-    """A Derivation of the definition alone, with the reason there is no gradient."""
-    from ..derivation import Derivation, Node, Section, Step
-    from .display import element_form, indexed_lhs, pretty
-    from .backward import build_program
-
-    g = layer.graph()
-    d = Derivation(title=layer.describe(), kind="layer", output=g.output,
-                   meta={"layer": layer.key})
-    steps = []
-    arrays = build_program(g, [])[0].run(values, backward=False) if values is not None \
-        else None
-    for n in g.nodes.values():
-        value = arrays.get(n.name) if arrays else None
-        d.nodes.append(Node(n.name, None if n.rhs is None else element_form(n.rhs, n.indices),
-                            tuple(n.inputs), n.role if n.role in ("param", "node") else "input",
-                            value, n.shape or None))
-        if n.rhs is not None:
-            steps.append(Step(indexed_lhs(n.name, n.indices), [pretty(n.rhs, n.indices)[0]]))
-    d.sections.append(Section("Definition", steps))
-    d.note(f"{layer.title} is piecewise constant in the scores: its gradient is zero almost "
-           "everywhere and undefined at ties, so it gives no useful gradient; train with a "
-           "surrogate (hinge or cross-entropy) and report it as a metric.")
     return d

@@ -26,7 +26,7 @@ import sympy as sp
 from ..errors import InputError
 from ..derivation import BAR_SUFFIX
 from .index import IndexOp, ISum, dim, extent, inline, simplify_index
-from .layer4 import Layer4
+from .layers import Layer
 from .windows import as_int_node, stop_gradient
 
 AGGREGATIONS = ("mean", "max", "sum")
@@ -46,7 +46,7 @@ def adjacency_array(adjacency, where):
     return arr
 
 
-class MessagePassing(Layer4):
+class MessagePassing(Layer):
     """``s'_i = s_i + W1 · (1/n_i) Σ_{j∈N(i)} tanh(W2 · m_ij)`` (and max / sum variants).
 
     >>> MessagePassing([[0, 1], [1, 0]]).parameters()

@@ -16,24 +16,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InputError
 from ..problem import check_keys, get, problem_kind
-from .catalog import coerce_option, make_layer
-from .catalog4 import ALIASES4, layers4
+from .catalog import coerce_option, entry
 
 KEYS = ("kind", "title", "layer", "options", "values", "upstream", "wrt")
 
 
 def find_layer(name, options, where=None):
-    """The layer ``name`` (this issue's catalogue first, then the shared one)."""
-    key = ALIASES4.get(str(name).lower(), str(name).lower())
-    table = layers4()
-    if key not in table:
-        return make_layer(name, **options)
-    try:
-        return table[key](**{k: coerce_option(v) for k, v in options.items()})
-    except TypeError as exc:
-        raise InputError(f"bad options for layer {key!r}: {exc}", where=where) from None
+    """The catalogue's layer ``name`` with ``options`` (text values read as on the command
+    line); errors are located at ``where``'s ``layer`` or ``options``."""
+    found = entry(name, where and f"{where}: layer")
+    options = {k: coerce_option(v) for k, v in options.items()}
+    return found.make(where=where and f"{where}: options", **options)
 
 
 @problem_kind("layer")
@@ -42,7 +36,7 @@ def solve(spec, where):
     check_keys(spec, KEYS, where)
     name = get(spec, "layer", where, str)
     options = get(spec, "options", where, dict, {})
-    layer = find_layer(name, options, f"{where}: options")
+    layer = find_layer(name, options, where)
     values = get(spec, "values", where, dict, None)
     upstream = get(spec, "upstream", where, (list, float, int), None)
     wrt = get(spec, "wrt", where, list, None)

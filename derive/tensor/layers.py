@@ -25,7 +25,9 @@ class Layer:
     """Base of every layer: parameters, a standalone graph, derive/evaluate helpers.
 
     Subclasses set ``key`` (the CLI name), ``title``, ``out_base`` (base name of the
-    output node) and implement :meth:`param_shapes` and :meth:`build`.
+    output node) and implement :meth:`param_shapes` and :meth:`build`. A layer without a
+    useful gradient sets ``has_gradient = False`` and says why in ``no_gradient``: its
+    derivation is the definition with that note.
     """
 
     key = ""
@@ -34,6 +36,9 @@ class Layer:
     notation = ""
     n_inputs = 1
     has_gradient = True
+    no_gradient = ("{title} is piecewise constant in the scores: its gradient is zero almost "
+                   "everywhere and undefined at ties, so it gives no useful gradient; train "
+                   "with a surrogate (hinge or cross-entropy) and report it as a metric.")
 
     # -- what a layer declares ---------------------------------------------------------
     def param_shapes(self):
@@ -74,9 +79,16 @@ class Layer:
         return f"{self.title}({opts})"
 
     def derive(self, wrt=None, values=None, upstream=None):
-        """The Derivation of every parameter's and input's gradient."""
-        from .record import derive_graph
+        """The Derivation of every parameter's and input's gradient (index form, deltas,
+        matrix form; scatters and gathers where the layer reads through computed indices),
+        or of the definition alone, with the reason, when the layer has no gradient."""
+        from .record import derive_forward, derive_graph
 
+        if not self.has_gradient:
+            d = derive_forward(self.graph(), values,
+                               self.no_gradient.replace("{title}", self.title))
+            d.meta["layer"] = self.key
+            return d
         return derive_graph(self.graph(), wrt, values, upstream, kind="layer")
 
     def program(self, wrt=None):

@@ -148,7 +148,10 @@ class Recogniser:
                 self.is_tensor_free(f) for f in e.args if f != leaf):
             return None  # c * x is a Scale, not a function of x
         s = sp.Dummy("s")
-        return Map(order, (self.rec(leaf, order),), sp.Lambda(s, e.xreplace({leaf: s})))
+        body = e.xreplace({leaf: s})
+        if body.atoms(sp.Idx):
+            return None  # the formula reads an index as a value: no elementwise map
+        return Map(order, (self.rec(leaf, order),), sp.Lambda(s, body))
 
     def map(self, e, order):
         """A function of several operands: recognise each tensor argument."""
@@ -158,6 +161,8 @@ class Recogniser:
         leaves = self.leaves(e)
         dummies = [sp.Dummy(f"s{k}") for k in range(len(leaves))]
         body = e.xreplace(dict(zip(leaves, dummies)))
+        if body.atoms(sp.Idx):  # sin(t / 10000^(2i/d)): a function of the indices themselves
+            raise NotRecognised("index used as a value")
         ops = tuple(self.aligned(x, order) for x in leaves)
         return Map(order, ops, sp.Lambda(tuple(dummies), body))
 

@@ -43,29 +43,15 @@ class Model:
     def derive(self, wrt=None, values=None, upstream=None):
         """The Derivation of every parameter's gradient (index and matrix form); with conv,
         pooling, recurrent, attention or graph layers also their scatter / gather forms."""
-        from .layer4 import finish_derivation, given_values
         from .record import derive_graph
 
-        g = self.graph()
-        if not self.has_layer4():
-            return derive_graph(g, wrt, values, upstream, kind="model")
-        values = None if values is None else {**given_values(g), **values}
-        return finish_derivation(derive_graph(g, wrt, values, upstream, kind="model"), g)
+        return derive_graph(self.graph(), wrt, values, upstream, kind="model")
 
     def program(self, wrt=None):
         """The kernel Program (see :mod:`derive.tensor`)."""
         from .backward import build_program
-        from .layer4 import finish_program
 
-        g = self.graph()
-        program = build_program(g, wrt)[0]
-        return finish_program(program, g) if self.has_layer4() else program
-
-    def has_layer4(self):
-        """True when a layer reads through computed indices (conv, pooling, RNN, ...)."""
-        from .layer4 import Layer4
-
-        return any(isinstance(layer, Layer4) for layer in self.layers)
+        return build_program(self.graph(), wrt)[0]
 
     def summary(self):
         """Per layer: output (activation) shape with symbolic batch B, parameters, counts."""

@@ -21,8 +21,7 @@ import sympy as sp
 
 from ..errors import InputError
 from .index import dim, product
-from .layer4 import Layer4
-from .layers import BATCH
+from .layers import BATCH, Layer
 from .windows import (as_int_node, check_channels, clamp, shapes_section, stop_gradient,
                       window_options, window_out, zero_pad)
 
@@ -32,7 +31,7 @@ FIRST_MAX = ("Max-pooling routes each window's gradient to its FIRST maximum (ro
              "and undefined at ties).")
 
 
-class _Pool(Layer4):
+class _Pool(Layer):
     """Window options and the NCHW input shared by the pooling layers."""
 
     out_base = "y"
@@ -137,7 +136,7 @@ class AvgPool2d(_Pool):
                         layer=layer, text=f"avgpool({x.name}, {k}, stride={s})")
 
 
-class _ImageInput(Layer4):
+class _ImageInput(Layer):
     """A parameter-free layer reading one NCHW image batch ``x: [B, C, H, W]``."""
 
     def __init__(self, channels="C", height="H", width="W"):

@@ -69,6 +69,9 @@ class Program:
     #: the eval-mode forward (Dropout by its expectation, BatchNorm on its running
     #: statistics; :mod:`derive.tensor.modes`); None when it is the train-mode forward
     inference: Program | None = None
+    #: values of the constant leaves the graph carries (a graph's adjacency and degrees),
+    #: used wherever the caller gives none
+    given: dict = field(default_factory=dict)
 
     def names(self, role):
         return [t.name for t in self.tensors.values() if t.role == role]
@@ -132,8 +135,9 @@ class Program:
 
     def leaf_arrays(self, values):
         """(arrays of every leaf, dimension values): the values checked (numbers, shapes,
-        labels within their classes), masks drawn where not given; InputError otherwise."""
-        values = self.numeric(values)
+        labels within their classes), masks drawn and constant leaves taken from ``given``
+        where not given; InputError otherwise."""
+        values = self.numeric({**self.given, **dict(values)})
         for name, spec in self.random.items():
             if name not in values:
                 values[name] = mask_values(spec, self, values)

@@ -8,7 +8,12 @@
   nodes and the consumers' adjoints, ⊙ and @ explicit), ``in_inputs`` (everything
   substituted, kept when small), ``value``;
 * ``sections``: the worked index derivation (definition -> element derivative -> deltas
-  eliminated -> matrix form), as :class:`~derive.derivation.Step` s.
+  eliminated -> matrix form), as :class:`~derive.derivation.Step` s, and, where a tensor
+  is read or written through computed indices (convolution windows, pooling routes,
+  time steps), the scatter-accumulate and gather forms the program runs.
+
+:func:`derive_forward` records the definition alone, for a layer without a useful
+gradient (the 0/1 loss, hard attention), with the reason the layer gives.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from .evaluate import Env, evaluate_expr
 from .graph import shape_str
 from .index import ISum, inline, simplify_index
 from .matrix import recognise
+from .scatter import scatter_section
 
 MAX_INLINE_OPS = 300  # in_inputs is dropped (None) beyond this size: it would not help
 
@@ -49,6 +55,27 @@ def derive_graph(graph, wrt=None, values=None, upstream=None, kind="tensor_graph
     d.sections = view.sections()
     for check in graph.checks:
         d.sections.append(check(view))
+    routes = scatter_section(program)
+    if routes is not None:
+        d.sections.append(routes)
+    return d
+
+
+def derive_forward(graph, values=None, reason="", kind="layer", title=None):
+    """A Derivation of ``graph``'s definition alone (no gradient), noting ``reason``."""
+    d = Derivation(title=title or graph.title, kind=kind, output=graph.output)
+    arrays = build_program(graph, [])[0].run(values, backward=False) \
+        if values is not None else None
+    steps = []
+    for n in graph.nodes.values():
+        value = arrays.get(n.name) if arrays else None
+        d.nodes.append(Node(n.name, None if n.rhs is None else element_form(n.rhs, n.indices),
+                            tuple(n.inputs), _role(n.role), value, n.shape or None))
+        if n.rhs is not None:
+            steps.append(Step(indexed_lhs(n.name, n.indices), [pretty(n.rhs, n.indices)[0]]))
+    d.sections.append(Section("Definition", steps))
+    if reason:
+        d.note(reason)
     return d
 
 

@@ -28,8 +28,7 @@ from ..shapes import check_size
 from . import ops
 from .graph import shape_str
 from .index import dim
-from .layer4 import Layer4
-from .layers import BATCH
+from .layers import BATCH, Layer
 
 ACTIVATIONS = {"tanh": sp.tanh, "identity": lambda u: u}
 
@@ -46,7 +45,7 @@ def check_width(t, want, layer, node):
                          f"expects {want} features", where=f"node {node}")
 
 
-class _Recurrent(Layer4):
+class _Recurrent(Layer):
     """Sizes shared by the cells: input width d, hidden width h."""
 
     out_base = "h_next"
@@ -358,7 +357,7 @@ class GRUCell(_Recurrent):
                         layer=layer, text="z * h + (1 - z) * h_tilde")
 
 
-class Embedding(Layer4):
+class Embedding(Layer):
     """``out[n,t,j] = W[w[n,t], j]``: row lookup of integer tokens ``w: [B, T]``.
 
     >>> Embedding(100, 8).parameters()
@@ -387,7 +386,7 @@ class Embedding(Layer4):
                         text=f"{p['W'].name}[{w.name}]")
 
 
-class TemporalAffine(Layer4):
+class TemporalAffine(Layer):
     """``out[n,t,m] = Σ_j W[m,j] x[n,t,j] + b[m]``: one Linear applied at every step.
 
     >>> TemporalAffine(4, 3).parameters()
@@ -420,7 +419,7 @@ class TemporalAffine(Layer4):
                         layer=self.describe(), text=f"{x.name} @ {p['W'].name}.T + b")
 
 
-class TemporalSoftmaxLoss(Layer4):
+class TemporalSoftmaxLoss(Layer):
     """``L = -(1/B) Σ_{n,t} mask[n,t] log softmax(x[n,t,:])[y[n,t]]`` (CS231n's form).
 
     >>> [s[0] for s in TemporalSoftmaxLoss().input_specs()]

@@ -36,7 +36,7 @@ import sympy as sp
 from ..derivation import Section, Step
 from ..errors import ShapeError
 from .display import plain, pretty, pretty_names
-from .index import extent, pull_sum, simplify_index, subs_index, terms_of
+from .index import Fresh, extent, pull_sum, simplify_index, subs_index, terms_of
 from .matrix import recognise
 from .program import Assignment, TensorInfo
 
@@ -326,9 +326,31 @@ def _computed_read(rhs):
                for x in rhs.atoms(sp.Indexed))
 
 
+def routes(program):
+    """True when ``program`` writes through computed positions (a ``+=``) or reads through
+    indices other than plain loop indices and class labels (windows, offsets, routes).
+
+    A label lookup alone (``z[n, y[n]]`` in a loss) is not a route.
+    """
+    tensors = program.tensors
+
+    def label(i):
+        return isinstance(i, sp.Indexed) and str(i.base) in tensors \
+            and tensors[str(i.base)].role == "label"
+
+    for a in program.forward + program.backward:
+        if a.mode == "+=":
+            return True
+        if a.indices and any(not all(isinstance(i, sp.Idx) or label(i) for i in x.indices)
+                             for x in a.rhs.atoms(sp.Indexed)):
+            return True
+    return False
+
+
 def scatter_section(program):
-    """The Section listing scatter-accumulates and computed gathers (None if there are none)."""
-    steps = scatter_steps(program)
+    """The Section listing scatter-accumulates and computed gathers (None when the program
+    has no :func:`routes`)."""
+    steps = scatter_steps(program) if routes(program) else []
     if not steps:
         return None
     text = ("Where a tensor is read through an index expression, its adjoint is a "
@@ -336,6 +358,21 @@ def scatter_section(program):
             "entry it read (Σ over the window with a Kronecker delta, read backwards). A "
             "delta whose summation index provably covers the other side becomes a gather.")
     return Section("Scatter-accumulate and gather forms", steps, text=text)
+
+
+def dense_form(a, shape):
+    """``(rhs, K)`` with ``target[K] = rhs`` equal to the scatter ``a`` (deltas kept): the
+    scatter ``x̄[lhs] += v`` read back as ``x̄[K] = Σ v δ(K, lhs)``."""
+    K, deltas = [], []
+    for e, size in zip(a.lhs, shape):
+        if isinstance(e, sp.Idx) and e in a.indices and e not in K:
+            K.append(e)
+            continue
+        k = Fresh.idx(size, "k")
+        K.append(k)
+        deltas.append(sp.KroneckerDelta(k, e))
+    bound = tuple(i for i in a.indices if i not in K)
+    return pull_sum(a.rhs * sp.Mul(*deltas), bound), tuple(K)
 
 
 # -- small symbolic instances ------------------------------------------------------------------

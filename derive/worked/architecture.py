@@ -14,7 +14,6 @@ from ..parse import parse_call
 from .. import shapes
 from ..derivation import Derivation, Section, Step
 from ..errors import InputError, ShapeError, UnsupportedError
-from ..functions import ACTIVATIONS
 from ..problem import check_keys, get, problem_kind
 from ..stepforms import Word, minus, over, plus, times
 from .common import key_choice, symbol
@@ -41,12 +40,9 @@ def architecture(spec, where):
         if not isinstance(text, str):
             raise InputError(f"expected a layer string, got {text!r:.40}", where=lw)
         name, args, kwargs = parse_call(text, where=lw)
-        name = _ALIASES.get(name.lower(), name.lower())
-        if name not in _LAYERS:
-            known = ", ".join(sorted(set(_LAYERS) | set(_ALIASES)))
-            raise UnsupportedError(f"unknown layer kind {name!r} (known: {known})", where=lw)
+        name, rule = _rule(name, lw)
         steps = []
-        params, shape = _LAYERS[name](_Args(name, args, kwargs, lw), shape, steps, ctx)
+        params, shape = rule(_Args(name, args, kwargs, lw), shape, steps, ctx)
         steps.append(Step(Word("shape"), [_shape(shape, layout)]))
         d.sections.append(Section(f"Layer {i + 1}: {text}", steps))
         rows.append({"layer": text, "parameters": params, "shape": _shape_list(shape, layout)})
@@ -373,19 +369,48 @@ def _recurrent_count(gates, dirs, bias, nb, n_in, h):
     return count(*sp.symbols("h d")), count(h, n_in)
 
 
-_LAYERS = {
-    "linear": _linear, "conv2d": _conv, "conv1d": _conv1d, "maxpool": _pool, "avgpool": _pool,
-    "globalavgpool": _global_pool, "flatten": _flatten, "batchnorm": _norm,
-    "layernorm": _norm, "embedding": _embedding, "rnn": _recurrent, "lstm": _recurrent,
-    "gru": _recurrent,
+#: catalogue key -> (name in messages, rule): the layers of the layer catalogue
+#: (:mod:`derive.tensor.catalog`, which also resolves their other names) this kind counts;
+#: every activation of the catalogue keeps the shape
+_RULES = {
+    "linear": ("linear", _linear), "conv2d": ("conv2d", _conv), "maxpool2d": ("maxpool", _pool),
+    "avgpool2d": ("avgpool", _pool), "global_avgpool": ("globalavgpool", _global_pool),
+    "flatten": ("flatten", _flatten), "batchnorm": ("batchnorm", _norm),
+    "layernorm": ("layernorm", _norm), "embedding": ("embedding", _embedding),
+    "rnn": ("rnn", _recurrent), "dropout": ("dropout", _same),
 }
-# the activations of the function registry (every name and alias), softmax and dropout
-for _act in [n for row in ACTIVATIONS for n in row.names] + ["softmax", "dropout", "identity"]:
-    _LAYERS[_act] = _same
-_ALIASES = {"fc": "linear", "dense": "linear", "conv": "conv2d", "pool": "maxpool",
-            "maxpool2d": "maxpool", "avgpool2d": "avgpool", "maxpool1d": "maxpool",
-            "avgpool1d": "avgpool", "batchnorm2d": "batchnorm", "batchnorm1d": "batchnorm",
-            "adaptiveavgpool": "globalavgpool", "gap": "globalavgpool"}
+#: PyTorch modules counted here that the catalogue has no layer for, or a different one
+#: (nn.LSTM is a stack of layers over a sequence; the catalogue's ``lstm`` is one cell)
+_MODULES = {
+    "conv1d": ("conv1d", _conv1d), "maxpool1d": ("maxpool", _pool),
+    "avgpool1d": ("avgpool", _pool), "batchnorm2d": ("batchnorm", _norm),
+    "lstm": ("lstm", _recurrent), "gru": ("gru", _recurrent), "identity": ("identity", _same),
+}
+
+
+def _rule(name, where):
+    """(name, rule) of a layer: a PyTorch module of :data:`_MODULES`, else the catalogue's
+    layer of that name (UnsupportedError listing the names this kind counts)."""
+    from ..tensor.catalog import lookup
+
+    low = name.lower()
+    if low in _MODULES:
+        return _MODULES[low]
+    entry = lookup(low)
+    if entry is not None and entry.key in _RULES:
+        return _RULES[entry.key]
+    if entry is not None and entry.group == "activation":
+        return entry.key, _same
+    raise UnsupportedError(f"unknown layer kind {name!r} (known: {', '.join(_known())})",
+                           where=where)
+
+
+def _known():
+    """Every name this kind counts (catalogue keys and aliases included)."""
+    from ..tensor.catalog import ALIASES, CATALOGUE
+
+    keys = {k for k, e in CATALOGUE.items() if k in _RULES or e.group == "activation"}
+    return sorted(set(_MODULES) | keys | {a for a, k in ALIASES.items() if k in keys})
 
 
 def _conventions(d, layers, ctx):
