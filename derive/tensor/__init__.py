@@ -14,7 +14,8 @@ Modules
 ``evaluate``  the float64 NumPy evaluator of index expressions
 ``record``    a sweep written into the shared ``Derivation`` fields
 ``layers`` / ``losses`` / ``norms``  the layer library; ``model``: Sequential, Network
-``catalog``   layer names and ``layer_derivation`` (``derivekit layer NAME``)
+``catalog``   the layer catalogue: every layer's names, options and text form
+              (``derivekit layer``, ``train --model``, layer files, architecture tables)
 ``vnotation`` the ``tensor_graph`` problem kind (exam v-notation)
 ``conv`` / ``pool`` / ``recurrent`` / ``attention`` / ``graphnet``  spatial, recurrent, attention and graph layers;
 ``scatter``: gathers and scatter-accumulates through computed indices
@@ -35,8 +36,9 @@ backward pass; ones / 1.0 for a loss), ``grads`` (wrt name -> adjoint array name
 ``{"dist": "bernoulli", "keep": 1 - p, "seed": s, "name": mask}``), ``prediction`` (the
 node a classifier's loss scores) and ``inference`` (the eval-mode Program, None when eval
 mode computes what train mode does; ``eval_mode()`` returns whichever runs), both made by
-the derivation (``modes``). ``Program.run(values, upstream)`` returns every array
-(forward, ``<state>_new``, adjoints).
+the derivation (``modes``), and ``given`` (constant leaf name -> its default value, a
+graph's adjacency; a value passed in wins). ``Program.run(values, upstream)`` returns
+every array (forward, ``<state>_new``, adjoints).
 
 ``Assignment(target, indices, rhs, matrix, mode="=", lhs=None)`` means
 ``for indices: target[lhs or indices] (mode) rhs``. ``indices`` are ``sympy.Idx`` (loop
