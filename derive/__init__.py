@@ -5,19 +5,19 @@
 >>> d.gradients["w"].expression
 3*u1*w**2 + 2*u2*w + u3
 """
-from .api import grad, solve
-from .derivation import Adjoint, Derivation, Edge, Gradient, Node, Section, Step, bar
-from .errors import DeriveError, InputError, NotDifferentiableError, ShapeError, UnsupportedError
-from .functions import maximum, minimum, relu, sigmoid
-from .parse import parse, parse_call
+from derive.api import grad, solve
+from derive.derivation import Adjoint, Derivation, Edge, Gradient, Node, Section, Step, bar
+from derive.errors import DeriveError, InputError, NotDifferentiableError, ShapeError, UnsupportedError
+from derive.functions import maximum, minimum, relu, sigmoid
+from derive.parse import parse, parse_call
 
 try:  # the tensor engine adds layers, Sequential, evaluate
-    from .tensor import *  # noqa: F401,F403
+    from derive.tensor import *  # noqa: F401,F403
 except ModuleNotFoundError as _exc:  # pragma: no cover - only while it is absent
     if _exc.name != "derive.tensor":
         raise
 try:  # verdicts on hand derivations
-    from .verify import check, gradcheck  # noqa: F401
+    from derive.verify import check, gradcheck  # noqa: F401
 except ModuleNotFoundError as _exc:  # pragma: no cover
     if _exc.name != "derive.verify":
         raise

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .backprop import backprop
-from .errors import InputError
-from .graph import from_assignments, from_expression
-from .problem import solve as _solve_file
-from .problem import solve_spec
+from derive.backprop import backprop
+from derive.errors import InputError
+from derive.graph import from_assignments, from_expression
+from derive.problem import solve as _solve_file
+from derive.problem import solve_spec
 
 
 def grad(definition, wrt=None, at=None, inputs=None, params=None, output=None,

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .budget import allowance
-from .confirm import DIGITS, ConsistencyError, Evaluator, approx, confirm, real_value
-from .derivation import Adjoint, Derivation, Edge, Gradient, bar
-from .errors import InputError
-from .functions import CONVENTIONS, kinks, real_diff
-from .parse import parse_number
-from .simplify import MAX_TREE, tidy, tree_size
+from derive.budget import allowance
+from derive.confirm import DIGITS, ConsistencyError, Evaluator, approx, confirm, real_value
+from derive.derivation import Adjoint, Derivation, Edge, Gradient, bar
+from derive.errors import InputError
+from derive.functions import CONVENTIONS, kinks, real_diff
+from derive.parse import parse_number
+from derive.simplify import MAX_TREE, tidy, tree_size
 
 INPUT_FORM_BUDGET = 12
 SIMPLIFY_SECONDS = 3.0  # all the simplification of one derivation

@@ -13,7 +13,7 @@ import os
 import sys
 import sysconfig
 
-from .errors import DeriveError, InputError
+from derive.errors import DeriveError, InputError
 
 FORMATS = ("text", "md", "tex", "html", "json")
 EXIT_BAD_INPUT = 2
@@ -136,7 +136,7 @@ def _output_options(c):
 
 # -- commands ---------------------------------------------------------------------------
 def cmd_grad(args):
-    from .api import grad
+    from derive.api import grad
 
     d = grad(args.expression, wrt=args.wrt, at=_values(args.at) if args.at else None,
              keys={"wrt": "--wrt", "values": "--at"})
@@ -144,7 +144,7 @@ def cmd_grad(args):
 
 
 def cmd_solve(args):
-    from .api import solve
+    from derive.api import solve
 
     return _emit(_one_or_all(solve(args.problem)), args)
 
@@ -155,7 +155,7 @@ def _one_or_all(derivations):
 
 
 def cmd_layer(args):
-    from . import tensor
+    from derive import tensor
 
     if not args.name:
         print("\n".join(tensor.layer_names()))
@@ -167,7 +167,7 @@ def cmd_layer(args):
 def cmd_check(args):
     import reports  # noqa: F401  (registers the renderer the reports are written with)
 
-    from .verify import cli_check
+    from derive.verify import cli_check
 
     out, code = cli_check(args.problem, args.answers, out=args.out, fmt=args.format)
     if out:
@@ -207,7 +207,7 @@ def _demo_solutions(folder, args):
 
     import reports
 
-    from .api import solve
+    from derive.api import solve
 
     formats = ["md", "html", "json", "tex"]
     if shutil.which("pdflatex") and not args.no_pdf:
@@ -229,7 +229,7 @@ def _demo_solutions(folder, args):
 def _demo_check(folder, out):
     import reports  # noqa: F401  (registers the renderer the report is written with)
 
-    from .verify import cli_check
+    from derive.verify import cli_check
 
     text, _ = cli_check(os.path.join(folder, "rnn.yaml"),
                         os.path.join(folder, "check", "rnn_answers.yaml"),
@@ -335,14 +335,14 @@ def _short(value):
 
 
 def _values(text):
-    from .parse import parse_number
+    from derive.parse import parse_number
 
     return {k: parse_number(v, where=f"--at {k}")
             for k, v in (_key_value(p, "--at") for p in text.split(",") if p.strip())}
 
 
 def _key_value(text, flag):
-    from .parse import check_identifier
+    from derive.parse import check_identifier
 
     if "=" not in text:
         raise InputError(f"expected KEY=VALUE, got {text!r}", where=flag)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import mpmath
 import sympy as sp
 
-from .errors import DeriveError, InputError
+from derive.errors import DeriveError, InputError
 
 DIGITS = 30
 MAX_MAGNITUDE = sp.Float("1e300")  # beyond float64's range: refused, not computed

@@ -195,7 +195,7 @@ def renderer(name, required=True):
         return RENDERERS[name]
     if not required:
         return None
-    from .errors import UnsupportedError
+    from derive.errors import UnsupportedError
 
     raise UnsupportedError(f"no '{name}' renderer is registered: import reports (derivekit's "
                            "renderer) first")

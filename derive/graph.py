@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from .derivation import Node
-from .errors import InputError
-from .parse import Parser, check_identifier
-from .problem import check_keys, get, problem_kind
+from derive.derivation import Node
+from derive.errors import InputError
+from derive.parse import Parser, check_identifier
+from derive.problem import check_keys, get, problem_kind
 
 #: Most computed nodes a graph may have: a worked solution of more is unreadable, and
 #: the sweep's exact arithmetic grows with it. Larger graphs are refused in one line.
@@ -200,7 +200,7 @@ GRAPH_KEYS = {"title", "kind", "inputs", "params", "nodes", "expression", "outpu
 @problem_kind("graph")
 def solve_graph(spec, where):
     """Problem kind ``graph``: ``nodes:`` in order, or one ``expression:``."""
-    from .backprop import backprop
+    from derive.backprop import backprop
 
     check_keys(spec, GRAPH_KEYS, where)
     inputs = _names(spec, "inputs", where)

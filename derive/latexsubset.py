@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 import string
 
-from .errors import InputError
+from derive.errors import InputError
 
 GREEK = frozenset("""alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota
     kappa varkappa lambda mu nu xi pi varpi rho varrho sigma varsigma tau upsilon phi varphi

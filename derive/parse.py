@@ -20,8 +20,8 @@ import re
 
 import sympy as sp
 
-from .errors import InputError, UnsupportedError
-from .functions import parser_table
+from derive.errors import InputError, UnsupportedError
+from derive.functions import parser_table
 
 MAX_CHARS = 5000
 MAX_NODES = 3000

@@ -17,9 +17,9 @@ from __future__ import annotations
 import math
 import os
 
-from . import yamlio
-from .errors import InputError, UnsupportedError
-from .latexsubset import check_display_name, check_text
+from derive import yamlio
+from derive.errors import InputError, UnsupportedError
+from derive.latexsubset import check_display_name, check_text
 
 KINDS = {}
 

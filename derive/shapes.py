@@ -26,7 +26,7 @@ from numbers import Integral
 
 import sympy as sp
 
-from .errors import InputError, ShapeError
+from derive.errors import InputError, ShapeError
 
 #: Gates per recurrent cell: each gate has its own input and recurrent weights and bias.
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}

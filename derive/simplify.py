@@ -19,7 +19,7 @@ tests can be fooled.
 """
 import sympy as sp
 
-from .budget import Timeout, deadline, step_seconds
+from derive.budget import Timeout, deadline, step_seconds
 
 SIMPLIFY_OPS = 120  # count_ops above which full simplify() is skipped
 MAX_DEGREE = 24  # exponent (numerator or denominator) above which polys are not used

@@ -24,7 +24,7 @@ import os
 
 import yaml
 
-from .errors import InputError
+from derive.errors import InputError
 
 MAX_BYTES = 5_000_000
 MAX_DEPTH = 50

@@ -13,9 +13,9 @@ definition), its complex form for the checker, its LaTeX head, and ``activation=
 layer class name) if it should also be a layer. tests/test_functions.py then checks the
 row's facets against each other, and the layer table checks the layer three ways.
 """
-from .classes import (elu, gelu_tanh, leaky_relu, maximum, minimum, real_abs, real_diff,
+from derive.functions.classes import (elu, gelu_tanh, leaky_relu, maximum, minimum, real_abs, real_diff,
                       relu, sigmoid, softplus, step)
-from .registry import (ACTIVATIONS, BY_CLASS, BY_NAME, CONVENTIONS, FUNCTIONS, Function,
+from derive.functions.registry import (ACTIVATIONS, BY_CLASS, BY_NAME, CONVENTIONS, FUNCTIONS, Function,
                        Param, composed, constant, kinks, lookup, parser_table, row_of)
 
 __all__ = ["ACTIVATIONS", "BY_CLASS", "BY_NAME", "CONVENTIONS", "FUNCTIONS", "Function",

@@ -34,9 +34,9 @@ from typing import Callable
 import numpy as np
 import sympy as sp
 
-from ..errors import InputError
-from . import numeric as N
-from .classes import (defined, elu, gelu_tanh, leaky_relu, maximum, minimum, real_abs, relu,
+from derive.errors import InputError
+from derive.functions import numeric as N
+from derive.functions.classes import (defined, elu, gelu_tanh, leaky_relu, maximum, minimum, real_abs, relu,
                       sigmoid, softplus, step)
 
 

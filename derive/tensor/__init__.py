@@ -67,24 +67,24 @@ Naming in Sequential: blocks numbered from 1, up at each layer with parameters: 
 z1, a1, gamma2, beta2, running_mean2, m3`` ...; input ``x: [B, in]``, labels ``y``, loss
 ``L``.
 """
-from .api import evaluate, program
-from .backward import build_program  # noqa: F401  (for kernels)
-from .catalog import LAYER_NAMES, layer_derivation, layer_names, make_layer
-from .graph import TensorGraph
-from .index import ISum, LogSumExp
-from .layers import ELEMENTWISE, AddLayer, Layer, Linear, LogSoftmax, MatMul, MulLayer, Softmax
-from .losses import (BCE, L1, L2, MSE, BCEWithLogits, CrossEntropy, ElasticNet, Hinge,
+from derive.tensor.api import evaluate, program
+from derive.tensor.backward import build_program  # noqa: F401  (for kernels)
+from derive.tensor.catalog import LAYER_NAMES, layer_derivation, layer_names, make_layer
+from derive.tensor.graph import TensorGraph
+from derive.tensor.index import ISum, LogSumExp
+from derive.tensor.layers import ELEMENTWISE, AddLayer, Layer, Linear, LogSoftmax, MatMul, MulLayer, Softmax
+from derive.tensor.losses import (BCE, L1, L2, MSE, BCEWithLogits, CrossEntropy, ElasticNet, Hinge,
                      ZeroOne)
-from .model import Network, Sequential
-from .norms import BatchNorm, Dropout, LayerNorm
-from .program import Assignment, Program, TensorInfo
-from . import vnotation  # noqa: F401  (registers the tensor_graph problem kind)
-from . import layerfile  # noqa: F401  (registers the 'layer' problem kind)
-from .attention import ArgmaxAttention, PositionalEncoding, SelfAttention
-from .conv import Conv2d
-from .graphnet import MessagePassing
-from .pool import AvgPool2d, Flatten, GlobalAvgPool, MaxPool2d
-from .recurrent import (RNN, Embedding, GRUCell, LSTMCell, RNNCell, TemporalAffine,
+from derive.tensor.model import Network, Sequential
+from derive.tensor.norms import BatchNorm, Dropout, LayerNorm
+from derive.tensor.program import Assignment, Program, TensorInfo
+from derive.tensor import vnotation  # noqa: F401  (registers the tensor_graph problem kind)
+from derive.tensor import layerfile  # noqa: F401  (registers the 'layer' problem kind)
+from derive.tensor.attention import ArgmaxAttention, PositionalEncoding, SelfAttention
+from derive.tensor.conv import Conv2d
+from derive.tensor.graphnet import MessagePassing
+from derive.tensor.pool import AvgPool2d, Flatten, GlobalAvgPool, MaxPool2d
+from derive.tensor.recurrent import (RNN, Embedding, GRUCell, LSTMCell, RNNCell, TemporalAffine,
                         TemporalSoftmaxLoss)
 
 SoftmaxCrossEntropy = CrossEntropy

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..derivation import Derivation
-from ..errors import InputError
-from .backward import build_program
-from .graph import TensorGraph
-from .program import Program
+from derive.derivation import Derivation
+from derive.errors import InputError
+from derive.tensor.backward import build_program
+from derive.tensor.graph import TensorGraph
+from derive.tensor.program import Program
 
 
 def program(model, wrt=None):

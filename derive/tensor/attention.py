@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ..errors import InputError
-from ..shapes import check_size
-from . import ops
-from .index import dim
-from .layers import BATCH, Layer
-from .recurrent import check_width
-from .windows import NUMPY_FUNCTIONS  # noqa: F401  (floor, Mod, sin, cos evaluate)
+from derive.errors import InputError
+from derive.shapes import check_size
+from derive.tensor import ops
+from derive.tensor.index import dim
+from derive.tensor.layers import BATCH, Layer
+from derive.tensor.recurrent import check_width
+from derive.tensor.windows import NUMPY_FUNCTIONS  # noqa: F401  (floor, Mod, sin, cos evaluate)
 
 ARGMAX_NOTE = ("Hard (argmax) attention is piecewise constant in the scores: its gradient "
                "with respect to the queries and keys (W_q, W_k) is zero almost everywhere "

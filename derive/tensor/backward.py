@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from ..derivation import BAR_SUFFIX
-from ..errors import InputError, NotDifferentiableError
-from .index import (Conventions, Fresh, IndexOp, canonical, eliminate, free_indices,
+from derive.derivation import BAR_SUFFIX
+from derive.errors import InputError, NotDifferentiableError
+from derive.tensor.index import (Conventions, Fresh, IndexOp, canonical, eliminate, free_indices,
                     simplify_index, subs_index, vjp)
-from .matrix import recognise
-from .modes import eval_program, prediction_node
-from .program import Assignment, Program, TensorInfo
-from .scatter import scatterise
+from derive.tensor.matrix import recognise
+from derive.tensor.modes import eval_program, prediction_node
+from derive.tensor.program import Assignment, Program, TensorInfo
+from derive.tensor.scatter import scatterise
 
 
 @dataclass

@@ -24,17 +24,17 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 
-from ..errors import InputError, UnsupportedError
-from ..functions import ACTIVATIONS as FUNCTION_ACTIVATIONS
-from ..parse import parse_call
-from .attention import ArgmaxAttention, PositionalEncoding, SelfAttention
-from .conv import Conv2d
-from .graphnet import MessagePassing
-from .layers import ACTIVATIONS, AddLayer, Linear, MatMul, MulLayer
-from .losses import LOSSES, PENALTIES
-from .norms import NORMS
-from .pool import AvgPool2d, Flatten, GlobalAvgPool, MaxPool2d
-from .recurrent import (RNN, Embedding, GRUCell, LSTMCell, RNNCell, TemporalAffine,
+from derive.errors import InputError, UnsupportedError
+from derive.functions import ACTIVATIONS as FUNCTION_ACTIVATIONS
+from derive.parse import parse_call
+from derive.tensor.attention import ArgmaxAttention, PositionalEncoding, SelfAttention
+from derive.tensor.conv import Conv2d
+from derive.tensor.graphnet import MessagePassing
+from derive.tensor.layers import ACTIVATIONS, AddLayer, Linear, MatMul, MulLayer
+from derive.tensor.losses import LOSSES, PENALTIES
+from derive.tensor.norms import NORMS
+from derive.tensor.pool import AvgPool2d, Flatten, GlobalAvgPool, MaxPool2d
+from derive.tensor.recurrent import (RNN, Embedding, GRUCell, LSTMCell, RNNCell, TemporalAffine,
                         TemporalSoftmaxLoss)
 
 #: group -> layer classes, in catalogue order

@@ -19,10 +19,10 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from ..errors import InputError
-from .index import dim
-from .layers import BATCH, Layer
-from .windows import (check_channels, circular_pad, shapes_section, window_options,
+from derive.errors import InputError
+from derive.tensor.index import dim
+from derive.tensor.layers import BATCH, Layer
+from derive.tensor.windows import (check_channels, circular_pad, shapes_section, window_options,
                       window_out, zero_pad)
 
 PADDING_MODES = ("zeros", "circular")
@@ -125,7 +125,7 @@ def full_correlation_grad(y_bar, kern, stride, padded_shape):
 
 def transposed_section(view, layer, xp, y, kern):
     """The input gradient read as a transposed convolution, checked at random values."""
-    from ..derivation import Section, Step
+    from derive.derivation import Section, Step
 
     text = ("The scatter x̄p[n,c,iS+a,jS+b] += Σ_f ȳ[n,f,i,j] K[f,c,a,b] is the transposed "
             "convolution of ȳ with K (conv_transpose2d): dilate ȳ by the stride (S − 1 zeros "

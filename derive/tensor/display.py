@@ -13,7 +13,7 @@ from __future__ import annotations
 import sympy as sp
 from sympy.matrices.expressions import HadamardProduct, MatrixExpr, OneMatrix
 
-from .index import IndexOp, canonical, subs_index
+from derive.tensor.index import IndexOp, canonical, subs_index
 
 BATCH_NAMES = ("B", "N")
 FREE_NAMES = "ijklmpqrs"

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import sympy as sp
 
-from ..errors import InputError, ShapeError
-from ..functions import FUNCTIONS
-from .index import Argmax, IndexOp, ISum, LogSumExp, dim, extent
+from derive.errors import InputError, ShapeError
+from derive.functions import FUNCTIONS
+from derive.tensor.index import Argmax, IndexOp, ISum, LogSumExp, dim, extent
 
 #: NumPy implementations of the elementwise functions that appear in index forms: the
 #: function registry's, and integer index functions (circular padding, positional

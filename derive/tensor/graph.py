@@ -14,8 +14,8 @@ from typing import Any
 
 import sympy as sp
 
-from ..errors import InputError, ShapeError
-from .index import Argmax, Fresh, ISum, LogSumExp, dim
+from derive.errors import InputError, ShapeError
+from derive.tensor.index import Argmax, Fresh, ISum, LogSumExp, dim
 
 ROLES = ("input", "target", "label", "param", "state", "mask", "node")
 

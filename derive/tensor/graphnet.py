@@ -23,11 +23,11 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from ..errors import InputError
-from ..derivation import BAR_SUFFIX
-from .index import IndexOp, ISum, dim, extent, inline, simplify_index
-from .layers import Layer
-from .windows import as_int_node, stop_gradient
+from derive.errors import InputError
+from derive.derivation import BAR_SUFFIX
+from derive.tensor.index import IndexOp, ISum, dim, extent, inline, simplify_index
+from derive.tensor.layers import Layer
+from derive.tensor.windows import as_int_node, stop_gradient
 
 AGGREGATIONS = ("mean", "max", "sum")
 
@@ -180,8 +180,8 @@ def _expand(e, env, N, arrays):
 
 def expanded_section(view, layer, out):
     """The layer and its gradients written out node by node (adjacency substituted)."""
-    from ..derivation import Section, Step
-    from .display import pretty
+    from derive.derivation import Section, Step
+    from derive.tensor.display import pretty
 
     g = view.g
     given = {n.name: np.asarray(n.meta["value"]) for n in g.nodes.values() if "value" in n.meta}

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..problem import check_keys, get, problem_kind
-from .catalog import coerce_option, entry
+from derive.problem import check_keys, get, problem_kind
+from derive.tensor.catalog import coerce_option, entry
 
 KEYS = ("kind", "title", "layer", "options", "values", "upstream", "wrt")
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ..errors import InputError, ShapeError
-from ..functions import ACTIVATIONS as FUNCTION_ACTIVATIONS
-from . import ops
-from .graph import TensorGraph, shape_str
-from .index import dim
+from derive.errors import InputError, ShapeError
+from derive.functions import ACTIVATIONS as FUNCTION_ACTIVATIONS
+from derive.tensor import ops
+from derive.tensor.graph import TensorGraph, shape_str
+from derive.tensor.index import dim
 
 BATCH = "B"
 
@@ -82,7 +82,7 @@ class Layer:
         """The Derivation of every parameter's and input's gradient (index form, deltas,
         matrix form; scatters and gathers where the layer reads through computed indices),
         or of the definition alone, with the reason, when the layer has no gradient."""
-        from .record import derive_forward, derive_graph
+        from derive.tensor.record import derive_forward, derive_graph
 
         if not self.has_gradient:
             d = derive_forward(self.graph(), values,
@@ -93,7 +93,7 @@ class Layer:
 
     def program(self, wrt=None):
         """The kernel :class:`~derive.tensor.program.Program` (see the package docs)."""
-        from .backward import build_program
+        from derive.tensor.backward import build_program
 
         return build_program(self.graph(), wrt)[0]
 

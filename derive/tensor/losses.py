@@ -9,9 +9,9 @@ Labels for cross-entropy, hinge and 0/1 loss are integer class indices ``y: [B]`
 """
 from __future__ import annotations
 
-from . import ops
-from .index import dim
-from .layers import BATCH, Layer
+from derive.tensor import ops
+from derive.tensor.index import dim
+from derive.tensor.layers import BATCH, Layer
 
 
 class Loss(Layer):

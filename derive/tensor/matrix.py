@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .index import IndexOp, ISum, LogSumExp, free_indices, subs_index
-from .nodes import (Add, Broadcast, Const, Elementwise, Gather, Hadamard,  # noqa: F401
+from derive.tensor.index import IndexOp, ISum, LogSumExp, free_indices, subs_index
+from derive.tensor.nodes import (Add, Broadcast, Const, Elementwise, Gather, Hadamard,  # noqa: F401
                     LogSumExpNode, Map, MatMul, MatNode, OneHot, Outer, Reduce, Ref, Scale,
                     Softmax, Transpose, walk)
 

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ..errors import InputError, ShapeError
-from .graph import TensorGraph, shape_str
-from .index import dim
-from .layers import BATCH, Layer, Linear
-from .losses import Loss, Penalty
-from .norms import BatchNorm, Dropout
+from derive.errors import InputError, ShapeError
+from derive.tensor.graph import TensorGraph, shape_str
+from derive.tensor.index import dim
+from derive.tensor.layers import BATCH, Layer, Linear
+from derive.tensor.losses import Loss, Penalty
+from derive.tensor.norms import BatchNorm, Dropout
 
 
 class Model:
@@ -43,13 +43,13 @@ class Model:
     def derive(self, wrt=None, values=None, upstream=None):
         """The Derivation of every parameter's gradient (index and matrix form); with conv,
         pooling, recurrent, attention or graph layers also their scatter / gather forms."""
-        from .record import derive_graph
+        from derive.tensor.record import derive_graph
 
         return derive_graph(self.graph(), wrt, values, upstream, kind="model")
 
     def program(self, wrt=None):
         """The kernel Program (see :mod:`derive.tensor`)."""
-        from .backward import build_program
+        from derive.tensor.backward import build_program
 
         return build_program(self.graph(), wrt)[0]
 

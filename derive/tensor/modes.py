@@ -22,7 +22,7 @@ from dataclasses import replace
 
 import sympy as sp
 
-from ..errors import UnsupportedError
+from derive.errors import UnsupportedError
 
 
 def eval_program(program):

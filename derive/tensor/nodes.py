@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import sympy as sp
 
-from .index import extent
+from derive.tensor.index import extent
 
 
 @dataclass(frozen=True, eq=False)

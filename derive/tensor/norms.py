@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ..errors import InputError
-from . import ops
-from .index import ISum, dim, simplify_index
-from .layers import BATCH, Layer, feature_size
+from derive.errors import InputError
+from derive.tensor import ops
+from derive.tensor.index import ISum, dim, simplify_index
+from derive.tensor.layers import BATCH, Layer, feature_size
 
 
 class _Norm(Layer):
@@ -196,9 +196,9 @@ NORMS = (LayerNorm, BatchNorm, Dropout)
 
 def compact_section(view, layer, names):
     """The compact input gradient, checked against the derived chain at random values."""
-    from ..derivation import Section, Step
-    from .display import pretty
-    from .record import numeric_check
+    from derive.derivation import Section, Step
+    from derive.tensor.display import pretty
+    from derive.tensor.record import numeric_check
 
     x = names["x"]
     if x not in view.s.adjoints:

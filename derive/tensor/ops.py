@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ..errors import ShapeError
-from ..functions import constant
-from ..functions import relu as _relu
-from ..functions import softplus as _softplus
-from .graph import shape_str
-from .index import Argmax, Fresh, ISum, LogSumExp, dim, product
+from derive.errors import ShapeError
+from derive.functions import constant
+from derive.functions import relu as _relu
+from derive.functions import softplus as _softplus
+from derive.tensor.graph import shape_str
+from derive.tensor.index import Argmax, Fresh, ISum, LogSumExp, dim, product
 
 
 class Lazy:

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ..errors import InputError
-from .index import dim, product
-from .layers import BATCH, Layer
-from .windows import (as_int_node, check_channels, clamp, shapes_section, stop_gradient,
+from derive.errors import InputError
+from derive.tensor.index import dim, product
+from derive.tensor.layers import BATCH, Layer
+from derive.tensor.windows import (as_int_node, check_channels, clamp, shapes_section, stop_gradient,
                       window_options, window_out, zero_pad)
 
 FIRST_MAX = ("Max-pooling routes each window's gradient to its FIRST maximum (row-major "

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from ..errors import InputError, ShapeError
-from .evaluate import Env, evaluate_expr
-from .graph import shape_str
+from derive.errors import InputError, ShapeError
+from derive.tensor.evaluate import Env, evaluate_expr
+from derive.tensor.graph import shape_str
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class Program:
             return self.inference
         if not self.random and not self.updates:
             return self
-        from .modes import eval_program, no_eval_mode  # a Program not made by the sweep
+        from derive.tensor.modes import eval_program, no_eval_mode  # a Program not made by the sweep
 
         inference = eval_program(self)
         if inference is None:

@@ -20,15 +20,15 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from ..derivation import BAR_SUFFIX, Adjoint, Derivation, Edge, Gradient, Node, Section, Step
-from ..derivation import bar as bar_symbol
-from .backward import build_program, substitute_aliases
-from .display import display, element_form, indexed_lhs, names_for, pretty, pretty_names
-from .evaluate import Env, evaluate_expr
-from .graph import shape_str
-from .index import ISum, inline, simplify_index
-from .matrix import recognise
-from .scatter import scatter_section
+from derive.derivation import BAR_SUFFIX, Adjoint, Derivation, Edge, Gradient, Node, Section, Step
+from derive.derivation import bar as bar_symbol
+from derive.tensor.backward import build_program, substitute_aliases
+from derive.tensor.display import display, element_form, indexed_lhs, names_for, pretty, pretty_names
+from derive.tensor.evaluate import Env, evaluate_expr
+from derive.tensor.graph import shape_str
+from derive.tensor.index import ISum, inline, simplify_index
+from derive.tensor.matrix import recognise
+from derive.tensor.scatter import scatter_section
 
 MAX_INLINE_OPS = 300  # in_inputs is dropped (None) beyond this size: it would not help
 

@@ -22,13 +22,13 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from ..errors import InputError, ShapeError
-from ..functions import sigmoid
-from ..shapes import check_size
-from . import ops
-from .graph import shape_str
-from .index import dim
-from .layers import BATCH, Layer
+from derive.errors import InputError, ShapeError
+from derive.functions import sigmoid
+from derive.shapes import check_size
+from derive.tensor import ops
+from derive.tensor.graph import shape_str
+from derive.tensor.index import dim
+from derive.tensor.layers import BATCH, Layer
 
 ACTIVATIONS = {"tanh": sp.tanh, "identity": lambda u: u}
 
@@ -198,7 +198,7 @@ def bptt_section(view, layer, states, w_hh):
     ``s = 0`` when the initial state is an input; from a zero state (``states[0]`` is None)
     the product starts at ``h_1``, the first state that depends on W_hh's use.
     """
-    from ..derivation import Section, Step
+    from derive.derivation import Section, Step
 
     T, s = layer.steps, 0 if states[0] is not None else 1
     J = [sp.MatrixSymbol(f"J_{t}", layer.hidden_size, layer.hidden_size)

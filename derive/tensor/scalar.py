@@ -11,8 +11,8 @@ import itertools
 import numpy as np
 import sympy as sp
 
-from ..errors import InputError
-from .index import Argmax, IndexOp, ISum, LogSumExp
+from derive.errors import InputError
+from derive.tensor.index import Argmax, IndexOp, ISum, LogSumExp
 
 MAX_ENTRIES = 400  # refuse instances where a tensor has more entries than this
 

@@ -33,12 +33,12 @@ from dataclasses import replace
 import numpy as np
 import sympy as sp
 
-from ..derivation import Section, Step
-from ..errors import ShapeError
-from .display import plain, pretty, pretty_names
-from .index import Fresh, extent, pull_sum, simplify_index, subs_index, terms_of
-from .matrix import recognise
-from .program import Assignment, TensorInfo
+from derive.derivation import Section, Step
+from derive.errors import ShapeError
+from derive.tensor.display import plain, pretty, pretty_names
+from derive.tensor.index import Fresh, extent, pull_sum, simplify_index, subs_index, terms_of
+from derive.tensor.matrix import recognise
+from derive.tensor.program import Assignment, TensorInfo
 
 SAMPLE_MAX = 9  # sizes 1..SAMPLE_MAX tried per dimension when SymPy cannot decide
 
@@ -384,7 +384,7 @@ def scalarise_program(program, sizes, leaves=None):
     ``leaves`` may also fix forward nodes (integer routing such as max-pool's argmax
     positions, which cannot be decided on symbols): those are not recomputed.
     """
-    from .scalar import Scalariser, scalarise
+    from derive.tensor.scalar import Scalariser, scalarise
 
     leaves = dict(leaves or {})
     arrays = scalarise(replace(program, forward=[], backward=[]), sizes, leaves=leaves)

@@ -18,12 +18,12 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from ..errors import DeriveError, InputError, ShapeError, UnsupportedError
-from ..functions import row_of
-from ..parse import check_identifier, parse
-from ..problem import check_keys, get, problem_kind
-from . import ops
-from .graph import TensorGraph, as_shape
+from derive.errors import DeriveError, InputError, ShapeError, UnsupportedError
+from derive.functions import row_of
+from derive.parse import check_identifier, parse
+from derive.problem import check_keys, get, problem_kind
+from derive.tensor import ops
+from derive.tensor.graph import TensorGraph, as_shape
 
 KEYS = {"kind", "title", "tensors", "nodes", "output", "wrt", "values", "dims", "upstream"}
 
@@ -56,7 +56,7 @@ _FUNCS = {name: sp.Function(name) for name in OPS}
 @problem_kind("tensor_graph")
 def solve(spec, where):
     """Solve a tensor_graph problem: a Derivation with adjoints in index and matrix form."""
-    from .record import derive_graph
+    from derive.tensor.record import derive_graph
 
     check_keys(spec, KEYS, where)
     graph = build_graph(spec, where)

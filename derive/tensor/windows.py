@@ -20,10 +20,10 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from ..errors import InputError, ShapeError
-from ..shapes import check_size, output_size
-from .evaluate import NUMPY_FUNCTIONS
-from .graph import shape_str
+from derive.errors import InputError, ShapeError
+from derive.shapes import check_size, output_size
+from derive.tensor.evaluate import NUMPY_FUNCTIONS
+from derive.tensor.graph import shape_str
 
 # Integer index arithmetic met in index forms here: (u - p) mod H for circular padding,
 # floor(j/2) for the positional encoding. NumPy's mod is floored like SymPy's Mod.
@@ -94,7 +94,7 @@ def shapes_section(title, axes, kernel, stride, padding):
 
     ``axes``: (name of the output length, input length, output length) per spatial axis.
     """
-    from ..derivation import Section, Step
+    from derive.derivation import Section, Step
 
     n, k, s, p = sp.symbols("n k s p", integer=True, positive=True)
     rule = output_size(n, k, s, padding=p)

@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import weakref
 
-from ..derivation import Derivation
-from ..errors import InputError
-from .gradcheck import GradcheckReport, gradcheck
-from .judge import Checker
-from .table import Report
-from .table import check_table as _check_table
-from .verdict import DIAGNOSES, Verdict
+from derive.derivation import Derivation
+from derive.errors import InputError
+from derive.verify.gradcheck import GradcheckReport, gradcheck
+from derive.verify.judge import Checker
+from derive.verify.table import Report
+from derive.verify.table import check_table as _check_table
+from derive.verify.verdict import DIAGNOSES, Verdict
 
 __all__ = ["check", "check_table", "gradcheck", "cli_check", "check_folder", "checker_for",
            "Verdict", "Report", "GradcheckReport", "DIAGNOSES"]
@@ -49,7 +49,7 @@ def checker_for(d, n_points=6, seed=0):
     if entry is not None and entry[0]() is d:
         return entry[1]
     if _is_tensor(d):
-        from .tensor import TensorChecker
+        from derive.verify.tensor import TensorChecker
 
         checker = TensorChecker(d, n_points=n_points, seed=seed)
     else:
@@ -68,7 +68,7 @@ def _derivation(against):
     """A Derivation from a Derivation, a problem mapping or a problem file path."""
     if isinstance(against, Derivation):
         return against
-    from ..api import solve
+    from derive.api import solve
 
     if isinstance(against, (dict, str)) or hasattr(against, "__fspath__"):
         return solve(against)[0]
@@ -121,13 +121,13 @@ def check_table(derivation, answers, *, student=None, n_points=6, seed=0):
 
 def cli_check(problem, answers, out=None, fmt=None):
     """What ``derivekit check PROBLEM ANSWERS [-o OUT] [--format json]`` does; see batch."""
-    from .batch import cli_check as run
+    from derive.verify.batch import cli_check as run
 
     return run(problem, answers, out=out, fmt=fmt)
 
 
 def check_folder(problem, folder, out_dir=None, fmt="md"):
     """Check every answers file of a folder; see :func:`derive.verify.batch.check_folder`."""
-    from .batch import check_folder as run
+    from derive.verify.batch import check_folder as run
 
     return run(problem, folder, out_dir=out_dir, fmt=fmt)

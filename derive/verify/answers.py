@@ -20,10 +20,10 @@ import unicodedata
 
 import sympy as sp
 
-from ..derivation import BAR_SUFFIX, bar
-from ..errors import DeriveError, InputError
-from ..parse import MAX_CHARS, Parser, parse
-from .latex import latex_to_text
+from derive.derivation import BAR_SUFFIX, bar
+from derive.errors import DeriveError, InputError
+from derive.parse import MAX_CHARS, Parser, parse
+from derive.verify.latex import latex_to_text
 
 #: Unicode a student may paste, as whitelist text. Greek letters become their names.
 UNICODE = {

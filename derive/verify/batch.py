@@ -20,10 +20,10 @@ import csv
 import json
 import os
 
-from .. import yamlio
-from ..derivation import renderer
-from ..errors import DeriveError, InputError
-from .table import Report
+from derive import yamlio
+from derive.derivation import renderer
+from derive.errors import DeriveError, InputError
+from derive.verify.table import Report
 
 MAX_BYTES = 1_000_000
 ANSWER_KEYS = {"student", "answers", "problem"}
@@ -65,7 +65,7 @@ def _pick(derivations, choice, where):
 
 def check_file(derivations, path):
     """The Report of one answers file against the problem's derivation(s)."""
-    from . import check_table
+    from derive.verify import check_table
 
     answers, student, choice = read_answers(path)
     d = _pick(derivations, choice, os.fspath(path))
@@ -135,7 +135,7 @@ def check_folder(problem, folder, out_dir=None, fmt="md"):
 def _derivations(problem):
     if isinstance(problem, list):
         return problem
-    from ..api import solve
+    from derive.api import solve
 
     return solve(problem)
 

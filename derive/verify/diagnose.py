@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from .points import close
-from .verdict import ratio_text
+from derive.verify.points import close
+from derive.verify.verdict import ratio_text
 
 TINY = 1e-12
 

@@ -15,8 +15,8 @@ import re
 
 import sympy as sp
 
-from ..derivation import Derivation, Section, Step, bar
-from .verdict import EXPLAIN
+from derive.derivation import Derivation, Section, Step, bar
+from derive.verify.verdict import EXPLAIN
 
 MAX_SHOWN = 160
 

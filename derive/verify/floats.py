@@ -16,9 +16,9 @@ import math
 
 import sympy as sp
 
-from ..functions import FUNCTIONS
-from ..functions.numeric import INF, NAN
-from .guard import Timeout, deadline
+from derive.functions import FUNCTIONS
+from derive.functions.numeric import INF, NAN
+from derive.verify.guard import Timeout, deadline
 
 FALLBACK_SECONDS = 0.5
 

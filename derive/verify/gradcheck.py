@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import InputError
+from derive.errors import InputError
 
 #: dtype -> (difference step, rtol, atol)
 TOLERANCES = {

@@ -6,7 +6,7 @@ answer's "unreadable" verdict.
 """
 from __future__ import annotations
 
-from ..budget import Timeout, attempt, deadline  # noqa: F401 - the judging modules' names
+from derive.budget import Timeout, attempt, deadline  # noqa: F401 - the judging modules' names
 
 
 def guarded(judge, verdict_for_error, seconds):

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ..derivation import bar
-from ..errors import DeriveError, InputError
-from .answers import Vocabulary, parse_answer
-from .diagnose import diagnose
-from .guard import Timeout, attempt, deadline, guarded
-from .points import Replay, close
-from .verdict import EXPLAIN, Verdict, number_out
+from derive.derivation import bar
+from derive.errors import DeriveError, InputError
+from derive.verify.answers import Vocabulary, parse_answer
+from derive.verify.diagnose import diagnose
+from derive.verify.guard import Timeout, attempt, deadline, guarded
+from derive.verify.points import Replay, close
+from derive.verify.verdict import EXPLAIN, Verdict, number_out
 
 PARSE_SECONDS = 1.0
 PROOF_SECONDS = 1.0

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import re
 
-from ..errors import InputError, UnsupportedError
-from ..functions import BY_NAME
-from ..parse import MAX_CHARS, MAX_DEPTH
+from derive.errors import InputError, UnsupportedError
+from derive.functions import BY_NAME
+from derive.parse import MAX_CHARS, MAX_DEPTH
 
 _TOKEN = re.compile(r"""
     (?P<space>\s+|\\[,;:!\ ]|~)

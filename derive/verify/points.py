@@ -22,8 +22,8 @@ import random
 
 import sympy as sp
 
-from ..derivation import bar
-from .floats import fvalue
+from derive.derivation import bar
+from derive.verify.floats import fvalue
 
 N_POINTS = 6
 MAX_TRIES = 60

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from ..derivation import bar
-from ..errors import InputError
-from .verdict import Verdict
+from derive.derivation import bar
+from derive.errors import InputError
+from derive.verify.verdict import Verdict
 
 
 @dataclass
@@ -65,7 +65,7 @@ class Report:
 
     def derivation(self):
         """This report as a Derivation of kind "check" (rendered by ``reports``)."""
-        from .document import report_derivation
+        from derive.verify.document import report_derivation
 
         return report_derivation(self)
 

@@ -24,14 +24,14 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from ..derivation import BAR_SUFFIX
-from ..errors import DeriveError, InputError
-from .answers import Vocabulary, parse_answer
-from .judge import circular_bars
-from .guard import Timeout, deadline, guarded
-from .tensor_eval import ShapeMismatch, Tree, display_value, tree_builders
-from .tensor_proof import entry_or_none, prove, substitute_bars
-from .verdict import EXPLAIN, Verdict
+from derive.derivation import BAR_SUFFIX
+from derive.errors import DeriveError, InputError
+from derive.verify.answers import Vocabulary, parse_answer
+from derive.verify.judge import circular_bars
+from derive.verify.guard import Timeout, deadline, guarded
+from derive.verify.tensor_eval import ShapeMismatch, Tree, display_value, tree_builders
+from derive.verify.tensor_proof import entry_or_none, prove, substitute_bars
+from derive.verify.verdict import EXPLAIN, Verdict
 
 RTOL, ATOL = 1e-8, 1e-10
 
@@ -82,7 +82,7 @@ class TensorChecker:
 
     # -- names and parsing ---------------------------------------------------------------
     def node_of(self, key):
-        from .judge import Checker
+        from derive.verify.judge import Checker
 
         return Checker.node_of(self, key)
 
@@ -267,7 +267,7 @@ class TensorChecker:
     # -- tables ----------------------------------------------------------------------------
     def table(self, answers, student=None):
         """Judge ``{node: answer}``, errors carried forward counted once (tensor_table)."""
-        from .tensor_table import check_tensor_table
+        from derive.verify.tensor_table import check_tensor_table
 
         return check_tensor_table(self, answers, student=student)
 
@@ -338,6 +338,6 @@ def _ratio(values, target):
         ratios.extend((v[mask] / t[mask]).ravel().tolist())
     if not ratios or not np.allclose(ratios, ratios[0], rtol=1e-8) or np.isclose(ratios[0], 1):
         return None
-    from .verdict import ratio_text
+    from derive.verify.verdict import ratio_text
 
     return ratio_text(ratios[0])

@@ -13,8 +13,8 @@ import numpy as np
 import sympy as sp
 from sympy.matrices.expressions.hadamard import HadamardPower, HadamardProduct
 
-from ..errors import UnsupportedError
-from ..functions import BY_NAME, row_of
+from derive.errors import UnsupportedError
+from derive.functions import BY_NAME, row_of
 
 _BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
            "pow": np.power}

@@ -21,9 +21,9 @@ from __future__ import annotations
 import sympy as sp
 from sympy.matrices.expressions.hadamard import HadamardPower, HadamardProduct
 
-from ..errors import DeriveError
-from ..functions import lookup
-from .guard import attempt
+from derive.errors import DeriveError
+from derive.functions import lookup
+from derive.verify.guard import attempt
 
 PROOF_SECONDS = 1.0
 MAX_OPS = 400  # simplify() is not tried on larger differences

@@ -14,11 +14,11 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from ..derivation import BAR_SUFFIX
-from ..errors import DeriveError
-from .table import Report, _entries, judge_carried
-from .tensor_eval import ShapeMismatch, display_value
-from .tensor_proof import NoNormalForm, entry_or_none, substitute_bars, tree_entry
+from derive.derivation import BAR_SUFFIX
+from derive.errors import DeriveError
+from derive.verify.table import Report, _entries, judge_carried
+from derive.verify.tensor_eval import ShapeMismatch, display_value
+from derive.verify.tensor_proof import NoNormalForm, entry_or_none, substitute_bars, tree_entry
 
 
 def check_tensor_table(checker, answers, student=None):

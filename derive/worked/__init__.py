@@ -20,5 +20,5 @@ module              kinds
 ``classic``         perceptron, knn, decoding
 ==================  ===========================================================
 """
-from . import (analysis, architecture, attention, classic, conv, dropout,  # noqa: F401
+from derive.worked import (analysis, architecture, attention, classic, conv, dropout,  # noqa: F401
                jacobians, losses, norms, optimizers, schedules)

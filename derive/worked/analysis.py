@@ -16,12 +16,12 @@ import itertools
 
 import sympy as sp
 
-from ..derivation import Derivation, Section, Step
-from ..errors import InputError, ShapeError
-from ..functions import relu
-from ..problem import check_keys, get, problem_kind
-from ..stepforms import Expectation, Variance, Word, minus, plus, power, times, written
-from .common import array, dims, key_choice, key_int, matrix, shape, tidy, with_approx
+from derive.derivation import Derivation, Section, Step
+from derive.errors import InputError, ShapeError
+from derive.functions import relu
+from derive.problem import check_keys, get, problem_kind
+from derive.stepforms import Expectation, Variance, Word, minus, plus, power, times, written
+from derive.worked.common import array, dims, key_choice, key_int, matrix, shape, tidy, with_approx
 
 _NONLINEAR_NOTE = ("With a nonlinearity between the layers (e.g. ReLU) the composition is no "
                    "longer affine, which is why deep networks need activations.")

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ..parse import parse_call
-from .. import shapes
-from ..derivation import Derivation, Section, Step
-from ..errors import InputError, ShapeError, UnsupportedError
-from ..problem import check_keys, get, problem_kind
-from ..stepforms import Word, minus, over, plus, times
-from .common import key_choice, symbol
+from derive.parse import parse_call
+from derive import shapes
+from derive.derivation import Derivation, Section, Step
+from derive.errors import InputError, ShapeError, UnsupportedError
+from derive.problem import check_keys, get, problem_kind
+from derive.stepforms import Word, minus, over, plus, times
+from derive.worked.common import key_choice, symbol
 
 B = "B"  # the symbolic batch size, first in every activation shape
 PARAMETERS = Word("parameters")
@@ -391,7 +391,7 @@ _MODULES = {
 def _rule(name, where):
     """(name, rule) of a layer: a PyTorch module of :data:`_MODULES`, else the catalogue's
     layer of that name (UnsupportedError listing the names this kind counts)."""
-    from ..tensor.catalog import lookup
+    from derive.tensor.catalog import lookup
 
     low = name.lower()
     if low in _MODULES:
@@ -407,7 +407,7 @@ def _rule(name, where):
 
 def _known():
     """Every name this kind counts (catalogue keys and aliases included)."""
-    from ..tensor.catalog import ALIASES, CATALOGUE
+    from derive.tensor.catalog import ALIASES, CATALOGUE
 
     keys = {k for k, e in CATALOGUE.items() if k in _RULES or e.group == "activation"}
     return sorted(set(_MODULES) | keys | {a for a, k in ALIASES.items() if k in keys})

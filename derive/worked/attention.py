@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ..derivation import Derivation, Section, Step
-from ..errors import InputError, ShapeError
-from ..problem import check_keys, get, problem_kind
-from ..stepforms import ArgMax, over, plus, root, times
-from .common import (EXACT_NOTE, all_exact, array, dims, entry, matrix, number, products, shape,
+from derive.derivation import Derivation, Section, Step
+from derive.errors import InputError, ShapeError
+from derive.problem import check_keys, get, problem_kind
+from derive.stepforms import ArgMax, over, plus, root, times
+from derive.worked.common import (EXACT_NOTE, all_exact, array, dims, entry, matrix, number, products, shape,
                      tidy, with_approx)
 
 _j = sp.Symbol("j", integer=True, positive=True)

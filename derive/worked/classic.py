@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ..derivation import Derivation, Section, Step
-from ..errors import InputError, ShapeError
-from ..problem import check_keys, get, problem_kind
-from ..stepforms import Word, minus, plus, power, root, times
-from .common import (EXACT_NOTE, all_exact, array, key_choice, key_int, key_number, matrix,
+from derive.derivation import Derivation, Section, Step
+from derive.errors import InputError, ShapeError
+from derive.problem import check_keys, get, problem_kind
+from derive.stepforms import Word, minus, plus, power, root, times
+from derive.worked.common import (EXACT_NOTE, all_exact, array, key_choice, key_int, key_number, matrix,
                      products, said, symbol, tidy, with_approx)
 
 W, B, ETA, X_, Y_, YHAT = sp.symbols("w b eta x y yhat")

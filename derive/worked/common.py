@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ..errors import InputError, ShapeError
-from ..parse import parse_number
-from ..problem import get
-from ..stepforms import approx, plus, times
+from derive.errors import InputError, ShapeError
+from derive.parse import parse_number
+from derive.problem import get
+from derive.stepforms import approx, plus, times
 
 #: Shown once in every worked example whose inputs were exact.
 EXACT_NOTE = "Inputs are exact, so every value is kept exact (fractions and radicals)."

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .. import shapes
-from ..derivation import Derivation, Section, Step
-from ..errors import InputError, ShapeError
-from ..problem import check_keys, get, problem_kind
-from ..stepforms import MaxOf, minus, over, plus, times
-from .common import (EXACT_NOTE, all_exact, array, dims, key_choice, matrix, number, products,
+from derive import shapes
+from derive.derivation import Derivation, Section, Step
+from derive.errors import InputError, ShapeError
+from derive.problem import check_keys, get, problem_kind
+from derive.stepforms import MaxOf, minus, over, plus, times
+from derive.worked.common import (EXACT_NOTE, all_exact, array, dims, key_choice, matrix, number, products,
                      shape, tidy)
 
 _a, _b, _c, _i, _j = sp.symbols("a b c i j", integer=True)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ..derivation import Derivation, Section, Step
-from ..errors import InputError, ShapeError
-from ..problem import check_keys, get, problem_kind
-from ..stepforms import Expectation, Variance, minus, over, plus, power, times
-from .common import (EXACT_NOTE, all_exact, array, entry, key_bool, key_choice, matrix, number,
+from derive.derivation import Derivation, Section, Step
+from derive.errors import InputError, ShapeError
+from derive.problem import check_keys, get, problem_kind
+from derive.stepforms import Expectation, Variance, minus, over, plus, power, times
+from derive.worked.common import (EXACT_NOTE, all_exact, array, entry, key_bool, key_choice, matrix, number,
                      said, shape, tidy, tolist)
 
 P, M, X = sp.symbols("p m x")

@@ -16,12 +16,12 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from ..derivation import Derivation, Section, Step
-from ..errors import InputError, ShapeError
-from ..functions import sigmoid
-from ..problem import check_keys, get, problem_kind
-from ..stepforms import Norm, plus, times
-from .common import array, key_choice, key_int, symbol, tidy, with_approx
+from derive.derivation import Derivation, Section, Step
+from derive.errors import InputError, ShapeError
+from derive.functions import sigmoid
+from derive.problem import check_keys, get, problem_kind
+from derive.stepforms import Norm, plus, times
+from derive.worked.common import array, key_choice, key_int, symbol, tidy, with_approx
 
 _ACT = {  # name -> (phi, phi' at a number, gamma = sup |phi'|, phi' as an expression)
     "tanh": (sp.tanh, lambda a: 1 - sp.tanh(a) ** 2, sp.Integer(1),

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ..derivation import Derivation, Section, Step
-from ..errors import InputError, ShapeError
-from ..functions import sigmoid
-from ..problem import check_keys, get, problem_kind
-from ..stepforms import minus, over, plus, power, times
-from .common import (EXACT_NOTE, all_exact, array, key_bool, key_choice, key_number, matrix, mean,
+from derive.derivation import Derivation, Section, Step
+from derive.errors import InputError, ShapeError
+from derive.functions import sigmoid
+from derive.problem import check_keys, get, problem_kind
+from derive.stepforms import minus, over, plus, power, times
+from derive.worked.common import (EXACT_NOTE, all_exact, array, key_bool, key_choice, key_number, matrix, mean,
                      said, shape, symbol, tidy, with_approx)
 
 _j, _i, _N = sp.symbols("j i N", integer=True, positive=True)

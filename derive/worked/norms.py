@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ..derivation import Derivation, Section, Step
-from ..errors import InputError, ShapeError
-from ..problem import check_keys, get, problem_kind
-from ..stepforms import minus, over, plus, power, root, times
-from .common import (EXACT_NOTE, all_exact, array, dims, entry, key_choice, key_number, matrix,
+from derive.derivation import Derivation, Section, Step
+from derive.errors import InputError, ShapeError
+from derive.problem import check_keys, get, problem_kind
+from derive.stepforms import minus, over, plus, power, root, times
+from derive.worked.common import (EXACT_NOTE, all_exact, array, dims, entry, key_choice, key_number, matrix,
                      said, shape, symbol, tidy)
 
 EPS, M = sp.symbols("epsilon m")

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ..derivation import Derivation, Section, Step
-from ..errors import InputError, ShapeError
-from ..parse import check_identifier, parse
-from ..problem import check_keys, get, problem_kind
-from ..stepforms import Grad, minus, over, plus, power, root, substitute, times
-from .common import (EXACT_NOTE, all_exact, array, key_bool, key_choice, key_int, key_number,
+from derive.derivation import Derivation, Section, Step
+from derive.errors import InputError, ShapeError
+from derive.parse import check_identifier, parse
+from derive.problem import check_keys, get, problem_kind
+from derive.stepforms import Grad, minus, over, plus, power, root, substitute, times
+from derive.worked.common import (EXACT_NOTE, all_exact, array, key_bool, key_choice, key_int, key_number,
                      said, symbol, tidy, with_approx)
-from .schedules import Schedule
+from derive.worked.schedules import Schedule
 
 # the symbols of the update equations
 ETA, LAMBDA, EPS, RHO, BETA, MU = sp.symbols("eta lambda epsilon rho beta mu")

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ..derivation import Derivation, Section, Step
-from ..errors import InputError
-from ..problem import check_keys, get, problem_kind
-from ..stepforms import minus, over, plus, power, root, times
-from .common import EXACT_NOTE, all_exact, key_int, key_number, said, symbol, tidy, with_approx
+from derive.derivation import Derivation, Section, Step
+from derive.errors import InputError
+from derive.problem import check_keys, get, problem_kind
+from derive.stepforms import minus, over, plus, power, root, times
+from derive.worked.common import EXACT_NOTE, all_exact, key_int, key_number, said, symbol, tidy, with_approx
 
 ETA, GAMMA, T_, STEP_SIZE, ETA_MIN, ETA_END, W, S, t_ = sp.symbols(
     "eta gamma T step_size eta_min eta_end w s t")
