@@ -5,7 +5,7 @@ the catalogue) < 30 s in total and none over 5 s; the LSTM cell < 10 s, Conv2d w
 stride and padding < 5 s, and the whole table < 60 s.
 
 Run: ``taskset -c 0 python bench/derive_layers.py``. Each layer is derived with symbolic
-sizes by ``derive.tensor.layer_derivation`` and rendered to LaTeX and Markdown by
+sizes by ``derive.layers.layer_derivation`` and rendered to LaTeX and Markdown by
 ``reports``; a small Sequential and every examples/tensor/*.yaml are included. Prints one
 line per item and the totals; exits non-zero if a budget is exceeded.
 """
@@ -17,10 +17,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import derive.tensor as dt  # noqa: E402
+import derive as dt  # noqa: E402
 import reports  # noqa: E402
 from derive.problem import solve  # noqa: E402
-from derive.tensor.catalog import CATALOGUE  # noqa: E402
+from derive.layers.catalog import CATALOGUE  # noqa: E402
 
 EACH_BUDGET = 5.0
 BUDGETS = {"lstm_cell": 10.0}

@@ -1,5 +1,5 @@
 import sys
 
-from derive.cli import main
+from derive.command_line import main
 
 sys.exit(main())

@@ -7,7 +7,7 @@ not finish, and ``factor`` of an exact value with ``exp(-529/64)`` factors a pol
 degree 529. Such steps run under :func:`deadline`, which raises :class:`Timeout` after a
 wall-clock budget (``SIGALRM``; on threads other than the main one, or where signals are
 missing, the budget cannot be enforced and the work simply runs, which is why the cheap
-structural bounds in :mod:`derive.simplify` come first).
+structural bounds in :mod:`derive.scalar.simplify` come first).
 """
 from __future__ import annotations
 

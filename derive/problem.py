@@ -251,7 +251,7 @@ def _load_kinds():
     """Import the modules that register kinds (late, so derive.problem stays light)."""
     import importlib
 
-    for module in ("derive.graph", "derive.tensor", "derive.worked"):
+    for module in ("derive.scalar.scalar_graph", "derive.tensor", "derive.worked"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:

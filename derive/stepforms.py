@@ -13,7 +13,7 @@ notation. Two things a worked example needs have no SymPy form, and are made her
   exact value before it), :class:`ArgMax`, :class:`MaxOf`, :class:`Expectation`, :class:`Variance`,
   :class:`Norm` and :class:`Grad` (the gradient of ``f`` at a point).
 
-Each prints through a rule in ``reports.printer``; ``str()`` of each is SymPy-readable
+Each prints through a rule in ``reports.latex_printer``; ``str()`` of each is SymPy-readable
 text (the JSON of a step).
 """
 from __future__ import annotations

@@ -138,14 +138,15 @@ def _rename(text, old, new):
 
 
 def _engine_version():
-    """Hash of the code that decides what gets generated (derive.tensor, the function
-    registry, this package)."""
+    """Hash of the code that decides what gets generated (the tensor engine, the layer
+    library, the function registry, this package)."""
     import derive.functions
+    import derive.layers
     import derive.tensor
 
     h = hashlib.sha256()
-    folders = (Path(derive.tensor.__file__).parent, Path(derive.functions.__file__).parent,
-               Path(__file__).parent)
+    folders = (Path(derive.tensor.__file__).parent, Path(derive.layers.__file__).parent,
+               Path(derive.functions.__file__).parent, Path(__file__).parent)
     for folder in folders:
         for f in sorted(folder.glob("*.py")):
             if f.name not in ("fit.py", "bench.py", "cli.py", "data.py", "model.py", "cache.py"):
@@ -193,7 +194,7 @@ def compile(net, dtype="float32", optimizer="sgd", *, lr=None, init="xavier_unif
     version = _engine_version()
 
     def generate(opt):
-        from .codegen import Kernel
+        from .train_module import Kernel
 
         if not record:  # derived only when a module has to be generated
             record.append(program_of(net))

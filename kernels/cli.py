@@ -1,7 +1,7 @@
 """``derivekit train CONFIG.yaml`` (or flags): build, compile, train, report.
 
 A config is YAML (read by ``derive.yamlio``: safe and bounded; every value is data,
-layer specs are read by the layer catalogue, :func:`derive.tensor.catalog.layer_from_text`,
+layer specs are read by the layer catalogue, :func:`derive.layers.catalog.layer_from_text`,
 never evaluated)::
 
     model:
@@ -76,7 +76,7 @@ def load_config(path):
 def merge_flags(cfg, args):
     cfg = dict(cfg)
     if args.model:
-        from derive.tensor.catalog import split_layers
+        from derive.layers.catalog import split_layers
 
         cfg["model"] = {**cfg["model"], "layers": split_layers(args.model)}
     if args.loss:
@@ -98,9 +98,9 @@ def merge_flags(cfg, args):
 
 def build_net(model_cfg, where="model"):
     """A derive Sequential from ``{"layers": [...], "loss": name}``: every layer read from
-    its text by the layer catalogue (:func:`derive.tensor.catalog.layer_from_text`)."""
-    import derive.tensor as dt
-    from derive.tensor.catalog import layer_from_text
+    its text by the layer catalogue (:func:`derive.layers.catalog.layer_from_text`)."""
+    import derive.layers as dt
+    from derive.layers.catalog import layer_from_text
 
     def make(spec, k):
         return layer_from_text(str(spec), where=f"{where}.layers[{k}]")

@@ -16,9 +16,9 @@ import os
 
 from derive.errors import InputError
 
-from . import html_out, json_out, latex_out, markdown_out, passes
-from .files import pdf_bytes, replace_atomically
-from .parts import build
+from reports import html_out, json_out, latex_out, markdown_out, passes
+from reports.files import pdf_bytes, replace_atomically
+from reports.parts import build
 
 FORMATS = ("tex", "md", "html", "json")
 SUFFIXES = {".tex": "tex", ".pdf": "pdf", ".md": "md", ".markdown": "md", ".html": "html",

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import html
 
-from .document import Equations, Graph, Heading, Items, Prose, Table, lay_out
-from .latex_out import chain
+from reports.document_model import Equations, Graph, Heading, Items, Prose, Table, lay_out
+from reports.latex_out import chain
 
 MATHJAX = "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-chtml.js"
 

@@ -40,7 +40,7 @@ import json
 import numpy as np
 import sympy as sp
 
-from .values import as_rows, classify
+from reports.values import as_rows, classify
 
 
 def _finite(x):

@@ -12,10 +12,10 @@ import re
 from derive.errors import DeriveError
 from derive.latexsubset import MATH_COMMANDS, refusal
 
-from .document import (Equations, Graph, Heading, Items, Math, Prose, Table, lay_out, rows_of,
+from reports.document_model import (Equations, Graph, Heading, Items, Math, Prose, Table, lay_out, rows_of,
                        segments)
-from .printer import visible_len
-from .tikz import tikz
+from reports.latex_printer import visible_len
+from reports.tikz import tikz
 
 PREAMBLE = r"""\documentclass[11pt,a4paper,fleqn]{article}
 \usepackage[margin=2.2cm]{geometry}
@@ -259,7 +259,7 @@ def display_math(d):
     Every chain of equalities of the worked solution (adjoints, gradients, worked
     steps), one under the other; tables, the graph and prose are left to the documents.
     """
-    from . import document_of  # late: reports/__init__ imports this module
+    from reports import document_of  # late: reports/__init__ imports this module
 
     doc = document_of(d)
     rows = list(rows_of(doc))

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import re
 
-from .document import Equations, Graph, Heading, Items, Prose, Table, lay_out, segments
-from .latex_out import chain
+from reports.document_model import Equations, Graph, Heading, Items, Prose, Table, lay_out, segments
+from reports.latex_out import chain
 
 # Not [ and ]: "\[" would open display math in Jupyter (math is found before Markdown).
 _MD_SPECIALS = re.compile(r"([\\`*_<>|])")

@@ -10,11 +10,11 @@ import sympy as sp
 
 from derive.latexsubset import check_display_names
 
-from .backward import backward_blocks, expr_math, shape_math
-from .document import Document, Equations, Heading, Items, Math, Prose, Row, Table
-from .graph import graph_blocks
-from .printer import latex, shape_tex, symbol_tex, visible_len
-from .values import array_tex, classify, text_math, value_tex
+from reports.backward_chains import backward_blocks, expr_math, shape_math
+from reports.document_model import Document, Equations, Heading, Items, Math, Prose, Row, Table
+from reports.graph_layers import graph_blocks
+from reports.latex_printer import latex, shape_tex, symbol_tex, visible_len
+from reports.values import array_tex, classify, text_math, value_tex
 
 ROLE_WORDS = {"input": "input", "param": "parameter"}
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import re
 
-from .document import rows_of
-from .printer import visible_len
+from reports.document_model import rows_of
+from reports.latex_printer import visible_len
 
 #: Characters of mathematics that fit on one display line of an A4 page (11pt, 2.2 cm
 #: margins) next to a short left-hand side; wider sums are broken between terms.

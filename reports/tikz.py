@@ -52,7 +52,7 @@ def _bends(graph, pos):
 
 
 def tikz(graph):
-    """TikZ source of a :class:`~reports.document.Graph`."""
+    """TikZ source of a :class:`~reports.document_model.Graph`."""
     pos = _positions(graph.layers)
     ids = {name: f"n{i}" for i, name in enumerate(pos)}
     lines = [r"\begin{center}", r"\begin{tikzpicture}[%s]" % STYLE]

@@ -14,7 +14,7 @@ import numpy as np
 import sympy as sp
 
 from derive.stepforms import Approx
-from .printer import DIGITS, decimal, decimal_tex, latex, text_math  # noqa: F401
+from reports.latex_printer import DIGITS, decimal, decimal_tex, latex, text_math  # noqa: F401
 
 MAX_ENTRIES = 6  # rows / columns of a matrix shown before eliding with dots
 

@@ -41,6 +41,14 @@ class RandomSource:
         return self.rng.uniform(lo, hi)
 
 
+def drawn(make, *args, **kw):
+    """A hypothesis strategy of the cases ``make(source, *args, **kw)`` builds, its random
+    choices drawn by hypothesis (so failing cases shrink and replay)."""
+    from hypothesis import strategies as st
+
+    return st.composite(lambda draw: make(DrawSource(draw), *args, **kw))()
+
+
 class DrawSource:
     """Choices from a hypothesis ``draw`` (shrinkable)."""
 

@@ -176,7 +176,7 @@ def _answer(text):
 
 
 def _latex(text):
-    from derive.verify.latex import latex_to_text
+    from derive.verify.latex_answers import latex_to_text
 
     latex_to_text(text)
     _answer(f"${text}$")

@@ -325,7 +325,7 @@ def _torch_loss(spec, z, t):
 # -- checks ---------------------------------------------------------------------------------
 def prepare(case):
     """(layer, program, row, values, upstream) with the case's sizes and seed."""
-    import derive.tensor as dt
+    import derive as dt
     from test_tensor_table import Row, instance
 
     layer = case.make()
@@ -381,7 +381,7 @@ def check_tensor(case, use_torch=False, limit=TIME_LIMIT):
     """derive.evaluate's VJPs against float64 finite differences (and PyTorch)."""
 
     def body():
-        import derive.tensor as dt
+        import derive as dt
         from test_tensor_table import check_finite_differences, check_torch
 
         layer, program, row, values, upstream = prepare(case)
@@ -412,7 +412,7 @@ def recheck_finite_differences(program, values, upstream, grads, rtol=1e-6):
     1). A fourth-order difference with steps 1e-3 and 1e-4 has errors near 1e-12 either
     way; the gradient is wrong only if neither agrees. Returns the worst disagreement as
     text, or "" when the gradient holds."""
-    import derive.tensor as dt
+    import derive as dt
 
     rng = np.random.default_rng(11)
     for _ in range(2):
@@ -436,7 +436,7 @@ def check_kernel(case, limit=120.0):
     """The compiled forward+VJP kernel gives derive.evaluate's output and gradients."""
 
     def body():
-        import derive.tensor as dt
+        import derive as dt
         from kernels import vjp
 
         layer, program, row, values, upstream = prepare(case)

@@ -98,7 +98,7 @@ OPS = [
     Op("cancel_sub", 1, "({0} - {0})", lambda a: a - a, lambda a: a - a, weight=1),
 ]
 OP = {op.name: op for op in OPS}
-#: The documented functions (README, derive/parse.py FUNCTIONS) the generator covers.
+#: The documented functions (README, derive/scalar/parse.py FUNCTIONS) the generator covers.
 DOCUMENTED = ("exp", "log", "sqrt", "sigmoid", "tanh", "relu", "max", "min", "abs", "sin",
               "cos", "softplus")
 CANCELLING = ("cancel_div", "cancel_sub")

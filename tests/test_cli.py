@@ -1,11 +1,11 @@
-"""The command line as a newcomer uses it (in-process, through derive.cli.main)."""
+"""The command line as a newcomer uses it (in-process, through derive.command_line.main)."""
 import json
 import os
 import re
 
 import pytest
 
-from derive.cli import main
+from derive.command_line import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

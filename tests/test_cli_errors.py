@@ -9,7 +9,7 @@ import os
 import pytest
 import yaml
 
-from derive import cli
+from derive import command_line as cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RNN = os.path.join(ROOT, "examples", "rnn.yaml")

@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 import sympy as sp
 
-import derive.tensor as dt
+import derive as dt
 from derive.functions import ACTIVATIONS, BY_NAME, CONVENTIONS, FUNCTIONS, lookup, row_of
-from derive.parse import parse
+from derive.scalar.parse import parse
 from derive.verify.floats import fvalue
-from derive.verify.latex import latex_to_text
+from derive.verify.latex_answers import latex_to_text
 from kernels.printer import NumbaPrinter
-from reports.printer import latex
+from reports.latex_printer import latex
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GRID = [-800.0, -50.0, -3.2, -1.0, -0.3, 0.25, 1.0, 2.5, 50.0, 800.0]

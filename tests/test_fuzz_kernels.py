@@ -16,16 +16,11 @@ pytest.importorskip("numba")
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("kernel_cache")]
 
 
-@st.composite
-def cases(draw, family):
-    return ftn.tensor_case(fg.DrawSource(draw), family)
-
-
 @pytest.mark.parametrize("family", list(ftn.FAMILIES))
 @settings(max_examples=fg.examples(1, factor=20))
 @given(data=st.data())
 def test_kernels_of_random_compositions_equal_evaluate(family, data):
-    case = data.draw(cases(family))
+    case = data.draw(fg.drawn(ftn.tensor_case, family))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         fg.expect_ok(ftn.check_kernel(case))

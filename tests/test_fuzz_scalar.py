@@ -25,14 +25,8 @@ import fuzzgen_terms as ft
 TORCH = importlib.util.find_spec("torch") is not None
 
 
-@st.composite
-def cases(draw, **kw):
-    return fs.scalar_case(fg.DrawSource(draw), **kw)
-
-
-@st.composite
-def special_cases(draw, make, info):
-    return make(fg.DrawSource(draw), info=info)
+def cases(**kw):
+    return fg.drawn(fs.scalar_case, **kw)
 
 
 @pytest.mark.parametrize("function", ft.DOCUMENTED)
@@ -67,7 +61,7 @@ def test_compositions_of_two_functions_at_exact_points(data):
 @settings(max_examples=fg.examples(3))
 @given(data=st.data())
 def test_points_outside_the_real_domain_are_refused(info, data):
-    case = data.draw(special_cases(fsp.ood_case, info))
+    case = data.draw(fg.drawn(fsp.ood_case, info=info))
     fg.expect_ok(fsp.check_out_of_domain(case))
 
 
@@ -75,5 +69,5 @@ def test_points_outside_the_real_domain_are_refused(info, data):
 @settings(max_examples=fg.examples(3))
 @given(data=st.data())
 def test_kinks_follow_the_stated_conventions(info, data):
-    case = data.draw(special_cases(fsp.kink_case, info))
+    case = data.draw(fg.drawn(fsp.kink_case, info=info))
     fg.expect_ok(fsp.check_kink(case))

@@ -19,16 +19,11 @@ import fuzzgen_tensor as ftn
 TORCH = importlib.util.find_spec("torch") is not None
 
 
-@st.composite
-def cases(draw, family):
-    return ftn.tensor_case(fg.DrawSource(draw), family)
-
-
 @pytest.mark.parametrize("family", list(ftn.FAMILIES))
 @settings(max_examples=fg.examples(6))
 @given(data=st.data())
 def test_vjps_of_random_compositions_match_finite_differences_and_torch(family, data):
-    case = data.draw(cases(family))
+    case = data.draw(fg.drawn(ftn.tensor_case, family))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # inf * 0 inside Step's VJP
         fg.expect_ok(ftn.check_tensor(case, use_torch=TORCH))
@@ -58,7 +53,7 @@ def _tensor_586():
 
 def _raw(case):
     """(layer, program, row, values) as drawn, before the logits are moderated."""
-    import derive.tensor as dt
+    import derive as dt
     from test_tensor_table import Row, instance
 
     layer = case.make()
@@ -75,7 +70,7 @@ def test_torch_twin_of_bce_differentiates_its_forward_where_the_sigmoid_saturate
     import numpy as np
     import torch
 
-    import derive.tensor as dt
+    import derive as dt
     from test_tensor_table import check_torch
 
     layer, program, row, values = _raw(_tensor_148())

@@ -91,14 +91,23 @@ def find_cycle(graph):
 
 def test_the_module_level_imports_of_derive_form_no_cycle():
     graph = import_graph("derive")
-    assert len(graph) > 50 and graph["derive.tensor.catalog"]
+    assert len(graph) > 50 and graph["derive.layers.catalog"]
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
 
 
-def test_derive_tensor_has_no_cycle_even_through_imports_inside_functions():
-    graph = import_graph("derive.tensor", inside_functions=True)
-    assert "derive.tensor.catalog" in graph["derive.tensor.layerfile"]
+@pytest.mark.parametrize("package", ["derive.tensor", "derive.layers"])
+def test_the_engine_and_the_layers_have_no_cycle_even_through_imports_inside_functions(package):
+    graph = import_graph(package, inside_functions=True)
+    if package == "derive.layers":
+        assert "derive.layers.catalog" in graph["derive.layers.layerfile"]
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
+
+
+def test_the_tensor_engine_does_not_import_the_layer_library():
+    graph = import_graph("derive", inside_functions=True)
+    assert any(d.startswith("derive.layers") for d in graph["derive.command_line"])
+    assert not [(m, d) for m, deps in graph.items() if m.startswith("derive.tensor")
+                for d in deps if d.startswith("derive.layers")]
 
 
 def test_a_cycle_is_found_when_there_is_one():
@@ -106,7 +115,7 @@ def test_a_cycle_is_found_when_there_is_one():
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
-TENSOR_MODULES = sorted(m for m in modules("derive.tensor"))
+TENSOR_MODULES = sorted(m for p in ("derive.tensor", "derive.layers") for m in modules(p))
 
 
 @pytest.mark.parametrize("module", TENSOR_MODULES)

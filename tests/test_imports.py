@@ -1,6 +1,6 @@
 """Imports point one way: kernels/ and reports/ read derive/; derive/ imports neither.
 
-derive/cli.py is the one module allowed to wire them (lazily, per command). Everything
+derive/command_line.py is the one module allowed to wire them (lazily, per command). Everything
 else reaches reports through the renderer registry it fills (derive.derivation.RENDERERS).
 """
 import ast
@@ -12,7 +12,7 @@ import textwrap
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WIRING = {"derive.cli", "derive.__main__"}  # the command line: imports them per command
+WIRING = {"derive.command_line", "derive.__main__"}  # the command line: imports them per command
 OTHERS = ("reports", "kernels")
 
 
@@ -66,8 +66,8 @@ def test_no_module_of_derive_but_the_cli_names_reports_or_kernels_in_an_import()
 
 
 def test_packages_import_in_any_order_without_a_cycle():
-    for first in ("derive", "reports", "kernels", "derive.cli"):
-        run(f"import {first}, derive, reports, kernels, derive.cli")
+    for first in ("derive", "reports", "kernels", "derive.command_line"):
+        run(f"import {first}, derive, reports, kernels, derive.command_line")
 
 
 @pytest.mark.slow

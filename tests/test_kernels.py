@@ -10,7 +10,7 @@ import pytest
 import sympy as sp
 
 import derive as dv
-import derive.tensor as dt
+import derive as dt
 from derive.errors import NotDifferentiableError
 from derive.functions import relu, sigmoid
 from derive.functions import softplus
@@ -56,7 +56,7 @@ def _dense_layer_names():
     """The catalogue's dense layers, activations, losses, penalties and norms; the conv,
     pooling, recurrent, attention and graph layers have their own rows below and in
     tests/test_layers_conv.py, with shapes this table's SIZES do not bind."""
-    from derive.tensor.catalog import CATALOGUE
+    from derive.layers.catalog import CATALOGUE
 
     return [k for k, e in CATALOGUE.items()
             if e.group in ("dense", "activation", "loss", "penalty", "norm")]
@@ -150,8 +150,8 @@ def test_loops_hoist_row_reductions():
 
 # -- convolution and pooling (scatter-accumulate VJPs, argmax routing) --------------------
 def _conv_pool_rows():
-    conv = pytest.importorskip("derive.tensor.conv")
-    pool = pytest.importorskip("derive.tensor.pool")
+    conv = pytest.importorskip("derive.layers.conv")
+    pool = pytest.importorskip("derive.layers.pool")
     return [(conv.Conv2d(2, 3, 3, padding=1), {"x": (2, 2, 5, 4), "K": (3, 2, 3, 3), "b": (3,)}),
             (conv.Conv2d(1, 2, 3, stride=2), {"x": (2, 1, 7, 7), "K": (2, 1, 3, 3), "b": (2,)}),
             (pool.MaxPool2d(2), {"x": (2, 3, 5, 6)}),

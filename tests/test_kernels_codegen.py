@@ -76,7 +76,7 @@ def test_long_sums_into_few_outputs_run_outside_in_and_skip_zeros():
 
 
 def test_conv_kernel_with_zeros_in_the_upstream_equals_evaluate(vjp_equals_evaluate):
-    from derive.tensor.conv import Conv2d
+    from derive.layers.conv import Conv2d
 
     rng = np.random.default_rng(3)
     layer = Conv2d(2, 3, 3, padding=1)

@@ -9,7 +9,7 @@ import pytest
 import derive as dv
 import kernels
 from derive.errors import InputError
-from derive.tensor import backward
+from derive.tensor import reverse_sweep
 from kernels import describe, program_of
 
 pytestmark = pytest.mark.usefixtures("kernel_cache")
@@ -129,7 +129,7 @@ def test_compiling_a_derivation_does_not_run_the_sweep(tmp_path, monkeypatch):
     def no_sweep(*args, **kwargs):
         raise AssertionError("the sweep ran again")
 
-    monkeypatch.setattr(backward, "sweep", no_sweep)
+    monkeypatch.setattr(reverse_sweep, "sweep", no_sweep)
     model = kernels.compile(d, dtype="float64")
     assert model.meta["prediction"] == "z3" and model.meta["masks"][0][0] == "m2"
     assert list(tmp_path.glob("dk_*.py"))  # generated here, not found in a cache
@@ -146,7 +146,7 @@ def test_a_warm_cache_compiles_a_net_without_deriving_it(monkeypatch):
     def no_sweep(*args, **kwargs):
         raise AssertionError("the sweep ran again")
 
-    monkeypatch.setattr(backward, "sweep", no_sweep)
+    monkeypatch.setattr(reverse_sweep, "sweep", no_sweep)
     kernels.compile(mlp(), dtype="float64")  # the definition's key: nothing derived
 
 

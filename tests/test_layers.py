@@ -10,11 +10,11 @@ import pytest
 import sympy as sp
 
 import derive as dv
-import derive.tensor as dt
+import derive as dt
 from derive.errors import InputError, ShapeError, UnsupportedError
-from derive.tensor.catalog import (ALIASES, CATALOGUE, GROUPS, LAYER_NAMES, UnknownLayer,
+from derive.layers.catalog import (ALIASES, CATALOGUE, GROUPS, LAYER_NAMES, UnknownLayer,
                                    entry, layer_from_text, lookup, split_layers)
-from derive.tensor.layerfile import solve as solve_layer
+from derive.layers.layerfile import solve as solve_layer
 from derive.tensor.matrix import MatMul, Reduce, Ref
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -84,7 +84,7 @@ def test_batchnorm_compact_form_equals_the_chain():
 
 
 def test_batchnorm_compact_form_symbolically_on_a_small_batch():
-    from derive.tensor.norms import BatchNorm
+    from derive.layers.norms import BatchNorm
     from derive.tensor.scalar import scalarise
 
     layer = BatchNorm(features=1)
@@ -389,7 +389,7 @@ def test_unknown_layers_and_bad_options_are_one_line(make, error, message):
 
 
 def test_layers_without_a_gradient_give_their_definition_and_their_reason():
-    from derive.tensor.attention import ARGMAX_NOTE
+    from derive.layers.attention import ARGMAX_NOTE
 
     zero_one = dt.ZeroOne().derive()  # the layer itself, as the catalogue does
     assert zero_one.meta["layer"] == "zero_one" and not zero_one.adjoints
@@ -400,7 +400,7 @@ def test_layers_without_a_gradient_give_their_definition_and_their_reason():
 
 
 def test_derivekit_layer_derives_and_rejects_bad_input(capsys):
-    from derive.cli import main
+    from derive.command_line import main
 
     assert main(["layer", "conv", "-p", "stride=2", "-p", "padding=1", "--format", "md"]) == 0
     out = capsys.readouterr().out

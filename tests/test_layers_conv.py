@@ -18,15 +18,15 @@ import pytest
 import sympy as sp
 
 import derive as dv
-import derive.tensor as dt
+import derive as dt
 from derive.errors import InputError, ShapeError
 from derive.shapes import output_size
-from derive.tensor.conv import Conv2d
+from derive.layers.conv import Conv2d
 from derive.tensor.evaluate import Env, evaluate_expr
 from derive.tensor.index import dim
-from derive.tensor.pool import FIRST_MAX, Flatten, MaxPool2d
+from derive.layers.pool import FIRST_MAX, Flatten, MaxPool2d
 from derive.tensor.scatter import dense_form, fits, index_range, split
-from derive.tensor.windows import OutSize
+from derive.layers.windows import OutSize
 
 B = 5
 
@@ -358,20 +358,15 @@ def kernel_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("DERIVEKIT_CACHE", str(tmp_path))
 
 
-def test_conv_sequential_kernel_gradients_equal_evaluate_and_it_trains(kernel_cache):
+def test_conv_sequential_kernel_gradients_equal_evaluate_and_it_trains(kernel_cache,
+                                                                      train_step_equals_evaluate):
     pytest.importorskip("numba")
     kernels = pytest.importorskip("kernels")
     net = w4(input_shape=(1, 8, 8))
     model = kernels.compile(net, dtype="float64", optimizer="adam", lr=0.01)
     values = w4_values(5, batch=7)
     x, y = values["x"], values["y"]
-    vals = {"x": x, "y": y, **{k: v.copy() for k, v in model.params.items()}}
-    loss, want = dv.evaluate(net, vals, wrt=list(model.params))
-    bufs = model.buffers(7, model.meta["signature"]["train"])
-    got_loss = model.module.train_step(x, y, *model._param_list(), *bufs)
-    assert abs(got_loss - loss) < 1e-12
-    for k, g in zip(model.params, model.meta["grads"]):
-        assert np.abs(model.grads[g] - want[k]).max() < 1e-10, k
+    train_step_equals_evaluate(net, model, x, y)
     data = kernels.data.digits(images=True)
     before = model.evaluate(data)["loss"]
     kernels.fit(model, data, epochs=1, batch_size=32, progress=False)

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import sympy as sp
 
-import derive.tensor as dt
+import derive as dt
 from derive.errors import InputError, NotDifferentiableError, ShapeError
-from derive.tensor.attention import ArgmaxAttention, SelfAttention
-from derive.tensor.graphnet import MessagePassing
-from derive.tensor.recurrent import RNN, GRUCell, LSTMCell
+from derive.layers.attention import ArgmaxAttention, SelfAttention
+from derive.layers.graphnet import MessagePassing
+from derive.layers.recurrent import RNN, GRUCell, LSTMCell
 from derive.tensor.scalar import entry_symbol
 from derive.tensor.scatter import scalarise_program
 from test_layers import ROOT, solve_layer_file

@@ -7,7 +7,7 @@ import pytest
 import sympy as sp
 
 import reports
-from derive.parse import parse
+from derive.scalar.parse import parse
 from reports import json_out
 from test_reports_samples import matrix, rnn, worked
 

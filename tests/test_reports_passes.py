@@ -4,10 +4,10 @@ import pytest
 import sympy as sp
 
 from reports import document_of, passes
-from reports.document import Document, Equations, Math, Row
-from reports.graph import layers
+from reports.document_model import Document, Equations, Math, Row
+from reports.graph_layers import layers
 from reports.parts import build
-from reports.printer import visible_len
+from reports.latex_printer import visible_len
 from reports.values import classify, value_tex
 from test_reports_samples import matrix, rnn, worked
 

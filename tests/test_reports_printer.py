@@ -2,7 +2,7 @@
 import pytest
 import sympy as sp
 
-from reports.printer import accent, latex, latex_pieces, shape_tex, visible_len
+from reports.latex_printer import accent, latex, latex_pieces, shape_tex, visible_len
 
 S = sp.Symbol
 

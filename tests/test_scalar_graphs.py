@@ -1,4 +1,4 @@
-"""Issue 2's published answers, asserted on the scalar engine (derive.graph/backprop)."""
+"""Issue 2's published answers, asserted on the scalar engine (derive.scalar.scalar_graph/backprop)."""
 import random
 
 import pytest

@@ -7,10 +7,10 @@ import pytest
 import sympy as sp
 
 import derive as dv
-from derive import simplify
-from derive.cli import main
-from derive.confirm import ConsistencyError
-from derive.graph import MAX_GRAPH_NODES
+from derive.scalar import simplify
+from derive.command_line import main
+from derive.scalar.confirm import ConsistencyError
+from derive.scalar.scalar_graph import MAX_GRAPH_NODES
 
 BOUND = 10.0  # seconds: a hang guard, not a speed target
 
@@ -44,7 +44,7 @@ def test_the_published_failure_point():
 def test_a_wrong_simplification_is_a_loud_error(monkeypatch):
     # every exact value is confirmed against an independent float evaluation
     real = simplify.tidy
-    monkeypatch.setattr("derive.backprop.tidy",
+    monkeypatch.setattr("derive.scalar.backprop.tidy",
                         lambda e, budget=simplify.SIMPLIFY_OPS: sp.S.Zero
                         if e.has(sp.cos) and e.is_number else real(e, budget))
     with pytest.raises(ConsistencyError, match="disagrees"):

@@ -11,12 +11,12 @@ import pytest
 import sympy as sp
 
 import derive as dv
-import derive.tensor as dt
+import derive as dt
 from derive.functions import lookup
-from derive.parse import parse
+from derive.scalar.parse import parse
 from derive.problem import solve_spec
-from derive.verify.latex import latex_to_text
-from reports.printer import latex
+from derive.verify.latex_answers import latex_to_text
+from reports.latex_printer import latex
 
 NAMES = {"silu": ("SiLU", r"\operatorname{SiLU}"), "mish": ("Mish", r"\operatorname{Mish}")}
 pytestmark = pytest.mark.usefixtures("kernel_cache")
@@ -105,7 +105,7 @@ def test_layer_evaluates_like_torch(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_kernel_train_step_equals_evaluate(name):
+def test_kernel_train_step_equals_evaluate(name, train_step_equals_evaluate):
     import kernels
     from kernels.cli import build_net
 
@@ -115,13 +115,7 @@ def test_kernel_train_step_equals_evaluate(name):
     model = kernels.compile(net, dtype="float64")
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(7, 6)), rng.integers(0, 4, 7)
-    vals = {"x": x, "y": y, **{k: v.copy() for k, v in model.params.items()}}
-    loss, want = dv.evaluate(net, vals, wrt=list(model.params))
-    bufs = model.buffers(7, model.meta["signature"]["train"])
-    got_loss = model.module.train_step(x, y, *model._param_list(), *bufs)
-    assert abs(got_loss - loss) < 1e-12
-    for k, g in zip(model.params, model.meta["grads"]):
-        assert np.abs(model.grads[g] - want[k]).max() < 1e-10
+    train_step_equals_evaluate(net, model, x, y)
 
 
 def test_train_model_string_accepts_the_alias():

@@ -166,7 +166,7 @@ def test_element_form_when_no_matrix_form():
     d = solve_spec(spec, "q.yaml")
     v = np.array([1.0, 2.0])
     A = np.array([[1.0, 2.0], [3.0, 4.0]])
-    from derive.tensor.api import evaluate
+    from derive.tensor.evaluate_model import evaluate
     out, g = evaluate(d, {"A": A, "x": v})
     M = A * A.T
     assert np.allclose(out, v @ M @ v) and np.allclose(g["x"], (M + M.T) @ v)

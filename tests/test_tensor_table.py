@@ -20,14 +20,14 @@ import numpy as np
 import pytest
 import sympy as sp
 
-import derive.tensor as dt
+import derive as dt
 from derive.errors import NotDifferentiableError
 from derive.functions import ACTIVATIONS as FUNCTION_ACTIVATIONS
-from derive.tensor.attention import PositionalEncoding, SelfAttention
-from derive.tensor.conv import Conv2d
-from derive.tensor.graphnet import MessagePassing
-from derive.tensor.pool import AvgPool2d, Flatten, GlobalAvgPool, MaxPool2d
-from derive.tensor.recurrent import (RNN, Embedding, GRUCell, LSTMCell, RNNCell,
+from derive.layers.attention import PositionalEncoding, SelfAttention
+from derive.layers.conv import Conv2d
+from derive.layers.graphnet import MessagePassing
+from derive.layers.pool import AvgPool2d, Flatten, GlobalAvgPool, MaxPool2d
+from derive.layers.recurrent import (RNN, Embedding, GRUCell, LSTMCell, RNNCell,
                                      TemporalAffine, TemporalSoftmaxLoss)
 from derive.tensor.scalar import entry_symbol
 from derive.tensor.scatter import scalarise_program
@@ -453,7 +453,7 @@ def test_every_registry_activation_has_a_row():
 
 
 def test_every_catalogue_layer_is_in_the_table():
-    from derive.tensor.catalog import CATALOGUE
+    from derive.layers.catalog import CATALOGUE
 
     made = {type(r.make()).__name__ for r in ROWS}
     forward_only = {e.cls.__name__ for e in CATALOGUE.values() if not e.cls.has_gradient}

@@ -5,7 +5,7 @@ import sympy as sp
 import derive as dv
 from derive.functions import sigmoid
 from derive.verify.answers import Vocabulary, parse_answer
-from derive.verify.latex import latex_to_text
+from derive.verify.latex_answers import latex_to_text
 
 NAMES = ["x1", "x2", "y", "w1_11", "w2_11", "a1", "z1", "yhat", "l", "u2", "w"]
 S = sp.Symbol

@@ -8,7 +8,7 @@ import pytest
 
 import derive as dv
 from derive.verify import check, check_table, cli_check
-from derive.verify.latex import latex_to_text
+from derive.verify.latex_answers import latex_to_text
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from derive.verify import check, check_table, checker_for, cli_check
-from derive.verify.tensor_proof import MM, T, canonical, prove, tree_entry
+from derive.verify.tensor.entry_proof import MM, T, canonical, prove, tree_entry
 
 import sympy as sp
 

@@ -5,7 +5,7 @@ import sympy as sp
 
 from derive.errors import InputError, ShapeError
 from derive.problem import solve_spec
-from reports.printer import latex
+from reports.latex_printer import latex
 
 
 def solve(**spec):

@@ -3,7 +3,7 @@ import pytest
 
 from derive.errors import InputError, ShapeError, UnsupportedError
 from derive.problem import solve_spec
-from reports.printer import latex
+from reports.latex_printer import latex
 
 CNN = ["conv2d(10, 3, padding=1)", "maxpool(2)", "conv2d(10, 3, padding=1)", "maxpool(2)",
        "flatten", "linear(3)"]

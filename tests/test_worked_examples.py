@@ -52,7 +52,7 @@ def test_example_solves_and_renders(path):
 
 
 def test_cli_json_puts_the_answer_under_result(capsys):
-    from derive.cli import main
+    from derive.command_line import main
 
     code = main(["solve", os.path.join(WORKED, "architecture.yaml"), "--format", "json"])
     out = capsys.readouterr().out
@@ -64,7 +64,7 @@ def test_cli_json_puts_the_answer_under_result(capsys):
 
 
 def test_cli_bad_layer_is_one_line_and_non_zero(tmp_path, capsys):
-    from derive.cli import main
+    from derive.command_line import main
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("kind: architecture\ninput: [1, 8, 8]\nlayers: ['conv3d(4, 3)']\n")
@@ -75,7 +75,7 @@ def test_cli_bad_layer_is_one_line_and_non_zero(tmp_path, capsys):
 
 
 def test_cli_constant_row(tmp_path, capsys):
-    from derive.cli import main
+    from derive.command_line import main
 
     bad = tmp_path / "ln.yaml"
     bad.write_text("kind: layernorm\nX: [[2, 2]]\neps: 0\n")

@@ -7,7 +7,7 @@ import sympy as sp
 
 from derive.errors import InputError, ShapeError
 from derive.problem import solve_spec
-from reports.printer import latex
+from reports.latex_printer import latex
 
 TABLE = {"classes": ["cat", "car", "frog"], "layout": "columns",
          "scores": [[3.2, 1.3, 2.2], [5.1, 4.9, 2.5], [-1.7, 2.0, -3.1]],

@@ -7,7 +7,7 @@ import sympy as sp
 
 from derive.errors import InputError, ShapeError
 from derive.problem import solve_spec
-from reports.printer import latex
+from reports.latex_printer import latex
 
 THETA = [1.0, -2.0]
 GRADS = [[0.5, 0.1], [0.4, -0.2], [0.3, 0.0], [-0.1, 0.7]]

@@ -18,7 +18,7 @@ import reports
 from derive.problem import solve, solve_spec
 from derive.stepforms import (Approx, MaxOf, Word, approx, minus, over, plus, power, root,
                               substitute, times)
-from reports.printer import latex, latex_pieces
+from reports.latex_printer import latex, latex_pieces
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FILES = sorted(glob.glob(os.path.join(ROOT, "examples", "worked", "*.yaml")))

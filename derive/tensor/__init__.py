@@ -1,27 +1,28 @@
-"""Tensor calculus in index notation: layers defined once, gradients derived, matrix form.
+"""The tensor engine: index notation, the reverse sweep, matrix form, the Program.
+
+The layers built on it live in :mod:`derive.layers`.
 
 Modules
 -------
-``index``     index expressions (``ISum``, ``LogSumExp``, ``Argmax``), differentiation with
-              respect to one element, Kronecker-delta elimination, canonical forms
-``ops``       the element-wise definitions of every op (shared by layers and v-notation)
-``graph``     ``TensorGraph``: named tensors defined element by element
-``backward``  the reverse sweep and the ``Program`` built from it
-``modes``     eval mode (Dropout's expectation, BatchNorm's running statistics) and the
-              prediction node, kept on the Program
-``matrix``    recognition of index forms as matrix algebra (``MatNode`` trees)
-``display``   matrix forms as SymPy matrix expressions; index forms with readable indices
-``evaluate``  the float64 NumPy evaluator of index expressions
-``record``    a sweep written into the shared ``Derivation`` fields
-``layers`` / ``losses`` / ``norms``  the layer library; ``model``: Sequential, Network
-``catalog``   the layer catalogue: every layer's names, options and text form
-              (``derivekit layer``, ``train --model``, layer files, architecture tables)
-``vnotation`` the ``tensor_graph`` problem kind (exam v-notation)
-``conv`` / ``pool`` / ``recurrent`` / ``attention`` / ``graphnet``  spatial, recurrent, attention and graph layers;
-``scatter``: gathers and scatter-accumulates through computed indices
+``index``          index expressions (``ISum``, ``LogSumExp``, ``Argmax``), differentiation
+                   with respect to one element, Kronecker-delta elimination, canonical forms
+``ops``            the element-wise definitions of every op (shared by layers and v-notation)
+``tensor_graph``   ``TensorGraph``: named tensors defined element by element
+``reverse_sweep``  the reverse sweep and the ``Program`` built from it
+``program``        the ``Program`` record (forward, backward, updates) and its float64 run
+``modes``          eval mode (Dropout's expectation, BatchNorm's running statistics) and the
+                   prediction node, kept on the Program
+``matrix``         recognition of index forms as matrix algebra (``MatNode`` trees)
+``display``        matrix forms as SymPy matrix expressions; index forms, readable indices
+``evaluate``       the float64 NumPy evaluator of index expressions
+``evaluate_model`` ``program()`` and ``evaluate()``: numbers from a model or its Derivation
+``record``         a sweep written into the shared ``Derivation`` fields
+``scatter``        gathers and scatter-accumulates through computed indices
+``scalar``         a small Program written entry by entry (worked numeric examples)
+``vnotation``      the ``tensor_graph`` problem kind (exam v-notation)
 
-Kernel interface (stable; also /work/notes/tensor_interface.md)
------------------------------------------------------------------
+Kernel interface (stable)
+-------------------------
 ``program(model, wrt=None) -> Program`` for a Layer, Sequential, Network, TensorGraph or a
 Derivation made by this package (``derivation.program``).
 
@@ -67,41 +68,12 @@ Naming in Sequential: blocks numbered from 1, up at each layer with parameters: 
 z1, a1, gamma2, beta2, running_mean2, m3`` ...; input ``x: [B, in]``, labels ``y``, loss
 ``L``.
 """
-from derive.tensor.api import evaluate, program
-from derive.tensor.backward import build_program  # noqa: F401  (for kernels)
-from derive.tensor.catalog import LAYER_NAMES, layer_derivation, layer_names, make_layer
-from derive.tensor.graph import TensorGraph
-from derive.tensor.index import ISum, LogSumExp
-from derive.tensor.layers import ELEMENTWISE, AddLayer, Layer, Linear, LogSoftmax, MatMul, MulLayer, Softmax
-from derive.tensor.losses import (BCE, L1, L2, MSE, BCEWithLogits, CrossEntropy, ElasticNet, Hinge,
-                     ZeroOne)
-from derive.tensor.model import Network, Sequential
-from derive.tensor.norms import BatchNorm, Dropout, LayerNorm
-from derive.tensor.program import Assignment, Program, TensorInfo
 from derive.tensor import vnotation  # noqa: F401  (registers the tensor_graph problem kind)
-from derive.tensor import layerfile  # noqa: F401  (registers the 'layer' problem kind)
-from derive.tensor.attention import ArgmaxAttention, PositionalEncoding, SelfAttention
-from derive.tensor.conv import Conv2d
-from derive.tensor.graphnet import MessagePassing
-from derive.tensor.pool import AvgPool2d, Flatten, GlobalAvgPool, MaxPool2d
-from derive.tensor.recurrent import (RNN, Embedding, GRUCell, LSTMCell, RNNCell, TemporalAffine,
-                        TemporalSoftmaxLoss)
+from derive.tensor.evaluate_model import evaluate, program
+from derive.tensor.index import ISum, LogSumExp
+from derive.tensor.program import Assignment, Program, TensorInfo
+from derive.tensor.reverse_sweep import build_program
+from derive.tensor.tensor_graph import TensorGraph
 
-SoftmaxCrossEntropy = CrossEntropy
-# Sigmoid, Tanh, ReLU, ...: one activation layer per activation row of derive.functions
-globals().update(ELEMENTWISE)
-
-__all__ = [
-    "evaluate", "program", "layer_derivation", "layer_names", "LAYER_NAMES", "make_layer",
-    "Sequential", "Network", "TensorGraph", "Layer",
-    "Linear", "MatMul", "AddLayer", "MulLayer",
-    *ELEMENTWISE, "Softmax", "LogSoftmax",
-    "MSE", "BCE", "BCEWithLogits", "CrossEntropy", "SoftmaxCrossEntropy", "Hinge", "ZeroOne",
-    "L1", "L2", "ElasticNet",
-    "LayerNorm", "BatchNorm", "Dropout",
-    "Program", "Assignment", "TensorInfo", "ISum", "LogSumExp",
-    "Conv2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool", "Flatten",
-    "RNNCell", "RNN", "LSTMCell", "GRUCell", "Embedding", "TemporalAffine",
-    "TemporalSoftmaxLoss", "SelfAttention", "ArgmaxAttention", "PositionalEncoding",
-    "MessagePassing",
-]
+__all__ = ["evaluate", "program", "build_program", "TensorGraph", "Program", "Assignment",
+           "TensorInfo", "ISum", "LogSumExp"]

@@ -1,7 +1,7 @@
 """Element-wise definitions of the ops, written once and shared by layers and v-notation.
 
 An operand is anything with a ``shape`` and element access ``t[i, j]`` (a graph
-:class:`~derive.tensor.graph.Tensor` or a :class:`Lazy`). Each op returns a
+:class:`~derive.tensor.tensor_graph.Tensor` or a :class:`Lazy`). Each op returns a
 :class:`Lazy`: a shape and the rule giving its element at given indices. Nothing is
 evaluated and nothing is scalarised; a graph node is created only when a caller defines
 one (``graph.define(name, op.shape, op.element)``).
@@ -14,7 +14,7 @@ from derive.errors import ShapeError
 from derive.functions import constant
 from derive.functions import relu as _relu
 from derive.functions import softplus as _softplus
-from derive.tensor.graph import shape_str
+from derive.tensor.tensor_graph import shape_str
 from derive.tensor.index import Argmax, Fresh, ISum, LogSumExp, dim, product
 
 

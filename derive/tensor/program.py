@@ -2,7 +2,7 @@
 
 This is what ``kernels/`` prints as numba source and what :func:`derive.evaluate` runs
 with NumPy; both read the same assignments, so they agree by construction. The contract
-is documented in :mod:`derive.tensor` (and /work/notes/tensor_interface.md).
+is documented in :mod:`derive.tensor`.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import sympy as sp
 
 from derive.errors import InputError, ShapeError
 from derive.tensor.evaluate import Env, evaluate_expr
-from derive.tensor.graph import shape_str
+from derive.tensor.tensor_graph import shape_str
 
 
 @dataclass(frozen=True)

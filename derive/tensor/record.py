@@ -22,10 +22,10 @@ import sympy as sp
 
 from derive.derivation import BAR_SUFFIX, Adjoint, Derivation, Edge, Gradient, Node, Section, Step
 from derive.derivation import bar as bar_symbol
-from derive.tensor.backward import build_program, substitute_aliases
+from derive.tensor.reverse_sweep import build_program, substitute_aliases
 from derive.tensor.display import display, element_form, indexed_lhs, names_for, pretty, pretty_names
 from derive.tensor.evaluate import Env, evaluate_expr
-from derive.tensor.graph import shape_str
+from derive.tensor.tensor_graph import shape_str
 from derive.tensor.index import ISum, inline, simplify_index
 from derive.tensor.matrix import recognise
 from derive.tensor.scatter import scatter_section

@@ -20,10 +20,10 @@ import sympy as sp
 
 from derive.errors import DeriveError, InputError, ShapeError, UnsupportedError
 from derive.functions import row_of
-from derive.parse import check_identifier, parse
+from derive.scalar.parse import check_identifier, parse
 from derive.problem import check_keys, get, problem_kind
 from derive.tensor import ops
-from derive.tensor.graph import TensorGraph, as_shape
+from derive.tensor.tensor_graph import TensorGraph, as_shape
 
 KEYS = {"kind", "title", "tensors", "nodes", "output", "wrt", "values", "dims", "upstream"}
 

@@ -28,9 +28,9 @@ import weakref
 from derive.derivation import Derivation
 from derive.errors import InputError
 from derive.verify.gradcheck import GradcheckReport, gradcheck
-from derive.verify.judge import Checker
-from derive.verify.table import Report
-from derive.verify.table import check_table as _check_table
+from derive.verify.scalar.judge import Checker
+from derive.verify.scalar.scalar_table import Report
+from derive.verify.scalar.scalar_table import check_table as _check_table
 from derive.verify.verdict import DIAGNOSES, Verdict
 
 __all__ = ["check", "check_table", "gradcheck", "cli_check", "check_folder", "checker_for",
@@ -49,7 +49,7 @@ def checker_for(d, n_points=6, seed=0):
     if entry is not None and entry[0]() is d:
         return entry[1]
     if _is_tensor(d):
-        from derive.verify.tensor import TensorChecker
+        from derive.verify.tensor.matrix_answers import TensorChecker
 
         checker = TensorChecker(d, n_points=n_points, seed=seed)
     else:
@@ -68,7 +68,7 @@ def _derivation(against):
     """A Derivation from a Derivation, a problem mapping or a problem file path."""
     if isinstance(against, Derivation):
         return against
-    from derive.api import solve
+    from derive.entry_points import solve
 
     if isinstance(against, (dict, str)) or hasattr(against, "__fspath__"):
         return solve(against)[0]
@@ -107,7 +107,7 @@ def check(answer, against, wrt=None, *, n_points=6, seed=0):
 
 
 def check_table(derivation, answers, *, student=None, n_points=6, seed=0):
-    """Judge an adjoint table ``{node: answer}``; see :mod:`derive.verify.table`.
+    """Judge an adjoint table ``{node: answer}``; see :mod:`derive.verify.scalar.scalar_table`.
 
     Returns
     -------

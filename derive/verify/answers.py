@@ -1,8 +1,8 @@
 r"""Answers as data: text (Python-like, LaTeX or Unicode) -> SymPy, in the problem's names.
 
 Nothing is evaluated: Python-like text goes through the whitelist parser
-(:func:`derive.parse.parse`), LaTeX is first translated to that syntax by
-:mod:`derive.verify.latex`. Any failure is an :class:`~derive.errors.InputError` (or
+(:func:`derive.scalar.parse.parse`), LaTeX is first translated to that syntax by
+:mod:`derive.verify.latex_answers`. Any failure is an :class:`~derive.errors.InputError` (or
 UnsupportedError) whose one-line message the verdict shows as "unreadable".
 
 Names are matched to the problem's own symbols leniently, the way people write them:
@@ -22,8 +22,8 @@ import sympy as sp
 
 from derive.derivation import BAR_SUFFIX, bar
 from derive.errors import DeriveError, InputError
-from derive.parse import MAX_CHARS, Parser, parse
-from derive.verify.latex import latex_to_text
+from derive.scalar.parse import MAX_CHARS, Parser, parse
+from derive.verify.latex_answers import latex_to_text
 
 #: Unicode a student may paste, as whitelist text. Greek letters become their names.
 UNICODE = {
@@ -159,7 +159,7 @@ def parse_answer(answer, vocab, *, matrix=None, transpose=None, functions=None,
     vocab : Vocabulary
     matrix, transpose, combine : callable, optional
         Builders for ``@``, ``.T`` and every operation (tensor answers build a tree, see
-        :mod:`derive.verify.tensor_eval`); scalar answers leave them out.
+        :mod:`derive.verify.tensor.answer_eval`); scalar answers leave them out.
 
     Raises
     ------

@@ -23,7 +23,7 @@ import os
 from derive import yamlio
 from derive.derivation import renderer
 from derive.errors import DeriveError, InputError
-from derive.verify.table import Report
+from derive.verify.scalar.scalar_table import Report
 
 MAX_BYTES = 1_000_000
 ANSWER_KEYS = {"student", "answers", "problem"}
@@ -135,7 +135,7 @@ def check_folder(problem, folder, out_dir=None, fmt="md"):
 def _derivations(problem):
     if isinstance(problem, list):
         return problem
-    from derive.api import solve
+    from derive.entry_points import solve
 
     return solve(problem)
 

@@ -122,7 +122,7 @@ def expression_text(expr):
     if isinstance(expr, str):
         return expr
     if getattr(expr, "is_Matrix", False):
-        from derive.verify.tensor_eval import display_text
+        from derive.verify.tensor.answer_eval import display_text
 
         return display_text(expr)
     return sp.sstr(expr)

@@ -4,21 +4,22 @@ Importing this package registers every kind with :mod:`derive.problem` (which im
 lazily the first time a problem file is solved). Keys of every kind are documented in
 ``examples/worked/README.md``.
 
-==================  ===========================================================
-module              kinds
-==================  ===========================================================
-``norms``           layernorm, batchnorm
-``conv``            conv2d, maxpool, avgpool
-``losses``          softmax_loss, svm_loss, bce, mse
-``optimizers``      optimizer
-``schedules``       schedule
-``dropout``         dropout
-``attention``       attention
-``architecture``    architecture, output_size
-``analysis``        linear_collapse, conv_collapse, init_variance
-``jacobians``       rnn_jacobian, mlp_jacobian
-``classic``         perceptron, knn, decoding
-==================  ===========================================================
+====================  =========================================================
+module                kinds
+====================  =========================================================
+``norms_by_hand``     layernorm, batchnorm
+``conv_by_hand``      conv2d, maxpool, avgpool
+``losses_by_hand``    softmax_loss, svm_loss, bce, mse
+``optimizers``        optimizer
+``schedules``         schedule
+``dropout``           dropout
+``attention_by_hand`` attention
+``architecture``      architecture, output_size
+``analysis``          linear_collapse, conv_collapse, init_variance
+``jacobians``         rnn_jacobian, mlp_jacobian
+``classic``           perceptron, knn, decoding
+====================  =========================================================
 """
-from derive.worked import (analysis, architecture, attention, classic, conv, dropout,  # noqa: F401
-               jacobians, losses, norms, optimizers, schedules)
+from derive.worked import (analysis, architecture, attention_by_hand, classic,  # noqa: F401
+                           conv_by_hand, dropout, jacobians, losses_by_hand, norms_by_hand,
+                           optimizers, schedules)  # (each module registers its problem kinds)

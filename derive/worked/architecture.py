@@ -2,7 +2,7 @@
 
 A network is an input shape per example (the batch ``B`` stays symbolic) and a list of
 layer strings such as ``"conv2d(10, 3, padding=1)"``, read with
-:func:`derive.parse.parse_call` (literal arguments only, never evaluated). Every count and
+:func:`derive.scalar.parse.parse_call` (literal arguments only, never evaluated). Every count and
 size comes from :mod:`derive.shapes`, the one place those rules live. Images are
 channels-first ``[C, H, W]`` unless ``layout: hwc``; sequences are ``[T, d]``.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from derive.parse import parse_call
+from derive.scalar.parse import parse_call
 from derive import shapes
 from derive.derivation import Derivation, Section, Step
 from derive.errors import InputError, ShapeError, UnsupportedError
@@ -370,7 +370,7 @@ def _recurrent_count(gates, dirs, bias, nb, n_in, h):
 
 
 #: catalogue key -> (name in messages, rule): the layers of the layer catalogue
-#: (:mod:`derive.tensor.catalog`, which also resolves their other names) this kind counts;
+#: (:mod:`derive.layers.catalog`, which also resolves their other names) this kind counts;
 #: every activation of the catalogue keeps the shape
 _RULES = {
     "linear": ("linear", _linear), "conv2d": ("conv2d", _conv), "maxpool2d": ("maxpool", _pool),
@@ -391,7 +391,7 @@ _MODULES = {
 def _rule(name, where):
     """(name, rule) of a layer: a PyTorch module of :data:`_MODULES`, else the catalogue's
     layer of that name (UnsupportedError listing the names this kind counts)."""
-    from derive.tensor.catalog import lookup
+    from derive.layers.catalog import lookup
 
     low = name.lower()
     if low in _MODULES:
@@ -407,7 +407,7 @@ def _rule(name, where):
 
 def _known():
     """Every name this kind counts (catalogue keys and aliases included)."""
-    from derive.tensor.catalog import ALIASES, CATALOGUE
+    from derive.layers.catalog import ALIASES, CATALOGUE
 
     keys = {k for k, e in CATALOGUE.items() if k in _RULES or e.group == "activation"}
     return sorted(set(_MODULES) | keys | {a for a, k in ALIASES.items() if k in keys})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sympy as sp
 
 from derive.errors import InputError, ShapeError
-from derive.parse import parse_number
+from derive.scalar.parse import parse_number
 from derive.problem import get
 from derive.stepforms import approx, plus, times
 

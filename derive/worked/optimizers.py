@@ -12,7 +12,7 @@ import sympy as sp
 
 from derive.derivation import Derivation, Section, Step
 from derive.errors import InputError, ShapeError
-from derive.parse import check_identifier, parse
+from derive.scalar.parse import check_identifier, parse
 from derive.problem import check_keys, get, problem_kind
 from derive.stepforms import Grad, minus, over, plus, power, root, substitute, times
 from derive.worked.common import (EXACT_NOTE, all_exact, array, key_bool, key_choice, key_int, key_number,

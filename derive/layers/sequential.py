@@ -1,0 +1,299 @@
+"""Compositions of layers: :class:`Sequential` and general :class:`Network` graphs.
+
+Naming (stable: kernels and reports rely on it): layers are numbered by block, the
+counter going up at every layer with parameters; ``Linear`` k has ``W{k}``, ``b{k}`` and
+output ``z{k}``, the activation after it ``a{k}``, norms ``gamma{k}``/``beta{k}`` and
+state ``running_mean{k}``/``running_var{k}``, Dropout's mask ``m{k}`` (a second
+Dropout in the same block ``m{k}_2``, its output ``y{k}_2``); an ``RNN`` k has
+``W_xh{k}``, ``W_hh{k}``, ``b{k}`` and per step t the input ``x{k}_t``, pre-activation
+``a{k}_t`` and state ``h{k}_t``, starting from ``h_0 = 0`` (a Sequential feeds one
+input). The network input is ``x: [B, in]`` (``x: [B, C, H, W]`` for a conv net,
+``x: [B, T, d]`` for an RNN, from ``input_shape`` or the first layer), labels ``y`` and
+the loss ``L``.
+
+>>> from derive.layers import CrossEntropy, Linear, ReLU
+>>> net = Sequential(Linear(4, 8), ReLU(), Linear(8, 3), loss=CrossEntropy())
+>>> sorted(net.parameters())
+['W1', 'W2', 'b1', 'b2']
+"""
+from __future__ import annotations
+
+import sympy as sp
+
+from derive.errors import InputError, ShapeError
+from derive.tensor.tensor_graph import TensorGraph, shape_str
+from derive.tensor.index import dim
+from derive.layers.dense import BATCH, Layer, Linear
+from derive.layers.losses import Loss, Penalty
+from derive.layers.norms import BatchNorm, Dropout
+
+
+class Model:
+    """What Sequential and Network share: graph -> derive / program / summary."""
+
+    title = "Model"
+
+    def graph(self):
+        raise NotImplementedError
+
+    def parameters(self):
+        """Parameter names and shapes, in order."""
+        return {n.name: n.shape for n in self.graph().leaves("param")}
+
+    def derive(self, wrt=None, values=None, upstream=None):
+        """The Derivation of every parameter's gradient (index and matrix form); with conv,
+        pooling, recurrent, attention or graph layers also their scatter / gather forms."""
+        from derive.tensor.record import derive_graph
+
+        return derive_graph(self.graph(), wrt, values, upstream, kind="model")
+
+    def program(self, wrt=None):
+        """The kernel Program (see :mod:`derive.tensor`)."""
+        from derive.tensor.reverse_sweep import build_program
+
+        return build_program(self.graph(), wrt)[0]
+
+    def summary(self):
+        """Per layer: output (activation) shape with symbolic batch B, parameters, counts."""
+        return Summary(self.graph())
+
+
+class Sequential(Model):
+    """Layers applied in order to ``x: [B, *input_shape]``, optionally ending in a ``loss``.
+
+    Parameters
+    ----------
+    *layers : Layer
+    loss : Loss, optional
+        Adds labels ``y`` and the scalar output ``L`` (batch mean).
+    in_features : int or str, optional
+        Input width of a dense stack (``x: [B, in]``); default: the first Linear's
+        ``in_features``.
+    input_shape : tuple of int or str, optional
+        The shape of ONE example (the batch ``B`` stays symbolic), e.g. ``(1, 8, 8)`` for
+        8x8 single-channel images before a ``Conv2d``. Default: the first layer's own input
+        shape when it reads more than one axis per example (``Conv2d(1, 8, 3, height=8,
+        width=8)`` gives ``(1, 8, 8)``; without sizes, ``(1, H, W)`` with symbols), else
+        ``(in_features,)``.
+    train : bool
+        Train mode (batch statistics, dropout masks) or eval mode for the whole stack.
+    penalty : Penalty class or instance, optional
+        Added to the loss for every weight matrix ``W{k}`` (e.g. ``L2(1e-4)``).
+    """
+
+    title = "Sequential"
+
+    def __init__(self, *layers, loss=None, in_features=None, input_shape=None, train=True,
+                 penalty=None):
+        for k, layer in enumerate(layers):
+            if not isinstance(layer, Layer) or isinstance(layer, (Loss, Penalty)):
+                raise InputError(f"item {k + 1} of Sequential is not a layer: {layer!r:.40}")
+        if loss is not None and not isinstance(loss, Loss):
+            raise InputError(f"loss must be a Loss layer, got {loss!r:.40}")
+        self.layers, self.loss, self.train, self.penalty = list(layers), loss, train, penalty
+        if in_features is not None and input_shape is not None:
+            raise InputError("give Sequential either in_features or input_shape, not both")
+        self.input_shape = self._input_shape(input_shape, in_features)
+
+    @property
+    def in_features(self):
+        """The input width of a dense stack (the last axis of one example)."""
+        return self.input_shape[-1]
+
+    def _input_shape(self, input_shape, in_features):
+        if input_shape is not None:
+            if isinstance(input_shape, (int, str)) or not len(input_shape):
+                raise InputError(f"input_shape must be a non-empty tuple of sizes per example "
+                                 f"(e.g. (1, 8, 8)), got {input_shape!r}")
+            return tuple(dim(s) for s in input_shape)
+        if in_features is not None:
+            return (dim(in_features),)
+        first = self._first_layer_shape()
+        return first if first is not None else (self._infer_in(),)
+
+    def _first_layer_shape(self):
+        """The first layer's input shape per example when it has several axes (conv, RNN)."""
+        if not self.layers:
+            return None
+        shape = tuple(self.layers[0].input_specs()[0][1])
+        if len(shape) < 3 or str(shape[0]) != BATCH:
+            return None
+        return tuple(dim(s) for s in shape[1:])
+
+    def _infer_in(self):
+        for layer in self.layers:
+            if isinstance(layer, Linear):
+                return layer.in_features
+            if getattr(layer, "features", None) is not None:
+                return layer.features
+        return dim("d")
+
+    def graph(self):
+        g = TensorGraph(self.describe())
+        h = g.leaf("x", (dim(BATCH),) + self.input_shape, role="input")
+        tags = block_tags(self.layers)
+        for k, (layer, tag) in enumerate(zip(self.layers, tags)):
+            set_mode(layer, self.train)
+            try:
+                h = build_labelled(layer, g, [h], tag, k + 1)
+            except ShapeError as exc:
+                raise self._shape_hint(exc, k) from None
+        if self.loss is not None:
+            g.prediction = h.name  # what the loss scores (kernels' predictions)
+            h = self._add_loss(g, h)
+        g.output = h.name
+        return g
+
+    def _shape_hint(self, exc, k):
+        """The ShapeError, with a pointer to ``input_shape`` when symbolic sizes caused it."""
+        free = [s for s in self.input_shape if not s.is_Integer]
+        if k == 0 or not free or len(self.input_shape) < 2:
+            return exc
+        sizes = ", ".join(str(s) for s in self.input_shape)
+        example = tuple(int(s) if s.is_Integer else 8 for s in self.input_shape)
+        return ShapeError(f"{exc.message} (the input is [B, {sizes}] with {free[0]} unknown: "
+                          f"give Sequential the size of one example, e.g. "
+                          f"input_shape={example})", where=exc.where)
+
+    def _add_loss(self, g, h):
+        loss = self.loss
+        if loss.labels == "int":
+            y = g.leaf("y", (h.shape[0],), role="label", dtype="int", classes=h.shape[-1])
+        else:
+            y = g.leaf("y", h.shape, role="target")
+        out = build_labelled(loss, g, [h, y], "", len(self.layers) + 1)
+        if self.penalty is None:
+            return out
+        terms = [out]
+        for w in [n for n in g.leaves("param") if n.name.startswith("W")]:
+            terms.append(self.penalty.build(g, [g.tensor(w.name)], w.name[1:]))
+        total = g.define("J", (), lambda: sp.Add(*[t[()] for t in terms]),
+                         text=" + ".join(t.name for t in terms))
+        return total
+
+    def describe(self):
+        inner = ", ".join(layer.describe() for layer in self.layers)
+        tail = f", loss={self.loss.describe()}" if self.loss else ""
+        return f"Sequential({inner}{tail})"
+
+
+def block_tags(layers):
+    """The block number of each layer (goes up at every layer with parameters)."""
+    tags, k = [], 0
+    for layer in layers:
+        if layer.param_shapes() or k == 0:
+            k += 1
+        tags.append(str(k))
+    return tags
+
+
+def build_labelled(layer, g, inputs, tag, position):
+    """``layer.build`` with its nodes labelled ``"<position>: <layer>"`` (for summaries)."""
+    before = set(g.nodes)
+    out = layer.build(g, inputs, tag)
+    for name in g.nodes:
+        if name not in before:
+            g.nodes[name].layer = f"{position}: {layer.describe()}"
+    return out
+
+
+def set_mode(layer, train):
+    if isinstance(layer, (BatchNorm, Dropout)):
+        layer.train = train
+
+
+class Network(Model):
+    """A general graph of layers (residual connections, several inputs).
+
+    >>> from derive.layers import AddLayer, ReLU
+    >>> net = Network()
+    >>> x = net.input("x", ["B", 4])
+    >>> h = net.apply(Linear(4, 4), x)
+    >>> s = net.apply(AddLayer(), net.apply(ReLU(), h), x)
+    >>> net.set_output(s).name
+    's3'
+    """
+
+    title = "Network"
+
+    def __init__(self, title="Network"):
+        self.g = TensorGraph(title)
+        self.count = 0
+        self.layers = []
+
+    def input(self, name, shape, role="input", dtype="float", **meta):
+        return self.g.leaf(name, shape, role=role, dtype=dtype, **meta)
+
+    def apply(self, layer, *inputs):
+        """Add ``layer`` reading ``inputs``; returns its output Tensor."""
+        if len(inputs) != layer.n_inputs:
+            raise InputError(f"{layer.describe()} takes {layer.n_inputs} input(s), "
+                             f"got {len(inputs)}")
+        self.count += 1
+        self.layers.append(layer)
+        return build_labelled(layer, self.g, list(inputs), str(self.count), self.count)
+
+    def set_output(self, tensor):
+        self.g.output = tensor.name
+        return tensor
+
+    def graph(self):
+        if self.g.output is None:
+            raise InputError("the network has no output (call set_output)")
+        return self.g
+
+
+class Summary:
+    """A per-layer table: output shape, parameters (names, shapes), counts."""
+
+    def __init__(self, graph):
+        self.rows = []
+        seen = set()
+        for node in graph.nodes.values():
+            if node.is_leaf or node.meta.get("update") or not node.layer:
+                continue
+            layer = node.layer
+            params = [p for p in graph.nodes.values() if p.role == "param"
+                      and p.name in _inputs_of_layer(graph, layer) and p.name not in seen]
+            seen.update(p.name for p in params)
+            row = {"layer": layer, "output": node.name, "shape": node.shape,
+                   "params": {p.name: p.shape for p in params},
+                   "count": sum(_numel(p.shape) for p in params)}
+            if self.rows and self.rows[-1]["layer"] == layer:
+                self.rows[-1].update(output=node.name, shape=node.shape)
+                self.rows[-1]["params"].update(row["params"])
+                self.rows[-1]["count"] += row["count"]
+            else:
+                self.rows.append(row)
+        self.total = sum(r["count"] for r in self.rows)
+
+    def __str__(self):
+        lines = [f"{'layer':<40} {'output':<10} {'shape':<14} parameters"]
+        for r in self.rows:
+            params = ", ".join(f"{k} {shape_str(v)}" for k, v in r["params"].items())
+            lines.append(f"{r['layer']:<40} {r['output']:<10} {shape_str(r['shape']):<14} "
+                         f"{params}{' = ' + str(r['count']) if params else ''}")
+        lines.append(f"total parameters: {self.total}")
+        return "\n".join(lines)
+
+    def _repr_markdown_(self):
+        head = "| layer | output | shape | parameters | count |\n|---|---|---|---|---|\n"
+        body = "".join(f"| {r['layer']} | {r['output']} | {shape_str(r['shape'])} | "
+                       + ", ".join(f"{k} {shape_str(v)}" for k, v in r["params"].items())
+                       + f" | {r['count']} |\n" for r in self.rows)
+        return head + body + f"\n**total parameters: {self.total}**\n"
+
+
+def _inputs_of_layer(graph, layer):
+    names = set()
+    for n in graph.nodes.values():
+        if n.layer == layer:
+            names.update(n.inputs)
+    return names
+
+
+def _numel(shape):
+    out = sp.S.One
+    for s in shape:
+        out *= s
+    return int(out) if out.is_Integer else out
