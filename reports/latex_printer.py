@@ -217,6 +217,49 @@ class DeriveLatexPrinter(LatexPrinter):
         # max keeps its argument order (ties route to the first), so it prints as given
         return r"%s\left(%s\right)" % (head, ", ".join(self._print(a) for a in expr.args[:n]))
 
+    # -- the tensor engine's display objects (derive.tensor.display, index, layers.windows) --
+    def _print_ElementForm(self, expr):
+        body = self._print(expr.rhs)
+        if not expr.labels:
+            return body
+        return r"\left[%s\right]_{%s}" % (body, ",".join(self._print(x) for x in expr.labels))
+
+    def _print__Tex(self, expr):
+        return expr.name  # an operand this printer already typeset (MapDisplay.body)
+
+    def _print_Ones(self, expr):
+        rows, cols = expr.shape
+        if cols == 1:
+            return r"\mathbf{1}_{%s}" % self._print(rows)
+        if rows == 1:
+            return r"\mathbf{1}_{%s}^{\top}" % self._print(cols)
+        return r"\mathbf{1}_{%s \times %s}" % (self._print(rows), self._print(cols))
+
+    def _print_MapDisplay(self, expr):
+        return self._print(expr.body(self))
+
+    def _print_NamedMatrixFn(self, expr):
+        return r"\operatorname{%s}\left(%s\right)" % (expr.args[0], self._print(expr.args[1]))
+
+    #: the head of each reduction of the index notation, by class name
+    INDEX_OPS = {"ISum": r"\sum", "LogSumExp": r"\operatorname{LSE}",
+                 "Argmax": r"\operatorname{argmax}"}
+
+    def _print_IndexOp(self, expr):
+        head = self.INDEX_OPS.get(type(expr).__name__, r"\operatorname{%s}" % type(expr).__name__)
+        subs = ",".join(self._print(getattr(i, "label", i)) for i in expr.indices)
+        body = self._print(expr.body)
+        if isinstance(expr.body, sp.Add):
+            body = r"\left(%s\right)" % body
+        return r"%s_{%s} %s" % (head, subs, body)
+
+    def _print_OutSize(self, expr):
+        return self._print(expr.formula())
+
+    def _print_clamp(self, expr):
+        e, n = (self._print(a) for a in expr.args)
+        return r"\operatorname{clamp}_{[0, %s)}\left(%s\right)" % (n, e)
+
     # -- tensors ------------------------------------------------------------------------------
     def _print_Indexed(self, expr):
         # {\bar{v}_{6}}_{i} is a "double subscript" to TeX (an accented atom with a

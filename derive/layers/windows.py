@@ -57,9 +57,6 @@ class OutSize(sp.Function):
         n, k, s, total = self.args
         return output_size(n, int(k), int(s), total_padding=int(total))
 
-    def _latex(self, printer):
-        return printer._print(self.formula())
-
     def _sympystr(self, printer):
         return printer._print(self.formula())
 
@@ -166,10 +163,6 @@ class clamp(sp.Function):  # noqa: N801  (a function name, like sympy's floor)
 
     def index_range(self):
         return sp.S.Zero, self.args[1] - 1
-
-    def _latex(self, printer):
-        e, n = (printer._print(a) for a in self.args)
-        return r"\operatorname{clamp}_{[0, %s)}\left(%s\right)" % (n, e)
 
     def _pythoncode(self, printer):
         e, n = (printer._print(a) for a in self.args)

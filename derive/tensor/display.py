@@ -80,13 +80,6 @@ class ElementForm(sp.Expr):
     def labels(self):
         return self.args[1:]
 
-    def _latex(self, printer):
-        body = printer._print(self.rhs)
-        if not self.labels:
-            return body
-        subs = ",".join(printer._print(x) for x in self.labels)
-        return r"\left[%s\right]_{%s}" % (body, subs)
-
     def _sympystr(self, printer):
         if not self.labels:
             return printer._print(self.rhs)
@@ -111,20 +104,15 @@ def indexed_lhs(name, indices, names=None):
 
 
 class _Tex(sp.Symbol):
-    """A placeholder printed as given LaTeX (an operand inside an elementwise formula)."""
-
-    def _latex(self, printer):
-        return self.name
+    """A placeholder holding an operand's LaTeX, made while reports' printer prints a
+    :class:`MapDisplay` (its text is the printer's own output, printed back as is)."""
 
     def _sympystr(self, printer):
         return getattr(self, "_plain", self.name)
 
 
-def _placeholder(matrix, printer=None):
-    from sympy.printing.latex import latex as sympy_latex
-
-    tex = _operand_tex(matrix, printer) if printer else sympy_latex(matrix)
-    sym = _Tex(tex)
+def _placeholder(matrix, printer):
+    sym = _Tex(_operand_tex(matrix, printer))
     sym._plain = str(matrix)
     return sym
 
@@ -138,14 +126,6 @@ def _operand_tex(matrix, printer):
 
 class Ones(OneMatrix):
     """A vector (or matrix) of ones, printed 1_B (column) or 1_B^T (row)."""
-
-    def _latex(self, printer):
-        rows, cols = self.shape
-        if cols == 1:
-            return r"\mathbf{1}_{%s}" % printer._print(rows)
-        if rows == 1:
-            return r"\mathbf{1}_{%s}^{\top}" % printer._print(cols)
-        return r"\mathbf{1}_{%s \times %s}" % (printer._print(rows), printer._print(cols))
 
     def _sympystr(self, printer):
         return "ones(%s, %s)" % self.shape
@@ -164,13 +144,11 @@ class MapDisplay(MatrixExpr):
     def shape(self):
         return self.args[1].shape
 
-    def _body(self, printer=None):
+    def body(self, printer):
+        """The formula with each matrix replaced by its LaTeX from ``printer``."""
         fn, mats = self.args[0], self.args[1:]
         subs = {v: _placeholder(m, printer) for v, m in zip(fn.variables, mats)}
         return fn.expr.xreplace(subs)
-
-    def _latex(self, printer):
-        return printer._print(self._body(printer))
 
     def _sympystr(self, printer):
         fn, mats = self.args[0], self.args[1:]
@@ -189,9 +167,6 @@ class NamedMatrixFn(MatrixExpr):
     @property
     def shape(self):
         return self.args[2], self.args[3]
-
-    def _latex(self, printer):
-        return r"\operatorname{%s}\left(%s\right)" % (self.args[0], printer._print(self.args[1]))
 
     def _sympystr(self, printer):
         return "%s(%s)" % (self.args[0], printer._print(self.args[1]))
