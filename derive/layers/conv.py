@@ -136,7 +136,7 @@ def transposed_section(view, layer, xp, y, kern):
         return Section(f"{layer.title}: gradients as convolutions", [], text=text)
     err = _check_transposed(view, layer, xp, y, kern)
     n, c, u, v, f, a, b = sp.symbols("n c u v f a b", integer=True)
-    ybar_plus = sp.IndexedBase(r"\bar{y}^{+}")
+    ybar_plus = sp.IndexedBase("y^+_bar")  # printed ȳ⁺ (reports' printer reads _bar)
     rotated = sp.IndexedBase(kern)[f, c, layer.k - 1 - a, layer.k - 1 - b]
     rhs = sp.Sum(ybar_plus[n, f, u + a, v + b] * rotated, (f, 0, layer.out_channels - 1),
                  (a, 0, layer.k - 1), (b, 0, layer.k - 1))
