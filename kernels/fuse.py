@@ -85,6 +85,10 @@ def _fusable(prev, lines):
     if any(re.search(rf"(?<![\w.]){re.escape(t)}(?!\w)", setup) for t in prev[0]):
         return False
     here = ", ".join(a[1])
+    # loop variables are named per nest (kernels.names): a name the second nest sets
+    # inside (an inner loop, a temporary) must not be one of the fused loops' names
+    if _defined(b[3]) & set(a[1]):
+        return False
     # every array the first nest writes (its targets, and stores such as a shared
     # reduction's buffer) is written at the current element only ...
     stored = {m.group(1) for m in (re.match(r"\s*(\w+)\[", s) for s in a[3]) if m}
@@ -101,6 +105,16 @@ def _fusable(prev, lines):
         if re.search(rf"(?<![\w.]){re.escape(t)}(?![\w\[])", body2):
             return False
     return True
+
+
+def _defined(body):
+    """Names the statements of ``body`` set: loop variables and assigned plain names."""
+    out = set()
+    for line in body:
+        m = re.match(r"\s*for (\w+) in |\s*(\w+)\s*[-+*/]?=(?!=)", line)
+        if m:
+            out.add(m.group(1) or m.group(2))
+    return out
 
 
 def _writes(body, target):

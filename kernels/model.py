@@ -1,6 +1,6 @@
 """A compiled model: parameters, optimizer state and the generated kernels that use them.
 
-The kernels live in a generated module (see :mod:`kernels.codegen`) whose ``META`` dict
+The kernels live in a generated module (see :mod:`kernels.train_module`) whose ``META`` dict
 describes the parameters; every module exposes the same three functions:
 
 ``epoch(X, y, order, lrs, batch_size, t0, hyper, wd, *params, *states)``

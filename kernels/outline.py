@@ -8,11 +8,13 @@ to compile. Here every block (a ``# targets`` comment and the statements under i
 it reads or writes numbered in order of appearance (``_a0, _a1, ...``), its loop
 variables and local scalars numbered too, and its integer literals set aside. Blocks of
 equal shape whose integers differ only in some places are one function of the arrays, the
-scalars it reads from outside (``B``) and those integers (``x[n, 4, i]``: the step); each
-block becomes a call::
+scalars it reads from outside (``B``) and those integers (``x[n, 4, i]``: the step,
+``step`` in the function); each block becomes a call::
 
     # a1_3, h1_3
     _block1(h1_2, W_hh1, a1_3, x1_3, W_xh1, b1, h1_3, B)
+
+The function is printed with the first block's own names (arrays, loops, temporaries).
 
 Calls run the same statements on the same arrays in the same order, so results are equal
 to the last bit. A block that assigns a plain name at its top level (the loss ``L``) is
@@ -50,13 +52,13 @@ class Outliner:
         seen = {}
         for (header, _), s in zip(blocks, shapes):
             if s is not None:
-                seen.setdefault(s[0], []).append((header, s[1], s[2]))
+                seen.setdefault(s[0], []).append((header, *s[1:]))
         out = []
         for (header, body), s in zip(blocks, shapes):
             if s is None or len(seen[s[0]]) < MIN_REPEATS:
                 out += ([header] if header else []) + body
                 continue
-            key, ints, args = s
+            key, ints, args, _ = s
             members = seen[key]
             varying = [k for k in range(len(ints)) if len({m[1][k] for m in members}) > 1]
             name = self.function(key, varying, members)
@@ -69,11 +71,18 @@ class Outliner:
         fkey = (key, tuple(varying))
         if fkey not in self.functions:
             name = f"_block{len(self.functions)}"
-            header, ints, args = members[0]
-            steps = [f"_i{k}" for k in varying]
-            fill = [f"_i{k}" if k in varying else ints[k] for k in range(len(ints))]
-            body = re.sub(r"@(\d+)@", lambda m: fill[int(m.group(1))], key)
-            body = re.sub(r"\b_a(\d+)\b", lambda m: args[int(m.group(1))], body)
+            header, ints, args, local = members[0]
+            steps = _step_names(len(varying), set(args) | set(local))
+            fill = list(ints)
+            for k, step in zip(varying, steps):
+                fill[k] = step
+            parts = {"@": fill, "_a": args, "_v": local}
+
+            def name_of(m):
+                kind, k = ("@", m.group(1)) if m.group(1) else (m.group(2), m.group(3))
+                return parts[kind][int(k)]
+
+            body = re.sub(r"@(\d+)@|\b(_a|_v)(\d+)\b", name_of, key)
             names = [m[0][2:] for m in members]
             blocks = ", ".join(names if len(names) <= 3 else
                                names[:2] + ["...", f"{names[-1]} ({len(names)} blocks)"])
@@ -89,11 +98,13 @@ class Outliner:
 
 
 def shape(body):
-    """(key, integers, arguments) of a block's statements, or None to keep it inline.
+    """(key, integers, arguments, locals) of a block's statements, or None to keep it
+    inline.
 
     The key is the text with arguments numbered ``_a0, _a1, ...`` (arrays, and scalars
     read from outside such as ``B``), loop variables and local scalars ``_v0, ...``, and
-    integer literals ``@0@, @1@, ...``; comments are dropped."""
+    integer literals ``@0@, @1@, ...``; comments are dropped. ``locals`` are the names
+    ``_v0, ...`` stand for."""
     if len([line for line in body if line.strip()]) < 2:
         return None  # one call (a BLAS product) gains nothing from a call around it
     local = set()
@@ -127,7 +138,20 @@ def shape(body):
             pieces.append(names[tok])
     pieces.append(text[last:])
     args = [n for n, v in names.items() if v.startswith("_a")]
-    return "".join(pieces), tuple(ints), args
+    local = [n for n, v in names.items() if v.startswith("_v")]
+    return "".join(pieces), tuple(ints), args, local
+
+
+def _step_names(n, taken):
+    """Parameter names for the ``n`` integers that differ between the outlined blocks
+    (an unrolled network's step): ``step``, or ``step1``, ``step2``, ..."""
+    out, k = [], 0
+    while len(out) < n:
+        k += 1
+        name = "step" if n == 1 and k == 1 else f"step{k}"
+        if name not in taken:
+            out.append(name)
+    return out
 
 
 def _split(lines):

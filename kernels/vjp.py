@@ -1,6 +1,6 @@
 """One layer's (or graph's) forward and VJP as a compiled kernel, for any Program.
 
-The training module (:mod:`kernels.codegen`) needs a classifier with a batch axis; this
+The training module (:mod:`kernels.train_module`) needs a classifier with a batch axis; this
 prints *any* Program -- a single layer with an upstream adjoint, a loss, a whole
 network -- as one function ``vjp(<leaves>, <seed>, <buffers>)``. Tests use it to check
 every layer's generated kernel against :func:`derive.evaluate` (the float64 oracle), and
@@ -17,8 +17,9 @@ import numpy as np
 from derive.tensor.evaluate import Env
 
 from . import cache, docstring_text
-from .codegen import HEADER_VJP, JIT, Statements, indent
 from .printer import helpers
+from .source_text import HEADER_VJP, JIT, indent, title_lines, wrap_lines
+from .statements import Statements
 
 
 def source(prog, dtype="float64"):
@@ -35,8 +36,8 @@ def source(prog, dtype="float64"):
     ret = prog.output if not prog.tensors[prog.output].shape else "0.0"
     fn = [JIT, f"def vjp({', '.join(args)}):"] + indent(dims + body + [f"return {ret}"])
     code = "\n".join(fn)
-    text = HEADER_VJP.format(title=docstring_text(prog.title)) + helpers(code, dtype) \
-        + "\n" + code + "\n"
+    text = (HEADER_VJP.format(title=title_lines(docstring_text(prog.title)))
+            + helpers(code, dtype) + "\n" + "\n".join(wrap_lines(fn)) + "\n")
     return text, {"leaves": leaves, "buffers": bufs, "temps": dict(st.temps)}
 
 

@@ -15,7 +15,8 @@ from derive.errors import NotDifferentiableError
 from derive.functions import relu, sigmoid
 from derive.functions import softplus
 from kernels import vjp
-from kernels.printer import NumbaPrinter, loops
+from kernels.loop_nests import loops
+from kernels.printer import NumbaPrinter
 
 SIZES = {"B": 5, "d": 4, "h": 3, "C": 3, "m": 2, "n": 3, "p": 2}
 
@@ -93,20 +94,14 @@ NETS = {
 
 
 @pytest.mark.parametrize("which", NETS)
-def test_network_train_step_equals_evaluate(which):
+def test_network_train_step_equals_evaluate(which, train_step_equals_evaluate):
     import kernels
 
     net = NETS[which]()
     model = kernels.compile(net, dtype="float64")
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(7, 6)), rng.integers(0, 4, 7)
-    vals = {"x": x, "y": y, **{k: v.copy() for k, v in model.params.items()}}
-    loss, want = dv.evaluate(net, vals, wrt=list(model.params))
-    bufs = model.buffers(7, model.meta["signature"]["train"])
-    got_loss = model.module.train_step(x, y, *model._param_list(), *bufs)
-    assert abs(got_loss - loss) < 1e-12
-    for k, g in zip(model.params, model.meta["grads"]):
-        assert np.abs(model.grads[g] - want[k]).max() < 1e-10
+    train_step_equals_evaluate(net, model, x, y)
     # the generated source is readable: BLAS for the products, loops for the rest
     src = model.source
     assert "np.dot(x, W1.T, z1)" in src and "def epoch(" in src and "theta[_i]" in src
@@ -129,23 +124,25 @@ def test_printer_functions_and_conventions():
 
 
 def test_loops_hoist_row_reductions():
-    # softmax: the log-sum-exp of a row is computed once per row, before the inner loop
-    n, i, k = sp.Idx("n", 4), sp.Idx("i", 3), sp.Idx("k", 3)
+    # softmax: the log-sum-exp of a row is computed once per row, before the inner loop;
+    # loops are named as the derivation names the indices (n for a batch, then i, j, k)
+    B = sp.Symbol("B", integer=True, positive=True)
+    n, i, k = sp.Idx("n7", B), sp.Idx("i8", 3), sp.Idx("k9", 3)
     z = sp.IndexedBase("z")
     rhs = sp.exp(z[n, i] - dt.LogSumExp(z[n, k], k))
     lines = loops("p", (n, i), rhs, NumbaPrinter())
     text = "\n".join(lines)
     assert text == "\n".join([
-        "for n in range(4):",
-        "    _max_2 = -np.inf",
-        "    for _k_0 in range(3):",
-        "        _max_2 = max(_max_2, z[n, _k_0])",
-        "    _lse_1 = 0.0",
-        "    for _k_0 in range(3):",
-        "        _lse_1 += np.exp(z[n, _k_0] - _max_2)",
-        "    _lse_1 = _max_2 + np.log(_lse_1)",
+        "for n in range(B):",
+        "    lse_max = -np.inf",
+        "    for j in range(3):",
+        "        lse_max = max(lse_max, z[n, j])",
+        "    lse = 0.0",
+        "    for j in range(3):",
+        "        lse += np.exp(z[n, j] - lse_max)",
+        "    lse = lse_max + np.log(lse)",
         "    for i in range(3):",
-        "        p[n, i] = np.exp(-_lse_1 + z[n, i])"])
+        "        p[n, i] = np.exp(-lse + z[n, i])"])
 
 
 # -- convolution and pooling (scatter-accumulate VJPs, argmax routing) --------------------

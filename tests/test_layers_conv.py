@@ -329,8 +329,9 @@ def test_evaluator_sub_ranges_min_max_mod_floor():
 
 
 def test_kernels_print_the_scatters_as_loops_that_compute_the_same_numbers():
-    """kernels.printer turns every assignment (scatters, clamps, mod, argmax) into loops."""
-    from kernels.printer import NumbaPrinter, loops
+    """kernels.loop_nests turns every assignment (scatters, clamps, mod, argmax) into loops."""
+    from kernels.loop_nests import loops
+    from kernels.printer import NumbaPrinter
 
     rng = np.random.default_rng(0)
     for layer in (Conv2d(2, 3, 2, padding=1, padding_mode="circular"),

@@ -20,8 +20,8 @@ from functools import reduce
 
 import sympy as sp
 
-from ..errors import InputError, NotDifferentiableError
-from ..functions import CONVENTIONS
+from derive.errors import InputError, NotDifferentiableError
+from derive.functions import CONVENTIONS
 
 # -- dimensions and indices ---------------------------------------------------------------
 
@@ -87,7 +87,6 @@ class IndexOp(sp.Expr):
     """Base of reductions ``op(body, *indices)`` binding ``indices`` inside ``body``."""
 
     is_commutative = True
-    symbol = r"\operatorname{op}"
 
     @property
     def body(self):
@@ -103,13 +102,6 @@ class IndexOp(sp.Expr):
         for i in self.indices:
             bound |= {i, getattr(i, "label", i)}
         return self.body.free_symbols - bound
-
-    def _latex(self, printer):
-        subs = ",".join(printer._print(getattr(i, "label", i)) for i in self.indices)
-        body = printer._print(self.body)
-        if isinstance(self.body, sp.Add):
-            body = r"\left(%s\right)" % body
-        return r"%s_{%s} %s" % (self.symbol, subs, body)
 
     def _sympystr(self, printer):
         subs = ", ".join(printer._print(i) for i in self.indices)
@@ -129,7 +121,6 @@ class ISum(IndexOp):
     6
     """
 
-    symbol = r"\sum"
 
     def __new__(cls, body, *indices):
         body = sp.sympify(body)
@@ -149,7 +140,6 @@ class LogSumExp(IndexOp):
     Its derivative is softmax: ∂/∂u LSE = Σ_k exp(body - LSE)·∂body/∂u.
     """
 
-    symbol = r"\operatorname{LSE}"
 
     def __new__(cls, body, *indices):
         return sp.Expr.__new__(cls, sp.sympify(body), *indices)
@@ -158,7 +148,6 @@ class LogSumExp(IndexOp):
 class Argmax(IndexOp):
     """Index of the first maximum of ``body`` over one index (forward only)."""
 
-    symbol = r"\operatorname{argmax}"
     is_integer = True
 
     def __new__(cls, body, index):
@@ -393,8 +382,7 @@ def _canon(e, taken):
     if isinstance(e, IndexOp):
         new, used = [], set(taken)
         for i in e.indices:
-            pool = (_BATCH_NAMES if str(extent(i)) in ("B", "N") else ()) + tuple(_NAMES)
-            name = next(n for n in pool if n not in used)
+            name = bound_name(extent(i), used)
             used.add(name)
             new.append(sp.Idx(name, extent(i)))
         new = tuple(new)
@@ -409,6 +397,14 @@ def _canon(e, taken):
 
 _BATCH_NAMES = ("n", "m")
 _NAMES = [c for c in "jklpqrstuvwabcdefgh"] + [f"j{k}" for k in range(2, 200)]
+
+
+def bound_name(size, used):
+    """The name an index a reduction sums over gets when shown: ``n`` (then ``m``) for a
+    batch of ``size`` B or N, else ``j, k, l, p, q, ...``; the first not in ``used``.
+    The kernels name their reduction loops by the same rule."""
+    pool = (_BATCH_NAMES if str(size) in ("B", "N") else ()) + tuple(_NAMES)
+    return next(n for n in pool if n not in used)
 
 
 def simplify_index(expr, expand=True):
