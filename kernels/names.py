@@ -45,14 +45,15 @@ def reserved():
 
 def _optimizer_names():
     """The update rules (module-level functions of a training module) and their
-    hyper-parameters (locals of its epoch)."""
+    hyper-parameters (the arguments after ``eta``: locals of its epoch)."""
     from . import optim
 
     out = set()
     for name, fn in inspect.getmembers(optim, inspect.isfunction):
         if fn.__module__ == optim.__name__:
             out.add(name)
-            out.update(inspect.signature(fn).parameters)
+            args = list(inspect.signature(fn).parameters)
+            out.update(args[args.index("eta") + 1:] if "eta" in args else ())
     return frozenset(out)
 
 
