@@ -12,7 +12,8 @@ notation of a worked gradient differs:
   the registry in ``derive.functions`` by the ``tex`` of its row (SymPy's ``Heaviside``
   included), the rest as SymPy typesets them;
 * :math:`\odot` for the Hadamard product, :math:`^{\top}` for transposes, ``\,`` between
-  the factors of a matrix product;
+  the factors of a matrix product, and the tensor engine's display objects (index sums,
+  element forms, vectors of ones): :class:`reports.tensor_notation.TensorNotation`;
 * floats to a fixed number of significant digits (``digits``, default 6), by one
   rule (:func:`decimal_tex`) that every value and every expression of every format
   goes through;
@@ -39,6 +40,7 @@ from sympy.printing.latex import LatexPrinter, greek_letters_set
 from sympy.printing.precedence import PRECEDENCE, precedence_traditional
 
 from derive.functions import row_of
+from reports.tensor_notation import TensorNotation
 
 BAR_SUFFIX = "_bar"  # same convention as derive.derivation.bar
 DIGITS = 6  # significant digits of every decimal a report shows
@@ -129,7 +131,7 @@ def _power(text, exp):
     return text if exp is None else "{%s}^{%s}" % (text, exp)
 
 
-class DeriveLatexPrinter(LatexPrinter):
+class DeriveLatexPrinter(TensorNotation, LatexPrinter):
     """SymPy's LaTeX printer with derivekit's adjoint notation (see the module docstring).
 
     Extra settings: ``names`` (dict name -> LaTeX) and ``digits`` (significant digits of
@@ -216,94 +218,6 @@ class DeriveLatexPrinter(LatexPrinter):
             head = "%s^{%s}" % (head, exp)
         # max keeps its argument order (ties route to the first), so it prints as given
         return r"%s\left(%s\right)" % (head, ", ".join(self._print(a) for a in expr.args[:n]))
-
-    # -- the tensor engine's display objects (derive.tensor.display, index, layers.windows) --
-    def _print_ElementForm(self, expr):
-        body = self._print(expr.rhs)
-        if not expr.labels:
-            return body
-        return r"\left[%s\right]_{%s}" % (body, ",".join(self._print(x) for x in expr.labels))
-
-    def _print__Tex(self, expr):
-        return expr.name  # an operand this printer already typeset (MapDisplay.body)
-
-    def _print_Ones(self, expr):
-        rows, cols = expr.shape
-        if cols == 1:
-            return r"\mathbf{1}_{%s}" % self._print(rows)
-        if rows == 1:
-            return r"\mathbf{1}_{%s}^{\top}" % self._print(cols)
-        return r"\mathbf{1}_{%s \times %s}" % (self._print(rows), self._print(cols))
-
-    def _print_MapDisplay(self, expr):
-        return self._print(expr.body(self))
-
-    def _print_NamedMatrixFn(self, expr):
-        return r"\operatorname{%s}\left(%s\right)" % (expr.args[0], self._print(expr.args[1]))
-
-    #: the head of each reduction of the index notation, by class name
-    INDEX_OPS = {"ISum": r"\sum", "LogSumExp": r"\operatorname{LSE}",
-                 "Argmax": r"\operatorname{argmax}"}
-
-    def _print_IndexOp(self, expr):
-        head = self.INDEX_OPS.get(type(expr).__name__, r"\operatorname{%s}" % type(expr).__name__)
-        subs = ",".join(self._print(getattr(i, "label", i)) for i in expr.indices)
-        body = self._print(expr.body)
-        if isinstance(expr.body, sp.Add):
-            body = r"\left(%s\right)" % body
-        return r"%s_{%s} %s" % (head, subs, body)
-
-    def _print_OutSize(self, expr):
-        return self._print(expr.formula())
-
-    def _print_clamp(self, expr):
-        e, n = (self._print(a) for a in expr.args)
-        return r"\operatorname{clamp}_{[0, %s)}\left(%s\right)" % (n, e)
-
-    # -- tensors ------------------------------------------------------------------------------
-    def _print_Indexed(self, expr):
-        # {\bar{v}_{6}}_{i} is a "double subscript" to TeX (an accented atom with a
-        # subscript inside a group); an empty group after the inner script avoids it.
-        base = self._print(expr.base)
-        if "_" in base or "^" in base:
-            base += "{}"
-        return "{%s}_{%s}" % (base, ",".join(map(self._print, expr.indices)))
-
-    # -- matrix algebra ---------------------------------------------------------------------
-    def _factor(self, arg):
-        """A factor of a product: bracketed unless it prints as one unit (no spaces)."""
-        text = self._print(arg)
-        simple = (sp.Symbol, sp.MatrixSymbol, sp.Transpose, sp.Function, sp.Indexed,
-                  sp.OneMatrix) + _display_units()
-        if arg.is_Atom or isinstance(arg, simple) or re.fullmatch(r"[^\s+-]+", text):
-            return text
-        return r"\left(%s\right)" % text
-
-    def _print_HadamardProduct(self, expr):
-        return r" \odot ".join(self._factor(a) for a in expr.args)
-
-    def _print_Transpose(self, expr):
-        mat = expr.arg
-        if not isinstance(mat, sp.MatrixSymbol) and mat.is_MatrixExpr:
-            return r"\left(%s\right)^{\top}" % self._print(mat)
-        s = self.parenthesize(mat, PRECEDENCE["Pow"], True)
-        if "^" in s:
-            return r"\left(%s\right)^{\top}" % s
-        return r"%s^{\top}" % s
-
-    def _print_MatMul(self, expr):
-        args = list(expr.args)
-        sign = ""
-        if expr.could_extract_minus_sign():
-            sign = "- "
-            args = args[1:] if args[0] == -1 else [-args[0]] + args[1:]
-        scalars = [a for a in args if not getattr(a, "is_Matrix", False)]
-        factors = [a for a in args if getattr(a, "is_Matrix", False)]
-        head = ""
-        if scalars:
-            head = self.parenthesize(sp.Mul(*scalars), PRECEDENCE["Mul"], strict=True)
-        body = r" \, ".join(self._factor(a) for a in factors)
-        return sign + " ".join(s for s in (head, body) if s)
 
     # -- numbers ----------------------------------------------------------------------------
     def _print_Float(self, expr):
@@ -393,17 +307,6 @@ class DeriveLatexPrinter(LatexPrinter):
             top, bottom = self._print(expr.expr), self._print(var)
             return r"\frac{\partial %s}{\partial %s}" % (top, bottom)
         return super()._print_Derivative(expr)
-
-
-def _display_units():
-    """Matrix-display classes of derive.tensor that typeset as one unit (1_B, f(Z))."""
-    try:
-        from derive.tensor import display
-    except ImportError:  # pragma: no cover - the tensor engine is always there in practice
-        return ()
-    # (MapDisplay is not one: its body may be a sum, e.g. 1 + exp(v4))
-    return tuple(getattr(display, n) for n in ("Ones", "NamedMatrixFn")
-                 if hasattr(display, n))
 
 
 def latex(expr, names=None, **settings):
