@@ -211,9 +211,9 @@ def _break(code, pad, cont, width):
         depth += {"(": 1, "[": 1, "{": 1, ")": -1, "]": -1, "}": -1}.get(ch, 0)
         if ch == " " and depth > 0:
             if code[k - 1] == ",":
-                spots.append((k, 30 * depth))
+                spots.append((k, 50 * depth))
             elif code.startswith(_OPERATORS, k + 1):
-                spots.append((k, 30 * depth + 10))
+                spots.append((k, 50 * depth + 10))
     lines, start, here = [], 0, pad
     while len(here) + len(code) - start > width:
         limit = start + width - len(here)
