@@ -1,14 +1,14 @@
 """Names in generated kernels: loop variables and temporaries, chosen per loop nest.
 
-A loop variable is named as the derivation shows the same index (:mod:`derive.tensor.display`):
-an assignment's free indices ``n`` for a batch axis, then ``i, j, k, l, ...``; the indices a
-reduction sums over ``j, k, l, p, q, ...`` (``n`` for a batch axis), skipping the names in
-use around it (:func:`derive.tensor.index.bound_name`). So ``y1[n, i, j, k] = Σ_{l,p,q}
-K1[i, l, p, q] xp1[n, l, j + p, k + q] + b1[i]`` prints as loops over ``n, i, j, k`` with
-an inner sum over ``l, p, q``. A temporary is named by its role (``acc`` for a sum, ``lse``
-and ``lse_max`` for a log-sum-exp, ``arg`` and ``best`` for an argmax, ``cse`` for a common
-subexpression, ``factor`` for a factor tested against zero), numbered within its nest only
-when one nest needs two (``acc``, ``acc2``).
+A loop variable is named as the derivation shows the same index
+(:mod:`derive.tensor.display`): an assignment's free indices ``n`` for a batch axis, then
+``i, j, k, l, ...``; the indices a reduction sums over ``j, k, l, p, q, ...`` (``n`` for a
+batch axis), skipping the names in use around it (:func:`derive.tensor.index.bound_name`).
+So ``y1[n, i, j, k] = Σ_{l,p,q} K1[i, l, p, q] xp1[n, l, j + p, k + q] + b1[i]`` prints as
+loops over ``n, i, j, k`` with an inner sum over ``l, p, q``. A temporary is named by its
+role (``acc`` for a sum, ``lse`` and ``lse_max`` for a log-sum-exp, ``arg`` and ``best``
+for an argmax, ``cse`` for a common subexpression, ``factor`` for a factor tested against
+zero), numbered within its nest only when one nest needs two (``acc``, ``acc2``).
 
 Nothing comes from a process-wide counter: a network prints the same text whatever was
 derived before it. No name shadows a tensor, a dimension, a name the generated module

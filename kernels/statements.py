@@ -105,8 +105,9 @@ class Statements:
         output by output is one 2,048-long chain of dependent additions per element
         (numba may not reorder float sums), which made a conv's kernel gradient half the
         epoch of a digits classifier with one 3x3 conv layer (8 filters). With the sum's
-        loops outermost, consecutive additions go to different outputs and overlap. Each output still adds its terms in the same
-        order, so the result is the same to the last bit.
+        loops outermost, consecutive additions go to different outputs and overlap. Each
+        output still adds its terms in the same order, so the result is the same to the
+        last bit.
         """
         r = a.rhs
         if not (a.indices and isinstance(r, ISum)):
