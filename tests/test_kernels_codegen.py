@@ -13,6 +13,7 @@ import pytest
 import derive as dv
 from kernels import fuse
 from kernels.update_loop import typed_literals
+from kernelcheck import train_step_equals_evaluate
 
 
 pytestmark = pytest.mark.usefixtures("kernel_cache")
@@ -39,13 +40,7 @@ def check_step(net, x, y):
     import kernels
 
     model = kernels.compile(net, dtype="float64")
-    vals = {"x": x, "y": y, **{k: v.copy() for k, v in model.params.items()}}
-    loss, want = dv.evaluate(net, vals, wrt=list(model.params))
-    bufs = model.buffers(len(x), model.meta["signature"]["train"])
-    got = model.module.train_step(x, y, *model._param_list(), *bufs)
-    assert abs(got - loss) < 1e-12
-    for k, g in zip(model.params, model.meta["grads"]):
-        assert np.abs(model.grads[g] - want[k]).max() < 1e-10, k
+    train_step_equals_evaluate(net, model, x, y)
     return model
 
 
