@@ -16,6 +16,11 @@ from derive.errors import DeriveError, InputError, UnsupportedError
 
 PDFLATEX_TIMEOUT = 120  # seconds per run; a document of ours compiles in about one
 MAX_RUNS = 3  # longtable settles its column widths on the second run, rarely a third
+# The Debian packages the documents need: pdflatex, geometry, amsmath, array and longtable
+# are in texlive-latex-base (amssymb in texlive-base, which it pulls in), booktabs in
+# texlive-latex-recommended, TikZ and its arrows.meta library in texlive-pictures.
+TEX_PACKAGES = ("texlive-latex-base texlive-latex-recommended texlive-latex-extra "
+                "texlive-pictures")
 _RERUN = re.compile(r"Rerun (LaTeX|to get)|Table widths have changed")
 
 
@@ -31,7 +36,7 @@ def pdf_bytes(source):
     """
     exe = shutil.which("pdflatex")
     if exe is None:
-        raise UnsupportedError("pdflatex not found: install texlive-latex-base (or write .tex)")
+        raise UnsupportedError(f"pdflatex not found: install {TEX_PACKAGES} (or write .tex)")
     with tempfile.TemporaryDirectory(prefix="derivekit-tex-") as tmp:
         with open(os.path.join(tmp, "doc.tex"), "w", encoding="utf-8") as fh:
             fh.write(source)

@@ -8,6 +8,7 @@ that, so cells use plain brackets). Each chain of equalities is an ``align*`` wi
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from derive.errors import DeriveError
 from derive.latexsubset import MATH_COMMANDS, refusal
@@ -36,37 +37,118 @@ SECTIONS = {2: "section*", 3: "subsection*", 4: "subsubsection*"}
 
 _SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
              "_": r"\_\allowbreak{}", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-             "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}"}
+             "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
+             "|": r"\textbar{}"}
 
 
-# Unicode mathematics that notes are written with; pdflatex's utf8 input knows none of it.
-_UNICODE_MATH = dict(zip(
-    "⊙ᵀ∂Σσαβγδεηθλμπρτφω∇≈≤≥≠×·−→←⇒∈ℝ√∞∑∏²³₁₂ŷ",
-    [r"\odot", r"^{\top}", r"\partial", r"\Sigma", r"\sigma", r"\alpha", r"\beta",
-     r"\gamma", r"\delta", r"\varepsilon", r"\eta", r"\theta", r"\lambda", r"\mu",
-     r"\pi", r"\rho", r"\tau", r"\varphi", r"\omega", r"\nabla", r"\approx", r"\le",
-     r"\ge", r"\ne", r"\times", r"\cdot", "-", r"\to", r"\leftarrow", r"\Rightarrow",
-     r"\in", r"\mathbb{R}", r"\surd", r"\infty", r"\sum", r"\prod", "^{2}", "^{3}",
-     "_{1}", "_{2}", r"\hat{y}"]))
-
+# Unicode that notes, names and problem files are written with. pdflatex's utf8 input
+# knows Latin-1 and Latin Extended-A letters in text (é, ĝ), nothing beyond (ȳ, ⊙, σ), and
+# nothing non-ASCII in math: every such character is TeX from this table, a letter with a
+# combining accent (x̄, x̂) or a precomposed one (ȳ, ā, ŷ) becomes \bar{y}, \hat{x}, and
+# anything else prints as a visible box naming its code point (see unmapped()).
+_GREEK = dict(zip("αβγδεζηθικλμνξπρςστυφχψωϵϕϑϖϱΓΔΘΛΞΠΣΥΦΨΩ", r"""\alpha \beta \gamma
+    \delta \varepsilon \zeta \eta \theta \iota \kappa \lambda \mu \nu \xi \pi \rho \varsigma
+    \sigma \tau \upsilon \varphi \chi \psi \omega \epsilon \phi \vartheta \varpi \varrho
+    \Gamma \Delta \Theta \Lambda \Xi \Pi \Sigma \Upsilon \Phi \Psi \Omega""".split()))
+_SYMBOLS = dict(zip("⊙⊗⊕∘∗⋅·×÷±∓−≈≤≥≠≡∼≃∝∈∉⊂⊆∪∩∅∀∃¬∧∨→←↔⇒⇐⇔↦∂∇∑∏∫√∞ℝℕℤℓ⋯⋮⋱′°‖⌊⌋⌈⌉⟨⟩½",
+                    r"""\odot \otimes \oplus \circ \ast \cdot \cdot \times \div \pm \mp -
+    \approx \le \ge \ne \equiv \sim \simeq \propto \in \notin \subset \subseteq \cup \cap
+    \emptyset \forall \exists \neg \land \lor \to \leftarrow \leftrightarrow \Rightarrow
+    \Leftarrow \Leftrightarrow \mapsto \partial \nabla \sum \prod \int \surd \infty
+    \mathbb{R} \mathbb{N} \mathbb{Z} \ell \cdots \vdots \ddots ^{\prime} ^{\circ} \| \lfloor
+    \rfloor \lceil \rceil \langle \rangle \tfrac{1}{2}""".split()))
+_SUPERSCRIPTS = dict(zip("⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁼⁽⁾ⁱⁿᵗᵀ", [*"0123456789+-=()int", r"\top"]))
+_SUBSCRIPTS = dict(zip("₀₁₂₃₄₅₆₇₈₉₊₋₌₍₎ₐₑₒₓₕₖₗₘₙₚₛₜᵢⱼᵣᵤᵥ", "0123456789+-=()aeoxhklmnpstijruv"))
+_UNICODE_MATH = {**_GREEK, **_SYMBOLS,
+                 **{c: "^{%s}" % t for c, t in _SUPERSCRIPTS.items()},
+                 **{c: "_{%s}" % t for c, t in _SUBSCRIPTS.items()}}
+#: Combining accents (after their base letter) and the math accent each becomes.
+_ACCENTS = {"\u0304": r"\bar", "\u0305": r"\overline", "\u0302": r"\hat", "\u0303": r"\tilde",
+            "\u0307": r"\dot", "\u0308": r"\ddot", "\u0301": r"\acute", "\u0300": r"\grave",
+            "\u030c": r"\check", "\u0306": r"\breve", "\u20d7": r"\vec"}
+#: Accents a precomposed Latin Extended-A letter is set as math with (ā, ĝ, ũ, ż): in this
+#: code base they are notation (adjoints, estimates), not spelling.
+_NOTATION_ACCENTS = frozenset("\u0304\u0302\u0303\u0307")
 
 _UNICODE_TEXT = {"–": "--", "—": "---", "‘": "`", "’": "'", "“": "``", "”": "''",
                  "…": r"\dots{}", "\u00a0": "~"}
 
 
-def _char(c, math):
+def _split(c, math):
+    """A precomposed letter as (base, accent) when it is set as a math accent, else None."""
+    if ord(c) < 0x80 or (not math and ord(c) <= 0xFF):
+        return None
+    parts = unicodedata.decomposition(c).split()
+    if len(parts) != 2 or parts[0].startswith("<"):
+        return None
+    base, accent = (chr(int(p, 16)) for p in parts)
+    if accent not in _ACCENTS or (not math and ord(c) <= 0x17F
+                                  and accent not in _NOTATION_ACCENTS):
+        return None
+    return base, accent
+
+
+def _tokens(text, math):
+    """(character, accents) pairs: each character with the combining accents after it,
+    a precomposed accented letter split into its base and accent."""
+    i = 0
+    while i < len(text):
+        c, j = text[i], i + 1
+        accents = []
+        while j < len(text) and text[j] in _ACCENTS:
+            accents.append(text[j])
+            j += 1
+        split = None if c in _UNICODE_MATH else _split(c, math)
+        if split is not None:
+            c, accents = split[0], [split[1]] + accents
+        yield c, accents
+        i = j
+
+
+def _unmapped(c, accents, math):
+    """True when ``c`` (with ``accents``) has no TeX here and prints as the fallback box."""
+    if accents:
+        return not (c.isascii() and c.isalnum() or c in _GREEK)
+    if c in _UNICODE_MATH:
+        return False
+    if ord(c) < 0x80:
+        return False
+    if c in _UNICODE_TEXT:
+        return math
+    return math or ord(c) > 0x17F or unicodedata.category(c) == "Mn"
+
+
+def _fallback(c):
+    return r"\fbox{\scriptsize U+%04X}" % ord(c)
+
+
+def _token(c, accents, math):
+    if accents and not _unmapped(c, accents, math):
+        tex = _UNICODE_MATH.get(c, c)
+        for accent in accents:
+            tex = "%s{%s}" % (_ACCENTS[accent], tex)
+        return "{%s}" % tex if math else "$%s$" % tex
+    if accents:  # an accent over what is not a letter: both shown as they are
+        return _token(c, [], math) + "".join(_fallback(a) for a in accents)
     if c in _UNICODE_TEXT and not math:
         return _UNICODE_TEXT[c]
     if c in _UNICODE_MATH:
         return "{%s}" % _UNICODE_MATH[c] if math else "$%s$" % _UNICODE_MATH[c]
-    if ord(c) > 0x17F:  # beyond Latin Extended-A pdflatex has no glyph: say so visibly
-        return "?"
+    if _unmapped(c, accents, math):
+        return _fallback(c)
     return c if math else _SPECIALS.get(c, c)
+
+
+def unmapped(text):
+    """The characters of ``text`` the LaTeX writer has no TeX for, sorted (each prints as a
+    box naming its code point; a test keeps this empty for everything we write)."""
+    return sorted({ch for c, accents in _tokens(text, False) if _unmapped(c, accents, False)
+                   for ch in [c] + accents if not ch.isascii()})
 
 
 def escape(text):
     """Plain text made safe for LaTeX (Unicode mathematics becomes LaTeX math)."""
-    return "".join(_char(c, False) for c in text)
+    return "".join(_token(c, accents, False) for c, accents in _tokens(text, False))
 
 
 def prose(text):
@@ -80,7 +162,7 @@ def prose(text):
 
 
 def _math(segment):
-    tex = "".join(_char(c, True) for c in segment)
+    tex = "".join(_token(c, accents, True) for c, accents in _tokens(segment, True))
     if refusal(tex[1:-1], MATH_COMMANDS, braces=True) is not None:
         return escape(segment)
     return tex

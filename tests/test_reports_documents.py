@@ -103,7 +103,9 @@ def test_missing_pdflatex_is_one_clear_line(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(UnsupportedError) as err:
         reports.write(rnn(), tmp_path / "x.pdf")
-    assert str(err.value) == "pdflatex not found: install texlive-latex-base (or write .tex)"
+    assert str(err.value) == ("pdflatex not found: install texlive-latex-base "
+                              "texlive-latex-recommended texlive-latex-extra texlive-pictures "
+                              "(or write .tex)")
     assert os.listdir(tmp_path) == []
 
 
