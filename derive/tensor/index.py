@@ -73,11 +73,25 @@ def subs_index(e, mapping):
         return mapping[e]
     if isinstance(e, IndexOp):
         inner = {k: v for k, v in mapping.items() if k not in e.indices}
-        return type(e)(subs_index(e.body, inner), *e.indices) if inner else e
+        if not inner:
+            return e
+        body, bound = _avoid_capture(e, inner)
+        return type(e)(subs_index(body, inner), *bound)
     if not e.args or isinstance(e, sp.Idx):
         return e
     args = [subs_index(a, mapping) for a in e.args]
     return e.func(*args) if any(a is not b for a, b in zip(args, e.args)) else e
+
+
+def _avoid_capture(op, mapping):
+    """``op``'s body and bound indices, those named by a substituted value renamed fresh
+    (else renaming a free index to ``j`` inside ``Σ_j`` makes it the summed ``j``)."""
+    label = lambda i: str(getattr(i, "label", i))  # noqa: E731
+    names = {label(a) for k, v in mapping.items() if isinstance(v, sp.Basic)
+             and op.body.has(k) for a in v.atoms(sp.Idx, sp.Symbol)}
+    clash = {i: Fresh.idx(extent(i), "c") for i in op.indices
+             if isinstance(i, sp.Idx) and label(i) in names}
+    return subs_index(op.body, clash), tuple(clash.get(i, i) for i in op.indices)
 
 
 # -- reductions ---------------------------------------------------------------------------
