@@ -286,43 +286,16 @@ def summary(derivations):
             lhs = f"{name}_bar" if g.shape else f"d{d.output}/d{name}"
             lines.append(f"  {lhs} = {_text(g.expression)}{value}")
         if d.result is not None and not d.gradients:
-            lines.append(f"  result: {d.result}")
+            lines.append(f"  result: {_text(d.result)}")
         lines.extend(f"  note: {n}" for n in d.notes)
     return "\n".join(lines)
 
 
-class _TextPrinter:
-    """SymPy's str printer with @ for matrix products and .T for transposes."""
-
-    _printer = None
-
-    @classmethod
-    def get(cls):
-        if cls._printer is None:
-            from sympy.printing.str import StrPrinter
-
-            class Printer(StrPrinter):
-                def _print_MatMul(self, expr):
-                    coeff, mats = expr.as_coeff_matrices()
-                    text = " @ ".join(self.parenthesize(a, 50) for a in mats)
-                    if coeff == 1:
-                        return text
-                    if coeff == -1:
-                        return "-" + text
-                    return f"{self.parenthesize(coeff, 50)}*{text}"
-
-                def _print_HadamardProduct(self, expr):
-                    return " * ".join(self.parenthesize(a, 50) for a in expr.args)
-
-                def _print_Transpose(self, expr):
-                    return self.parenthesize(expr.arg, 100) + ".T"
-
-            cls._printer = Printer()
-        return cls._printer
-
-
 def _text(expr):
-    return _TextPrinter.get().doprint(expr) if hasattr(expr, "free_symbols") else str(expr)
+    """Plain text of an expression: Σ, δ, H(x), @ and .T (reports.text_printer)."""
+    from reports.text_printer import text
+
+    return text(expr)
 
 
 def _short(value):

@@ -6,6 +6,13 @@ notation of a worked gradient differs:
 
 * adjoint symbols ``<name>_bar`` print as :math:`\bar{v}_{1}` (the bar sits on the base
   letter, subscripts stay outside it);
+* names are the user's: the head of a name reads as SymPy reads it (``alpha`` ->
+  :math:`\alpha`, ``sigma2`` -> :math:`\sigma_{2}`, ``yhat`` -> :math:`\hat{y}`), its
+  scripts never turn Greek (``W_xi`` -> :math:`W_{xi}`, not :math:`W_{\xi}`; a Greek
+  script is written through ``names``); scripts that are words (four letters or more,
+  or ``min``, ``max``, ...) are upright (``c_next`` -> :math:`c_{\mathrm{next}}`), and an
+  indexed name with scripts of its own is bracketed,
+  :math:`\left(c_{\mathrm{next}}\right)_{n,i}`;
 * a per-derivation map ``names`` (``Derivation.meta["latex_names"]``) overrides how a
   symbol prints, e.g. ``{"w1_11": "w^{(1)}_{11}"}``; its adjoint follows;
 * :math:`\sigma`, :math:`\operatorname{ReLU}`, :math:`\max`, :math:`H`: every function of
@@ -99,13 +106,20 @@ def text_math(text):
     return r"\text{%s}" % "".join(_TEXT_SPECIALS.get(c, c) for c in str(text))
 
 
-#: Sub- and superscripts that are words, typeset upright (y_train -> y_{\mathrm{train}}); other
-#: letter groups are indices (W_hh) and stay italic.
+#: Sub- and superscripts that are words, typeset upright (y_train -> y_{\mathrm{train}}), with
+#: every script of four letters or more (c_next); shorter letter groups are indices (W_hh,
+#: W_xi) and stay italic.
 _WORD_SCRIPTS = frozenset("min max end train eval test stack single total".split())
 
 
 def _is_word(s):
-    return s in _WORD_SCRIPTS
+    """A script that is a word (next, train, min), not a group of index letters (hh, xi)."""
+    return s in _WORD_SCRIPTS or (len(s) > 3 and s.isalpha())
+
+
+def _script(s):
+    """A sub- or superscript as the user wrote it: digits, italic letters, upright words."""
+    return r"\mathrm{%s}" % s if _is_word(s) else s
 
 
 _NEEDS_DOT = re.compile(r"\{?(\d|-|\\left\(-)")
@@ -168,9 +182,11 @@ class DeriveLatexPrinter(TensorNotation, LatexPrinter):
         return greek.group(1) if greek else name
 
     def _deal_with_super_sub(self, string, style="plain"):
-        # A multi-letter name (xc, var, mean) is one symbol, not a product of letters:
-        # typeset it upright as textbooks do (\mathrm{var}); Greek names and modifiers
-        # such as yhat -> \hat{y} are SymPy's and stay as they are.
+        # The head of a name reads as SymPy reads it (alpha -> \alpha, yhat -> \hat{y});
+        # a multi-letter head that is no Greek letter is one upright symbol (\mathrm{var}).
+        # Scripts are the user's letters, never Greek: W_xi is W_{xi}, not W_{\xi} (a Greek
+        # script is written through a display name); word scripts are upright (c_next ->
+        # c_{\mathrm{next}}), letter groups stay italic indices (W_hh -> W_{hh}).
         if self._function_name:  # cos, diag: SymPy's \cos, \operatorname{diag}
             return super()._deal_with_super_sub(string, style=style)
         name, supers, subs = split_super_sub(string)
@@ -179,24 +195,15 @@ class DeriveLatexPrinter(TensorNotation, LatexPrinter):
                 and all(len(s) > 1 and s.isalpha() for s in subs)):
             # a name of words (running_mean): one upright name, not running_{mean}
             return r"\mathrm{%s}" % r"\_".join([name] + subs)
-        if (len(subs) > 1 and not supers
-                and all(s.isdigit() or (len(s) == 1 and s.isalpha()) for s in subs)):
+        tex = super()._deal_with_super_sub(name, style=style)
+        if len(name) > 1 and name.isalpha() and tex == name:
+            tex = r"\mathrm{%s}" % name
+        if supers:
+            tex += "^{%s}" % " ".join(map(_script, supers))
+        if subs:
             # the second conv output y1_2: y_{1,2}, not y_{1 2}; S_1_j: S_{1,j}
-            base = super()._deal_with_super_sub(name, style=style)
-            return "%s_{%s}" % (base, ",".join(subs))
-        if any(map(_is_word, supers + subs)):
-            # words as scripts are upright: eta_min -> \eta_{\mathrm{min}}
-            tex = self._deal_with_super_sub(name, style=style)
-            scripts = [(supers, "^"), (subs, "_")]
-            for items, mark in scripts:
-                if items:
-                    tex += "%s{%s}" % (mark, " ".join(
-                        r"\mathrm{%s}" % t if _is_word(t) else
-                        super()._deal_with_super_sub(t, style=style) for t in items))
-            return tex
-        tex = super()._deal_with_super_sub(string, style=style)
-        if len(name) > 1 and name.isalpha() and tex.startswith(name):
-            return r"\mathrm{%s}%s" % (name, tex[len(name):])
+            indices = len(subs) > 1 and all(s.isdigit() or len(s) == 1 for s in subs)
+            tex += "_{%s}" % ("," if indices else " ").join(map(_script, subs))
         return tex
 
     # -- the function registry's functions (derive.functions) -------------------------------

@@ -2,7 +2,10 @@
 
 The parts, in reading order, each skipped when the Derivation has nothing for it: the
 forward table, the graph, the backward pass, the final gradients, the notes
-(conventions), the worked sections, and the result.
+(conventions), the worked sections, and the result. No heading stands without content:
+a part (or worked section) with nothing to show has no heading, and the graph part is
+headed "Computational graph" only when it draws the graph ("Edges of the computational
+graph" when the graph is too large to draw and its edge table stands alone).
 """
 from __future__ import annotations
 
@@ -11,7 +14,8 @@ import sympy as sp
 from derive.latexsubset import check_display_names
 
 from reports.backward_chains import backward_blocks, expr_math, shape_math
-from reports.document_model import Document, Equations, Heading, Items, Math, Prose, Row, Table
+from reports.document_model import (Document, Equations, Graph, Heading, Items, Math, Prose, Row,
+                                    Table)
 from reports.graph_layers import graph_blocks
 from reports.latex_printer import latex, shape_tex, symbol_tex, visible_len
 from reports.values import array_tex, classify, text_math, value_tex
@@ -45,22 +49,40 @@ def problem_blocks(d, level):
     Derivation may come from Python rather than from a checked problem file.
     """
     names = check_display_names(d.meta.get("latex_names") or {}, "latex_names")
+    graph = graph_blocks(d, names)
+    drawn = any(isinstance(b, Graph) for b in graph)
     parts = [
         ("Forward pass", forward_blocks(d, names)),
-        ("Computational graph", graph_blocks(d, names)),
+        ("Computational graph" if drawn else "Edges of the computational graph", graph),
         ("Backward pass", backward_blocks(d, names)),
         ("Gradients", gradient_blocks(d, names)),
         ("Notes", [Items(list(d.notes))] if d.notes else []),
     ]
     blocks = [Prose(_summary(d, names))] if d.output else []
     for title, part in parts:
-        if part:
-            blocks += [Heading(title, level)] + part
+        blocks += headed(title, level, part)
     for section in d.sections:
         blocks += section_blocks(section, names, level)
     if d.result is not None:
-        blocks += [Heading("Result", level)] + result_blocks(d.result, names)
+        blocks += headed("Result", level, result_blocks(d.result, names))
     return blocks
+
+
+def _has_content(block):
+    """Whether a block shows anything (an empty prose, list, table or chain does not)."""
+    if isinstance(block, Prose):
+        return bool(block.text.strip())
+    if isinstance(block, Items):
+        return any(str(i).strip() for i in block.items)
+    if isinstance(block, (Table, Equations)):
+        return bool(block.rows)
+    return True
+
+
+def headed(title, level, blocks):
+    """``blocks`` under a heading ``title``, or nothing when none of them shows anything."""
+    blocks = [b for b in blocks if _has_content(b)]
+    return [Heading(title, level)] + blocks if blocks else []
 
 
 def _summary(d, names):
@@ -114,14 +136,12 @@ def gradient_blocks(d, names):
 
 def section_blocks(section, names, level):
     """A worked Section: heading, prose, then its steps as chains of equalities."""
-    blocks = [Heading(section.title, level)]
-    if section.text:
-        blocks.append(Prose(section.text))
+    blocks = [Prose(section.text)] if section.text else []
     rows = [Row(expr_math(s.lhs, names), [_rhs(r, names) for r in s.rhs], s.note)
             for s in section.steps]
     if rows:
         blocks.append(Equations(rows))
-    return blocks
+    return headed(section.title, level, blocks)
 
 
 def _rhs(item, names):

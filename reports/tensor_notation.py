@@ -71,12 +71,14 @@ class TensorNotation:
 
     # -- tensors ------------------------------------------------------------------------------
     def _print_Indexed(self, expr):
-        # {\bar{v}_{6}}_{i} is a "double subscript" to TeX (an accented atom with a
-        # subscript inside a group); an empty group after the inner script avoids it.
+        # A base with scripts of its own is bracketed, so its subscripts stay apart from
+        # the indices: (c_{\mathrm{next}})_{n,i}, (\bar{v}_{6})_{i}, never c_{next n,i}
+        # (and never a "double subscript" to TeX).
         base = self._print(expr.base)
+        indices = ",".join(map(self._print, expr.indices))
         if "_" in base or "^" in base:
-            base += "{}"
-        return "{%s}_{%s}" % (base, ",".join(map(self._print, expr.indices)))
+            return r"\left(%s\right)_{%s}" % (base, indices)
+        return "{%s}_{%s}" % (base, indices)
 
     # -- matrix algebra ---------------------------------------------------------------------
     def _factor(self, arg):

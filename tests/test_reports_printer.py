@@ -93,9 +93,10 @@ def test_numbers_keep_sympy_notation():
 def test_indexed_entries():
     i, j = sp.symbols("i j")
     assert latex(sp.IndexedBase("W")[i, j]) == "{W}_{i,j}"
-    # an accented name with a subscript takes an empty group: TeX would see a double
-    # subscript in {\bar{v}_{6}}_{i}
-    assert latex(sp.IndexedBase("v6_bar")[i]) == r"{\bar{v}_{6}{}}_{i}"
+    # a name with a subscript of its own is bracketed: its subscript stays apart from the
+    # indices (and TeX sees no double subscript)
+    assert latex(sp.IndexedBase("v6_bar")[i]) == r"\left(\bar{v}_{6}\right)_{i}"
+    assert latex(sp.IndexedBase("c_next")[i, j]) == r"\left(c_{\mathrm{next}}\right)_{i,j}"
 
 
 def test_shape_tex():
