@@ -4,8 +4,10 @@ The displayed element forms (``[rhs]_(n,i,j)`` with plain Symbols for every inde
 reports print them) are read back the way a reader reads them: a label on the left runs
 over the tensor's shape, a summed index over the axis of the tensor it indexes. They are
 then evaluated at random values (``derive.tensor.evaluate``) and compared entry by entry
-with the derivation's own arrays; for multi-head attention the printed backward pass is
-followed from the seed to the gradients and compared with central finite differences.
+with the derivation's own arrays: forward definitions, adjoints, gradients, and each edge's
+local partial (a Jacobian, contracted with the adjoint above it) and contribution. For
+multi-head attention the printed backward pass is followed from the seed to the gradients
+and compared entry by entry with central finite differences. Matrix forms are not read here.
 A swallowed or captured index (``k̄_{n,i,j,k} = Σ_l q_{n,i,l,k} s̄_{n,i,l,l}``) fails here.
 """
 from __future__ import annotations
@@ -188,3 +190,37 @@ def test_forward_only_layers_print_their_forward_pass(name):
             env.arrays[node.name] = evaluate_printed(node.definition, shape, env)
     want = FORWARD_ONLY[name](env.arrays)
     assert np.allclose(env.arrays[d.nodes[-1].name], want, atol=1e-12)
+
+
+@pytest.mark.parametrize("row", table.ROWS, ids=lambda r: r.name)
+def test_printed_local_partials_and_contributions(row):
+    """Each edge's printed Jacobian ∂dst/∂src, contracted with dst's adjoint, is its printed
+    contribution; an adjoint is the sum of its printed contributions, and of its printed
+    Jacobians contracted."""
+    layer, d, program, values, upstream, env = setup_row(row)
+    window = getattr(layer, "k", None)
+    bar = lambda name: "%s_bar" % name if "%s_bar" % name in env.arrays else None  # noqa
+    sums = {"contribution": {}, "partial": {}}
+    for e in d.edges:
+        if bar(e.dst) is None or bar(e.src) is None:
+            continue
+        src = np.shape(env.arrays[bar(e.src)])
+        dst_bar = np.asarray(env.arrays[bar(e.dst)], dtype=float)
+        got = {}
+        if isinstance(e.contribution, ElementForm):
+            got["contribution"] = evaluate_printed(e.contribution, src, env, window)
+        if isinstance(e.partial, ElementForm):
+            jac = evaluate_printed(e.partial, dst_bar.shape + src, env, window)
+            got["partial"] = np.tensordot(dst_bar, jac, axes=dst_bar.ndim)
+        if len(got) == 2:
+            assert np.allclose(got["contribution"], got["partial"], rtol=1e-9, atol=1e-10), \
+                f"{row.name}: printed ∂{e.dst}/∂{e.src} = {e.partial} disagrees with " \
+                f"its contribution {e.contribution}"
+        for kind, total in sums.items():  # None once an edge into src is not shown so
+            prev = total.get(e.src, 0)
+            total[e.src] = None if prev is None or kind not in got else prev + got[kind]
+    for kind, total in sums.items():
+        for name, value in total.items():
+            if value is not None:
+                assert np.allclose(value, env.arrays[bar(name)], rtol=1e-9, atol=1e-10), \
+                    f"{row.name}: printed {kind}s into {name}_bar do not add up to it"
