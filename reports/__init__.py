@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 
 from derive.errors import InputError
+from derive.tensor.printed import check_printed
 
 from reports import html_out, json_out, latex_out, markdown_out, passes
 from reports.files import pdf_bytes, replace_atomically
@@ -44,12 +45,23 @@ def render(d, fmt):
     str
         A standalone LaTeX file, a Markdown page, an HTML page, or indented JSON.
     """
-    if fmt == "json":
-        return json_out.dumps(d)
-    if fmt not in _EMITTERS:
+    if fmt not in _EMITTERS and fmt != "json":
         hint = "; a PDF is made by write()" if fmt == "pdf" else ""
         raise InputError(f"unknown format {fmt!r} (use {', '.join(FORMATS)}{hint})")
+    check_printed_once(d)
+    if fmt == "json":
+        return json_out.dumps(d)
     return _EMITTERS[fmt](document_of(d))
+
+
+def check_printed_once(d):
+    """Every formula the document of ``d`` prints, evaluated against the derivation's own
+    numbers before anything is written (derive.tensor.printed; scalar derivations are
+    confirmed when derived). PrintedFormError names the formula; once per Derivation."""
+    for one in d if isinstance(d, (list, tuple)) else [d]:
+        if getattr(one, "program", None) is None or one.meta.get("printed_checked"):
+            continue
+        one.meta["printed_checked"] = check_printed(one)
 
 
 def format_of(path, fmt=None):

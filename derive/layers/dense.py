@@ -89,7 +89,11 @@ class Layer:
                                self.no_gradient.replace("{title}", self.title))
             d.meta["layer"] = self.key
             return d
-        return derive_graph(self.graph(), wrt, values, upstream, kind="layer")
+        d = derive_graph(self.graph(), wrt, values, upstream, kind="layer")
+        window = getattr(self, "k", None)
+        if isinstance(window, int) and not isinstance(window, bool):
+            d.meta["window"] = window  # the range of a pooling offset its forms print
+        return d
 
     def program(self, wrt=None):
         """The kernel :class:`~derive.tensor.program.Program` (see the package docs)."""
