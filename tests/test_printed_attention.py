@@ -20,62 +20,10 @@ import derive as dt
 from derive.layers.attention import SelfAttention
 from derive.layers.catalog import LAYER_NAMES, make_layer
 from derive.tensor.display import ElementForm
-from derive.tensor.evaluate import Env, evaluate_expr
-from derive.tensor.index import IndexOp
+from derive.tensor.evaluate import Env
+from derive.tensor.printed import evaluate_printed, printed_forms
 
 import test_tensor_table as table
-
-
-def _direct_axis(body, label, arrays):
-    """The length of an axis ``label`` indexes directly in ``body`` (None if none does)."""
-    for e in sp.preorder_traversal(body):
-        if isinstance(e, sp.Indexed) and str(e.base) in arrays:
-            for pos, i in enumerate(e.indices):
-                if i == label:
-                    return np.shape(arrays[str(e.base)])[pos]
-    return None
-
-
-def _as_index_form(e, scope, arrays, window=None):
-    """The printed ``e`` with each index label made an Idx over the range it reads as: the
-    axis of a tensor it indexes directly, else (an offset in a pooling window, printed
-    ``x_{n,i,2j+l,2k+p}``) the layer's window ``window``."""
-    if isinstance(e, IndexOp):
-        inner = dict(scope)
-        for s in e.indices:
-            size = _direct_axis(e.body, s, arrays) or window
-            assert size is not None, f"the range of summed index {s} cannot be read in {e}"
-            inner[s] = sp.Idx(str(s), size)
-        body = _as_index_form(e.body, inner, arrays, window)
-        return sp.Expr.__new__(type(e), body, *[inner[s] for s in e.indices])
-    if isinstance(e, sp.Symbol):
-        return scope.get(e, e)
-    if isinstance(e, sp.Indexed):
-        return e.base[tuple(_as_index_form(i, scope, arrays, window) for i in e.indices)]
-    if not e.args:
-        return e
-    return e.func(*[_as_index_form(a, scope, arrays, window) for a in e.args])
-
-
-def evaluate_printed(form, shape, env, window=None):
-    """An ElementForm as printed, evaluated over ``shape`` against ``env``'s arrays."""
-    assert isinstance(form, ElementForm), form
-    assert len(form.labels) == len(shape), (form, shape)
-    free = {s: sp.Idx(str(s), n) for s, n in zip(form.labels, shape)}
-    rhs = _as_index_form(form.rhs, free, env.arrays, window)
-    return evaluate_expr(rhs, [free[s] for s in form.labels], env)
-
-
-def printed_forms(d):
-    """(what, array name, printed form) of every element form the derivation shows."""
-    out = [(f"{n.name} (forward)", n.name, n.definition) for n in d.nodes
-           if isinstance(n.definition, ElementForm)]
-    out += [(f"{a.name}_bar", f"{a.name}_bar", a.in_nodes) for a in d.adjoints
-            if isinstance(a.in_nodes, ElementForm)]
-    grads = d.program.grads
-    out += [(f"d/d{w}", grads[w], g.expression) for w, g in d.gradients.items()
-            if isinstance(g.expression, ElementForm) and w in grads]
-    return out
 
 
 def setup_row(row, seed=3):
