@@ -56,12 +56,19 @@ def render(d, fmt):
 
 def check_printed_once(d):
     """Every formula the document of ``d`` prints, evaluated against the derivation's own
-    numbers before anything is written (derive.tensor.printed; scalar derivations are
-    confirmed when derived). PrintedFormError names the formula; once per Derivation."""
+    numbers before anything is written (derive.tensor.printed for tensors; scalar
+    derivations are confirmed when derived, and their LaTeX is read back here by the answer
+    reader, reports.readback). PrintedFormError names the formula; once per Derivation."""
+    from reports.readback import latex_readback
+
     for one in d if isinstance(d, (list, tuple)) else [d]:
-        if getattr(one, "program", None) is None or one.meta.get("printed_checked"):
+        meta = getattr(one, "meta", None)
+        if not isinstance(meta, dict) or meta.get("printed_checked"):
             continue
-        one.meta["printed_checked"] = check_printed(one)
+        if one.program is not None:
+            meta["printed_checked"] = check_printed(one)
+        elif one.adjoints or one.gradients:
+            meta["printed_checked"] = latex_readback(one)
 
 
 def format_of(path, fmt=None):

@@ -273,6 +273,12 @@ class LatexTranslator:
         run = first
         while self.peek()[0] == "letter":
             run += self.take()[1]
+        if self.peek()[1] == "^" and run not in self.known:
+            # p w^{2} (the run pw, then a power): the power is the last name's, p·w²
+            for cut in range(1, len(run)):
+                if run[cut:] in self.known:
+                    self.pos -= len(run) - cut
+                    return run[:cut]
         return run
 
     def name(self, base, suffix=""):
