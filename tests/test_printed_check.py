@@ -81,3 +81,12 @@ def test_reports_check_each_derivation_once(monkeypatch):
     for fmt in ("md", "tex", "html", "json"):
         r.render(d, fmt)
     assert len(calls) == 1
+
+
+def test_the_compact_batchnorm_form_is_checked():
+    d = next(r for r in table.ROWS if r.name == "batchnorm_train").make().derive()
+    section = next(s for s in d.sections if "compact" in s.title)
+    step = section.steps[0]
+    step.rhs = [f * 2 for f in step.rhs]
+    with pytest.raises(PrintedFormError, match=r"printed x_bar \(.*compact form, form 1\)"):
+        check_printed(d)

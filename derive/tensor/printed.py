@@ -50,12 +50,25 @@ def _direct_axis(body, label, arrays):
     return None
 
 
+def _delta_axis(body, label, scope):
+    """The range of ``label`` read from a Kronecker delta pairing it with an index whose
+    range is known (``Σ_r δ_{j,r} ...``, r runs where j does); None if none does."""
+    for e in sp.preorder_traversal(body):
+        if isinstance(e, sp.KroneckerDelta) and label in e.args:
+            other = e.args[1] if e.args[0] == label else e.args[0]
+            idx = scope.get(other)
+            if isinstance(idx, sp.Idx) and idx.upper is not None:
+                return int(idx.upper) + 1
+    return None
+
+
 def _as_index_form(e, scope, arrays, window=None):
     """The printed ``e`` with each index label made an Idx over the range it reads as."""
     if isinstance(e, IndexOp):
         inner = dict(scope)
         for s in e.indices:
-            size = _direct_axis(e.body, s, arrays) or window
+            size = _direct_axis(e.body, s, arrays) or _delta_axis(e.body, s, scope) \
+                or window
             if size is None:
                 raise Unreadable(f"the range of summed index {s} cannot be read in {e}")
             inner[s] = sp.Idx(str(s), size)
@@ -205,7 +218,50 @@ def check_printed(d, seed=0, window=None):
         counts["checked"] += 1
     _check_edges(d, arrays, evaluate, counts)
     _check_matrix_forms(d, arrays, env, counts)
+    _check_steps(d, arrays, env, evaluate, counts)
     return counts
+
+
+def _check_steps(d, arrays, env, evaluate, counts):
+    """The worked sections' steps ``t[n, i] = form = form ...`` whose left side is a tensor
+    the program computes (forward passes, adjoints, the compact BatchNorm form): each form
+    on the right, index or matrix, against that tensor."""
+    from derive.verify.tensor.answer_eval import display_value
+
+    names = {str(k): float(v) for k, v in env.dims.items()}
+    names.update({k: (np.asarray(v, dtype=float).reshape(1, -1) if np.ndim(v) == 1 else
+                      np.asarray(v, dtype=float)) for k, v in arrays.items()})
+    for section in d.sections:
+        for step in section.steps:
+            lhs, forms = getattr(step, "lhs", None), getattr(step, "rhs", None)
+            if not isinstance(lhs, sp.Indexed) or str(lhs.base) not in arrays \
+                    or not isinstance(forms, (list, tuple)):
+                continue
+            name = str(lhs.base)
+            want = np.asarray(arrays[name], dtype=float)
+            labels = lhs.indices
+            if len(labels) != want.ndim or not all(isinstance(i, sp.Symbol) for i in labels):
+                counts["skipped"] += len(forms)
+                continue
+            for k, form in enumerate(forms):
+                what = f"{name} ({section.title}, form {k + 1})"
+                try:
+                    if getattr(form, "is_Matrix", False):
+                        with np.errstate(all="ignore"):
+                            got = np.asarray(display_value(form, names), dtype=float)
+                        if got.size != want.size:
+                            raise Unreadable(what)
+                        got = got.reshape(want.shape)
+                    else:
+                        if not isinstance(form, ElementForm):
+                            form = ElementForm(form, *labels)
+                        got = evaluate(form, want.shape)
+                except (Unreadable, DeriveError, KeyError, ValueError, TypeError,
+                        AttributeError):
+                    counts["skipped"] += 1
+                    continue
+                _compare(d, what, name, got, want)
+                counts["checked"] += 1
 
 
 def matrix_forms(d):
