@@ -222,15 +222,22 @@ def check_printed(d, seed=0, window=None):
     return counts
 
 
+def _display_names(env, arrays):
+    """Name -> value as the matrix display evaluator reads them: dimensions as numbers,
+    1-D tensors as rows (matrix forms write vectors as rows)."""
+    names = {str(k): float(v) for k, v in env.dims.items()}
+    names.update({k: (np.asarray(v, dtype=float).reshape(1, -1) if np.ndim(v) == 1 else
+                      np.asarray(v, dtype=float)) for k, v in arrays.items()})
+    return names
+
+
 def _check_steps(d, arrays, env, evaluate, counts):
     """The worked sections' steps ``t[n, i] = form = form ...`` whose left side is a tensor
     the program computes (forward passes, adjoints, the compact BatchNorm form): each form
     on the right, index or matrix, against that tensor."""
     from derive.verify.tensor.answer_eval import display_value
 
-    names = {str(k): float(v) for k, v in env.dims.items()}
-    names.update({k: (np.asarray(v, dtype=float).reshape(1, -1) if np.ndim(v) == 1 else
-                      np.asarray(v, dtype=float)) for k, v in arrays.items()})
+    names = _display_names(env, arrays)
     for section in d.sections:
         for step in section.steps:
             lhs, forms = getattr(step, "lhs", None), getattr(step, "rhs", None)
@@ -291,9 +298,7 @@ def _check_matrix_forms(d, arrays, env, counts):
     """The matrix display, evaluated with NumPy (derive.verify's display evaluator)."""
     from derive.verify.tensor.answer_eval import display_value
 
-    names = {str(k): float(v) for k, v in env.dims.items()}
-    names.update({k: (np.asarray(v, dtype=float).reshape(1, -1) if np.ndim(v) == 1 else
-                      np.asarray(v, dtype=float)) for k, v in arrays.items()})  # h is h
+    names = _display_names(env, arrays)
     for what, name, form in matrix_forms(d):
         if name not in arrays:
             counts["skipped"] += 1
