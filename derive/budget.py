@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import gc
 import signal
 import threading
 import time
@@ -29,6 +30,11 @@ def _can_alarm():
 @contextlib.contextmanager
 def deadline(seconds):
     """Raise :class:`Timeout` inside the block after ``seconds`` of wall-clock time.
+
+    The cyclic garbage collector is paused while an armed block runs: a full collection
+    of a large heap (a long session, a class of submissions) takes seconds, and that pause
+    would otherwise be charged to the block and turn a proof of 0.1 s into a time-out.
+    Reference counting still frees memory meanwhile; the collector resumes afterwards.
 
     Nested deadlines keep the outer one: an inner block never extends it. The block
     receives ``True`` when this deadline armed the timer itself, ``False`` when it could
@@ -51,6 +57,8 @@ def deadline(seconds):
         raise Timeout(f"gave up after {seconds:g} s")
 
     start = time.monotonic()
+    collecting = gc.isenabled()
+    gc.disable()
     previous = signal.signal(signal.SIGALRM, _raise)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
@@ -58,6 +66,8 @@ def deadline(seconds):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if collecting:
+            gc.enable()
         if remaining:  # re-arm the outer deadline with what is left of it
             left = remaining - (time.monotonic() - start)
             signal.setitimer(signal.ITIMER_REAL, max(left, 1e-3))
