@@ -34,11 +34,16 @@ def drop_repeats(doc):
 
 
 def capitalise_notes(doc):
-    """Step notes are shown as sentences before their equation: start them upper-case."""
+    """Step notes are shown as sentences before their equation: start them upper-case,
+    unless the note starts with a tensor's name (``y: [B, C]`` stays ``y``, not ``Y``)."""
     for row in rows_of(doc):
-        if row.note and row.note[0].islower():
+        if row.note and row.note[0].islower() and not _NAMED.match(row.note):
             row.note = row.note[0].upper() + row.note[1:]
     return doc
+
+
+#: a note that begins with a name: a word followed by ``:`` ``[`` ``_`` or ``(``
+_NAMED = re.compile(r"\w+(?=[:\[_(])")
 
 
 def mark_relations(doc):

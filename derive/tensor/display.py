@@ -192,7 +192,9 @@ class _Display:
             return sp.MatrixSymbol(node.name, 1, shape[0])
         if len(shape) == 2:
             return sp.MatrixSymbol(node.name, *shape)
-        return sp.IndexedBase(node.name)
+        # a tensor of three or more axes has no matrix form: the element form is shown
+        # (an IndexedBase here let x/(H W) stand for a spatial mean, its sums dropped)
+        raise ValueError(f"{node.name} has {len(shape)} axes: no matrix form")
 
     def _Const(self, node):
         return node.value
