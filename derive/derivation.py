@@ -22,6 +22,8 @@ from typing import Any
 
 import sympy as sp
 
+from derive.notebook import Shown, one_line, summary_text
+
 BAR_SUFFIX = "_bar"
 
 
@@ -108,9 +110,14 @@ class Section:
     text: str = ""
 
 
-@dataclass
-class Derivation:
-    """Everything derived about one problem, in order, ready for every output."""
+@dataclass(repr=False)
+class Derivation(Shown):
+    """Everything derived about one problem, in order, ready for every output.
+
+    It shows itself (:mod:`derive.notebook`): ``repr`` is one line, ``print`` the short
+    text of the ``derivekit`` command, and Jupyter the worked document (Markdown with
+    typeset math) of the registered renderer.
+    """
 
     title: str
     kind: str = "graph"
@@ -152,18 +159,37 @@ class Derivation:
         if text not in self.notes:
             self.notes.append(text)
 
-    # -- display: derive renders nothing itself (see RENDERERS) -------------------------
+    # -- display: derive renders nothing itself (see RENDERERS, derive.notebook) ---------
     def to_dict(self):
         """The documented JSON structure (the ``json`` renderer; reports/JSON.md)."""
         return renderer("json")(self)
 
-    def _repr_markdown_(self):
-        show = renderer("markdown", required=False)
-        return None if show is None else show(self)
+    def __str__(self):
+        return summary_text(self)
+
+    def _line(self):
+        return one_line(self)
+
+    def _document(self):
+        return self
 
     def _repr_latex_(self):
         show = renderer("latex", required=False)
         return None if show is None else show(self)
+
+
+class Derivations(Shown, list):
+    """The Derivations of one problem file: a list, printed as the ``derivekit`` summary of
+    each and shown in Jupyter as one document (see :class:`Derivation`)."""
+
+    def __str__(self):
+        return summary_text(self)
+
+    def _line(self):
+        return list.__repr__(self)
+
+    def _document(self):
+        return list(self)
 
 
 # -- renderers ------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sympy as sp
 
+from derive.derivation import Derivations
 from derive.scalar.backprop import backprop
 from derive.errors import InputError
 from derive.scalar.scalar_graph import from_assignments, from_expression
@@ -59,7 +60,14 @@ def _title(definition):
 
 
 def solve(problem):
-    """Solve a problem file (path) or mapping; a list of Derivations (one per document)."""
+    """Solve a problem file (path) or mapping: its Derivations, one per document.
+
+    Returns
+    -------
+    Derivations
+        A list; ``print`` gives each one's gradients (the ``derivekit solve`` text) and
+        Jupyter shows them as one worked document.
+    """
     if isinstance(problem, dict):
-        return [solve_spec(problem)]
-    return _solve_file(problem)
+        return Derivations([solve_spec(problem)])
+    return Derivations(_solve_file(problem))
