@@ -42,6 +42,15 @@ def report_derivation(report):
     return d
 
 
+def verdict_derivation(v):
+    """The Derivation of one :class:`~derive.verify.verdict.Verdict`: its section alone
+    (how a single verdict shows in Jupyter)."""
+    d = Derivation(title=f"Check of {plain(v.node)}", kind="check",
+                   meta={"check": {"answers": [v.to_dict()]}})
+    d.sections.append(_section(v))
+    return d
+
+
 def _summary(report):
     text = f"{report.correct} of {report.total} answers correct (score {report.score:.2f})."
     if report.first_wrong:

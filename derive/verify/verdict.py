@@ -21,6 +21,8 @@ from typing import Any
 
 import sympy as sp
 
+from derive.notebook import Shown
+
 #: The diagnoses a wrong answer can get, most specific first.
 DIAGNOSES = ("sign", "factor", "transpose", "swapped_operands", "elementwise_vs_matrix",
              "missing_edge", "missing_batch_sum", "chain_not_applied", "other")
@@ -40,9 +42,13 @@ EXPLAIN = {
 }
 
 
-@dataclass
-class Verdict:
+@dataclass(repr=False)
+class Verdict(Shown):
     """The judgement of one answer (truthy when correct).
+
+    ``print`` gives the explanation below; ``repr`` one line (``<Verdict w: wrong
+    [missing_edge]>``); Jupyter shows the given and expected adjoints typeset, through the
+    registered renderer (see :mod:`derive.notebook`).
 
     Attributes
     ----------
@@ -96,12 +102,29 @@ class Verdict:
             "message": self.message or None,
         }
 
-    def __str__(self):
+    def derivation(self):
+        """This verdict as a Derivation of kind "check" (rendered by ``reports``)."""
+        from derive.verify.check_document import verdict_derivation
+
+        return verdict_derivation(self)
+
+    def _document(self):
+        return self.derivation()
+
+    def _line(self):
+        return f"<Verdict {self.headline()}>"
+
+    def headline(self):
+        """``node: verdict`` with the proof of a correct answer or the diagnosis."""
         head = f"{self.node}: {self.verdict}"
         if self.verdict == "correct":
             head += f" ({self.proof} proof)" if self.proof else ""
         elif self.diagnosis:
             head += f" [{self.diagnosis}]"
+        return head
+
+    def __str__(self):
+        head = self.headline()
         lines = [head, f"  given:    {self.answer}"]
         if self.expected is not None:
             lines.append(f"  expected: {expression_text(self.expected)}")

@@ -15,12 +15,16 @@ import sympy as sp
 
 from derive.derivation import bar
 from derive.errors import InputError
+from derive.notebook import Shown
 from derive.verify.verdict import Verdict
 
 
-@dataclass
-class Report:
+@dataclass(repr=False)
+class Report(Shown):
     """The verdicts on one set of answers, with a score (truthy when all are correct).
+
+    ``print`` gives the score and each verdict; ``repr`` one line; Jupyter the check
+    document (:meth:`derivation`) through the registered renderer (:mod:`derive.notebook`).
 
     Attributes
     ----------
@@ -69,13 +73,23 @@ class Report:
 
         return report_derivation(self)
 
-    def __str__(self):
+    def _document(self):
+        return self.derivation()
+
+    def _line(self):
+        return f"<Report {self.headline()}>"
+
+    def headline(self):
+        """``title (student): 2/3 correct, score 0.67; first wrong step: w``."""
         who = f" ({self.student})" if self.student else ""
         head = (f"{self.title}{who}: {self.correct}/{self.total} correct, "
                 f"score {self.score:.2f}")
         if self.first_wrong:
             head += f"; first wrong step: {self.first_wrong}"
-        return "\n".join([head] + [str(v) for v in self.verdicts])
+        return head
+
+    def __str__(self):
+        return "\n".join([self.headline()] + [str(v) for v in self.verdicts])
 
 
 def check_table(checker, answers, student=None):
