@@ -54,7 +54,11 @@ class Model:
         return build_program(self.graph(), wrt)[0]
 
     def summary(self):
-        """Per layer: output (activation) shape with symbolic batch B, parameters, counts."""
+        """Per layer: output (activation) shape with symbolic batch B, parameters, counts.
+
+        Returns a :class:`Summary`: a list of rows that prints as a table (``print(net.
+        summary())`` in a script; a prompt shows it as is) and as an HTML table in Jupyter.
+        """
         return Summary(self.graph())
 
 
@@ -243,11 +247,18 @@ class Network(Model):
         return self.g
 
 
-class Summary:
-    """A per-layer table: output shape, parameters (names, shapes), counts."""
+class Summary(list):
+    """A per-layer table: output shape, parameters (names, shapes), counts.
+
+    A list of rows (``{"layer", "output", "shape", "params", "count"}``, also as ``.rows``)
+    with ``.total``; ``print`` and ``repr`` give the table as text (so ``net.summary()``
+    at a prompt shows it), Jupyter an HTML table.
+    """
+
+    HEAD = ("layer", "output", "shape", "parameters")
 
     def __init__(self, graph):
-        self.rows = []
+        super().__init__()
         seen = set()
         for node in graph.nodes.values():
             if node.is_leaf or node.meta.get("update") or not node.layer:
@@ -259,28 +270,56 @@ class Summary:
             row = {"layer": layer, "output": node.name, "shape": node.shape,
                    "params": {p.name: p.shape for p in params},
                    "count": sum(_numel(p.shape) for p in params)}
-            if self.rows and self.rows[-1]["layer"] == layer:
-                self.rows[-1].update(output=node.name, shape=node.shape)
-                self.rows[-1]["params"].update(row["params"])
-                self.rows[-1]["count"] += row["count"]
+            if self and self[-1]["layer"] == layer:
+                self[-1].update(output=node.name, shape=node.shape)
+                self[-1]["params"].update(row["params"])
+                self[-1]["count"] += row["count"]
             else:
-                self.rows.append(row)
-        self.total = sum(r["count"] for r in self.rows)
+                self.append(row)
+        self.total = sum(r["count"] for r in self)
+
+    @property
+    def rows(self):
+        """The rows (this list itself; kept for callers of the former attribute)."""
+        return self
+
+    def cells(self):
+        """Each row as text: layer, output, shape, parameters (``W1 [4, 3], b1 [4]``)."""
+        return [(str(r["layer"]), str(r["output"]), shape_str(r["shape"]),
+                 ", ".join(f"{k} {shape_str(v)}" for k, v in r["params"].items()))
+                for r in self]
 
     def __str__(self):
-        lines = [f"{'layer':<40} {'output':<10} {'shape':<14} parameters"]
-        for r in self.rows:
-            params = ", ".join(f"{k} {shape_str(v)}" for k, v in r["params"].items())
-            lines.append(f"{r['layer']:<40} {r['output']:<10} {shape_str(r['shape']):<14} "
-                         f"{params}{' = ' + str(r['count']) if params else ''}")
-        lines.append(f"total parameters: {self.total}")
-        return "\n".join(lines)
+        rows = [self.HEAD] + [c[:3] + (f"{c[3]} = {r['count']}" if c[3] else "",)
+                              for r, c in zip(self, self.cells())]
+        widths = [max(len(row[k]) for row in rows) for k in range(3)]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[3]
+                 for row in rows]
+        return "\n".join(line.rstrip() for line in lines) + f"\ntotal parameters: {self.total}"
+
+    __repr__ = __str__
+
+    def _repr_pretty_(self, p, cycle):
+        p.text("Summary(...)" if cycle else str(self))
+
+    def _repr_html_(self):
+        from html import escape
+
+        head = "".join(f"<th>{h}</th>" for h in self.HEAD + ("count",))
+        body = "".join(
+            "<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells[:3])
+            + f"<td>{escape(cells[3])}</td>"
+            + f'<td style="text-align:right">{escape(str(r["count"]))}</td></tr>'
+            for r, cells in zip(self, self.cells()))
+        return (f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
+                f'<tfoot><tr><th colspan="4" style="text-align:left">total parameters</th>'
+                f'<th style="text-align:right">{escape(str(self.total))}</th></tr></tfoot>'
+                "</table>")
 
     def _repr_markdown_(self):
         head = "| layer | output | shape | parameters | count |\n|---|---|---|---|---|\n"
-        body = "".join(f"| {r['layer']} | {r['output']} | {shape_str(r['shape'])} | "
-                       + ", ".join(f"{k} {shape_str(v)}" for k, v in r["params"].items())
-                       + f" | {r['count']} |\n" for r in self.rows)
+        body = "".join(f"| {c[0]} | {c[1]} | {c[2]} | {c[3]} | "
+                       f"{r['count']} |\n" for r, c in zip(self, self.cells()))
         return head + body + f"\n**total parameters: {self.total}**\n"
 
 
