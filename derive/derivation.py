@@ -99,6 +99,10 @@ class Step:
     lhs: Any
     rhs: list = field(default_factory=list)
     note: str = ""
+    #: arrays the forms read that the program does not compute (ȳ⁺, ȳ dilated and
+    #: padded), each a function of the program's arrays; the printed = computed check
+    #: (derive.tensor.printed) evaluates the forms with them
+    auxiliary: dict = field(default_factory=dict)
 
 
 @dataclass

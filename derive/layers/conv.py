@@ -105,14 +105,24 @@ class Conv2d(Layer):
 # -- the input gradient as a transposed convolution ---------------------------------------------
 
 
+def dilated_padded(y_bar, stride, k, covering=None):
+    """ȳ⁺: ȳ with S − 1 zeros between entries and k − 1 zeros around (and, given the
+    padded input's spatial shape, zeros after it until every window ȳ⁺[u + a] of that
+    input is in range: rows a stride leaves over read zeros)."""
+    B, F, ho, wo = y_bar.shape
+    dil = np.zeros((B, F, stride * (ho - 1) + 1, stride * (wo - 1) + 1))
+    dil[:, :, ::stride, ::stride] = y_bar
+    extra = [0, 0] if covering is None else \
+        [max(0, c - n) for c, n in zip(covering, dil.shape[2:])]
+    return np.pad(dil, ((0, 0), (0, 0), (k - 1, k - 1 + extra[0]), (k - 1, k - 1 + extra[1])))
+
+
 def full_correlation_grad(y_bar, kern, stride, padded_shape):
     """x̄p by the textbook rule: dilate ȳ by the stride, zero-pad by k−1, correlate with K
     rotated by 180°. Independent of the derived scatter; used to check it."""
-    B, F, ho, wo = y_bar.shape
-    _, C, k, _ = kern.shape
-    dil = np.zeros((B, F, stride * (ho - 1) + 1, stride * (wo - 1) + 1))
-    dil[:, :, ::stride, ::stride] = y_bar
-    full = np.pad(dil, ((0, 0), (0, 0), (k - 1, k - 1), (k - 1, k - 1)))
+    B, C = y_bar.shape[0], kern.shape[1]
+    k = kern.shape[2]
+    full = dilated_padded(y_bar, stride, k)
     rot = kern[:, :, ::-1, ::-1]
     rows, cols = full.shape[2] - k + 1, full.shape[3] - k + 1
     out = np.zeros((B, C) + tuple(padded_shape))
@@ -142,7 +152,9 @@ def transposed_section(view, layer, xp, y, kern):
                  (a, 0, layer.k - 1), (b, 0, layer.k - 1))
     step = Step(sp.IndexedBase(xp + "_bar")[n, c, u, v], [rhs],
                 note=f"ȳ⁺: ȳ dilated by {layer.stride} and padded by {layer.k - 1}; equals the "
-                     f"derived scatter: max |difference| = {err:.1e} at random values")
+                     f"derived scatter: max |difference| = {err:.1e} at random values",
+                auxiliary={"y^+_bar": lambda arrays: dilated_padded(
+                    arrays[y + "_bar"], layer.stride, layer.k, arrays[xp].shape[2:])})
     return Section(f"{layer.title}: gradients as convolutions", [step], text=text)
 
 

@@ -19,7 +19,7 @@ import sympy as sp
 from derive.errors import DeriveError
 from derive.tensor.display import ElementForm
 from derive.tensor.evaluate import evaluate_expr
-from derive.tensor.index import IndexOp
+from derive.tensor.index import IndexOp, ISum
 
 #: small sizes tried in turn for a derivation's symbolic dimensions (the first that runs)
 SIZE_TABLES = (
@@ -74,6 +74,17 @@ def _as_index_form(e, scope, arrays, window=None):
             inner[s] = sp.Idx(str(s), size)
         body = _as_index_form(e.body, inner, arrays, window)
         return sp.Expr.__new__(type(e), body, *[inner[s] for s in e.indices])
+    if isinstance(e, sp.Sum):  # Σ with printed limits (a, 0, 2): an index over hi - lo + 1
+        body, inner, labels = e.function, dict(scope), []
+        for s, lo, hi in e.limits:
+            if lo != 0:
+                body, hi = body.xreplace({s: s + lo}), hi - lo
+            size = _as_index_form(sp.sympify(hi), scope, arrays, window) + 1
+            if not size.is_Integer:
+                raise Unreadable(f"the range of summed index {s} cannot be read in {e}")
+            inner[s] = sp.Idx(str(s), int(size))
+            labels.append(inner[s])
+        return ISum(_as_index_form(body, inner, arrays, window), *labels)
     if isinstance(e, sp.Symbol):
         return scope.get(e, e)
     if isinstance(e, sp.Indexed):
@@ -88,7 +99,8 @@ def evaluate_printed(form, shape, env, window=None):
     if not isinstance(form, ElementForm) or len(form.labels) != len(shape):
         raise Unreadable(f"{form} is not an index form over {len(shape)} indices")
     free = {s: sp.Idx(str(s), n) for s, n in zip(form.labels, shape)}
-    rhs = _as_index_form(form.rhs, free, env.arrays, window)
+    scope = {**{k: v for k, v in env.dims.items() if k not in free}, **free}
+    rhs = _as_index_form(form.rhs, scope, env.arrays, window)
     return evaluate_expr(rhs, [free[s] for s in form.labels], env)
 
 
@@ -159,6 +171,7 @@ def instance(program, seed=0):
                 arrays = program.run(values, upstream)
             if not _finite(arrays):
                 continue
+            arrays.update({a: arrays[t] for a, t in program.aliases.items() if t in arrays})
             env = program.environment(values, upstream)
             env.arrays = dict(arrays)
             return values, upstream, arrays, env
@@ -184,6 +197,12 @@ def _compare(d, what, name, got, want):
                                f"{worst:.3g} at entry {entry}", where=d.title)
 
 
+def _skip(counts, what, why, n=1):
+    """Count ``n`` forms not checked, and say which and why (``counts["skips"]``)."""
+    counts["skipped"] += n
+    counts.setdefault("skips", []).append((what, why))
+
+
 def check_printed(d, seed=0, window=None):
     """Evaluate every index form ``d`` prints against ``d.program``'s numbers.
 
@@ -196,7 +215,8 @@ def check_printed(d, seed=0, window=None):
     window = window if window is not None else d.meta.get("window")
     values, upstream, arrays, env = instance(d.program, seed)
     if values is None:
-        counts["skipped"] = len(printed_forms(d)) + len(d.edges)
+        _skip(counts, "every form", f"the program cannot run: {env}",
+              len(printed_forms(d)) + len(d.edges))
         counts["unrunnable"] = str(env)
         return counts
 
@@ -206,19 +226,19 @@ def check_printed(d, seed=0, window=None):
 
     for what, name, form in printed_forms(d):
         if name not in arrays:
-            counts["skipped"] += 1
+            _skip(counts, what, f"the program computes no {name}")
             continue
         want = np.asarray(arrays[name], dtype=float)
         try:
             got = evaluate(form, want.shape)
-        except Unreadable:
-            counts["skipped"] += 1
+        except Unreadable as e:
+            _skip(counts, what, str(e))
             continue
         _compare(d, what, name, got, want)
         counts["checked"] += 1
     _check_edges(d, arrays, evaluate, counts)
     _check_matrix_forms(d, arrays, env, counts)
-    _check_steps(d, arrays, env, evaluate, counts)
+    _check_steps(d, arrays, env, evaluate, counts, window)
     return counts
 
 
@@ -226,12 +246,13 @@ def _display_names(env, arrays):
     """Name -> value as the matrix display evaluator reads them: dimensions as numbers,
     1-D tensors as rows (matrix forms write vectors as rows)."""
     names = {str(k): float(v) for k, v in env.dims.items()}
+    names.update({str(k): float(v) for k, v in getattr(env, "constants", {}).items()})
     names.update({k: (np.asarray(v, dtype=float).reshape(1, -1) if np.ndim(v) == 1 else
                       np.asarray(v, dtype=float)) for k, v in arrays.items()})
     return names
 
 
-def _check_steps(d, arrays, env, evaluate, counts):
+def _check_steps(d, arrays, env, evaluate, counts, window=None):
     """The worked sections' steps ``t[n, i] = form = form ...`` whose left side is a tensor
     the program computes (forward passes, adjoints, the compact BatchNorm form): each form
     on the right, index or matrix, against that tensor."""
@@ -247,9 +268,15 @@ def _check_steps(d, arrays, env, evaluate, counts):
             name = str(lhs.base)
             want = np.asarray(arrays[name], dtype=float)
             labels = lhs.indices
-            if len(labels) != want.ndim or not all(isinstance(i, sp.Symbol) for i in labels):
-                counts["skipped"] += len(forms)
+            if len(labels) != want.ndim:
+                _skip(counts, f"{name} ({section.title})", f"left side {lhs} does not "
+                      f"index {name}'s {want.ndim} axes", len(forms))
                 continue
+            if not all(isinstance(i, sp.Symbol) for i in labels):
+                _check_indexed_step(d, section, lhs, forms, want, env, window, counts)
+                continue
+            aux = {a: f(arrays) for a, f in getattr(step, "auxiliary", {}).items()}
+            env.arrays = {**arrays, **aux}
             for k, form in enumerate(forms):
                 what = f"{name} ({section.title}, form {k + 1})"
                 try:
@@ -264,11 +291,71 @@ def _check_steps(d, arrays, env, evaluate, counts):
                             form = ElementForm(form, *labels)
                         got = evaluate(form, want.shape)
                 except (Unreadable, DeriveError, KeyError, ValueError, TypeError,
-                        AttributeError):
-                    counts["skipped"] += 1
+                        AttributeError, IndexError) as e:
+                    _skip(counts, what, f"{type(e).__name__}: {e}")
                     continue
                 _compare(d, what, name, got, want)
                 counts["checked"] += 1
+            env.arrays = arrays
+
+
+def _check_indexed_step(d, section, lhs, forms, want, env, window, counts):
+    """A step whose left side is read through index expressions: a gather into the entries
+    it names (``s_next[0, i] = ...``, ``y[n, HWi + Wj + k] = x[n, i, j, k]``), or a
+    scatter-accumulate from zero (``x̄p[n, i, 2k + l, 2j + m] = Σ_p K ȳ + x̄p[...]``: the
+    left side appears on the right). Each form is evaluated over its labels' ranges and
+    put (or added) where the left side's indices point, then compared with the tensor."""
+    name = str(lhs.base)
+    bases = {e.base.label for i in lhs.indices for e in i.atoms(sp.Indexed)}
+    labels = sorted({s for i in lhs.indices for s in i.free_symbols if isinstance(s, sp.Symbol)
+                     and s not in env.dims and s not in bases}, key=str)
+    for k, form in enumerate(forms):
+        what = f"{name} ({section.title}, form {k + 1})"
+        try:
+            rhs = form.rhs if isinstance(form, ElementForm) else sp.sympify(form)
+            accumulate = rhs.has(lhs)
+            increment = rhs.xreplace({lhs: sp.S.Zero})
+            sizes = [_label_size(s, lhs, increment, want.shape, env.arrays, window)
+                     for s in labels]
+            with np.errstate(all="ignore"):
+                got = np.broadcast_to(evaluate_printed(ElementForm(increment, *labels),
+                                                       sizes, env, window), sizes)
+                at = tuple(_index_grid(i, labels, sizes, env, window) for i in lhs.indices)
+        except (Unreadable, DeriveError, KeyError, ValueError, TypeError, AttributeError,
+                IndexError) as e:
+            _skip(counts, what, f"{type(e).__name__}: {e}")
+            continue
+        if accumulate:
+            built = np.zeros(want.shape)
+            np.add.at(built, at, got)
+            _compare(d, what + ", accumulated from zero", name, built, want)
+        else:
+            _compare(d, what + ", the entries it writes", name, got, want[at])
+        counts["checked"] += 1
+
+
+def _index_grid(index, labels, sizes, env, window):
+    """The integer values of one left-side index over the labels' grid."""
+    if index in labels:
+        pos = labels.index(index)
+        shape = [1] * len(labels)
+        shape[pos] = sizes[pos]
+        return np.broadcast_to(np.arange(sizes[pos]).reshape(shape), sizes)
+    if index.is_Integer:
+        return np.full(sizes, int(index))
+    values = evaluate_printed(ElementForm(index, *labels), sizes, env, window)
+    return np.broadcast_to(np.rint(values), sizes).astype(int)
+
+
+def _label_size(label, lhs, rhs, shape, arrays, window=None):
+    """The range of a label: the axis it indexes plainly on the left, else on the right."""
+    for pos, i in enumerate(lhs.indices):
+        if i == label:
+            return shape[pos]
+    size = _direct_axis(rhs, label, arrays) or window
+    if size is None:
+        raise Unreadable(f"the range of index {label} cannot be read in {rhs}")
+    return size
 
 
 def matrix_forms(d):
@@ -301,19 +388,19 @@ def _check_matrix_forms(d, arrays, env, counts):
     names = _display_names(env, arrays)
     for what, name, form in matrix_forms(d):
         if name not in arrays:
-            counts["skipped"] += 1
+            _skip(counts, what, f"the program computes no {name}")
             continue
         want = np.asarray(arrays[name], dtype=float)
         try:
             with np.errstate(all="ignore"):
                 got = np.asarray(display_value(form, names), dtype=float)
-        except (DeriveError, KeyError, ValueError, TypeError, AttributeError):
-            counts["skipped"] += 1
+        except (DeriveError, KeyError, ValueError, TypeError, AttributeError) as e:
+            _skip(counts, what, f"{type(e).__name__}: {e}")
             continue
         if got.size == want.size:
             got = got.reshape(want.shape)
         elif got.size != 1:
-            counts["skipped"] += 1
+            _skip(counts, what, f"{got.size} entries printed, {want.size} computed")
             continue
         _compare(d, what, name, got, want)
         counts["checked"] += 1
@@ -332,7 +419,8 @@ def _check_edges(d, arrays, evaluate, counts):
             sums[e.src] = None
             continue
         if bar(e.dst) is None or bar(e.src) is None:
-            counts["skipped"] += len(shown)
+            _skip(counts, f"edge {e.dst} -> {e.src}", "no adjoint array on one end",
+                  len(shown))
             sums[e.src] = None
             continue
         src = np.shape(arrays[bar(e.src)])
@@ -342,8 +430,8 @@ def _check_edges(d, arrays, evaluate, counts):
             try:
                 contribution = np.broadcast_to(evaluate(e.contribution, src), src)
                 counts["checked"] += 1
-            except Unreadable:
-                counts["skipped"] += 1
+            except Unreadable as err:
+                _skip(counts, f"contribution of {e.dst} to {e.src}_bar", str(err))
         if isinstance(e.partial, ElementForm):
             try:
                 jac = evaluate(e.partial, dst_bar.shape + src)
@@ -356,8 +444,8 @@ def _check_edges(d, arrays, evaluate, counts):
                              f"to {e.src}_bar", contracted, contribution)
                 else:
                     contribution = contracted
-            except Unreadable:
-                counts["skipped"] += 1
+            except Unreadable as err:
+                _skip(counts, f"∂{e.dst}/∂{e.src} (local partial)", str(err))
         prev = sums.get(e.src, 0)
         sums[e.src] = None if prev is None or contribution is None else prev + contribution
     for name, total in sums.items():

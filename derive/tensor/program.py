@@ -72,6 +72,9 @@ class Program:
     #: values of the constant leaves the graph carries (a graph's adjacency and degrees),
     #: used wherever the caller gives none
     given: dict = field(default_factory=dict)
+    #: adjoints the sweep found equal to another's (v̄5 = v̄6: "v5_bar" -> "v6_bar"), which
+    #: the program does not compute separately
+    aliases: dict = field(default_factory=dict)
 
     def names(self, role):
         return [t.name for t in self.tensors.values() if t.role == role]

@@ -222,7 +222,8 @@ def build_program(graph, wrt=None, reuse=True, matrix=True, scatter=True):
              if n.is_leaf and "value" in n.meta}
     program = Program(tensors, forward, backward, updates, graph.output,
                       graph.output + BAR_SUFFIX, grads, tuple(graph.dims()),
-                      dict(graph.constants), random, graph.title, given=given)
+                      dict(graph.constants), random, graph.title, given=given,
+                      aliases={a + BAR_SUFFIX: t + BAR_SUFFIX for a, t in s.aliases.items()})
     if scatter:
         program = scatterise(program)
     # what the network predicts and computes in eval mode are part of the record
