@@ -98,7 +98,11 @@ class Entry:
 
     def make(self, *args, where=None, **options):
         """An instance; a constructor's TypeError (an unknown or missing option) becomes
-        one InputError line naming the layer."""
+        one InputError line naming the layer. An option whose default is True or False
+        takes a boolean (:func:`boolean_option`), from text too."""
+        defaults = self.options() if options else {}
+        options = {k: boolean_option(v, k, self.key, where)
+                   if isinstance(defaults.get(k), bool) else v for k, v in options.items()}
         try:
             return self.cls(*args, **options)
         except TypeError as exc:
@@ -164,6 +168,24 @@ def coerce_option(value):
     if not value.strip().isidentifier():
         raise InputError(f"option value {value!r} is not a number, true/false or a name")
     return value.strip()
+
+
+TRUE_WORDS = ("true", "yes", "1")
+FALSE_WORDS = ("false", "no", "0")
+
+
+def boolean_option(value, key, layer, where=None):
+    """The value of the boolean option ``key``: a bool, 1 or 0, or the text true/false,
+    yes/no, 1/0 (any case); anything else is refused naming the option (``bias=maybe``
+    was once taken as true)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in TRUE_WORDS + FALSE_WORDS:
+        return value.strip().lower() in TRUE_WORDS
+    raise InputError(f"option '{key}' of layer '{layer}' is true or false (also yes/no, "
+                     f"1/0), got {value!r}", where=where)
 
 
 def make_layer(name, **options):
