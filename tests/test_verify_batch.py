@@ -82,7 +82,9 @@ def test_batch_mode_writes_scores_and_one_report_each(tmp_path):
 
 def test_cli_check_on_a_folder(tmp_path):
     text, code = cli_check(RNN, "examples/check/class", out=str(tmp_path))
-    assert code == 0 and "5 answer files checked" in text
+    assert code == 2  # eve.yaml could not be read; the other four are marked
+    assert "5 answer files checked, 1 could not be read" in text
+    assert "eve.yaml: not marked (could not be read: " in text
     assert (tmp_path / "scores.csv").exists() and (tmp_path / "ada.md").exists()
 
 

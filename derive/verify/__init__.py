@@ -3,15 +3,16 @@ r"""Verdicts on hand derivations: formulas, adjoint tables and backward code, ch
 >>> import derive as dv
 >>> d = dv.grad({"p": "u1", "q": "w*p", "r": "u2 + q", "s": "w*r", "t": "u3 + s",
 ...              "y": "w*t"}, inputs=["u1", "u2", "u3"], params=["w"], wrt="w")
->>> v = dv.check("t + w*r", against=d, wrt="w")
+>>> v = dv.check(d, "t + w*r", wrt="w")
 >>> v.verdict, v.diagnosis
 ('wrong', 'missing_edge')
->>> bool(dv.check("u3 + 2*w*u2 + 3*w**2*u1", against=d, wrt="w"))
+>>> bool(dv.check(against=d, answer="u3 + 2*w*u2 + 3*w**2*u1", wrt="w"))
 True
 
 Public API
 ----------
-``check(answer, against, wrt)``     one answer -> :class:`Verdict`
+``check(problem, answer, wrt)``     one answer -> :class:`Verdict` (the order of
+                                    ``derivekit check PROBLEM ANSWERS``)
 ``check_table(derivation, answers)`` ``{node: answer}`` -> :class:`Report` (score, first
                                     wrong step, errors carried forward counted once)
 ``gradcheck(forward, backward, inputs)`` hand-written backward code -> GradcheckReport
@@ -76,15 +77,22 @@ def _derivation(against):
                      "a problem mapping or a problem file")
 
 
-def check(answer, against, wrt=None, *, n_points=6, seed=0):
+def check(problem=None, answer=None, wrt=None, *, against=None, n_points=6, seed=0):
     """Judge one hand-derived gradient.
+
+    The problem comes first and the answer second, as in ``derivekit check PROBLEM
+    ANSWERS``: ``check(d, "(yhat - y)*x1")``; or by keyword, ``check(against=d,
+    answer=...)``. ``check("(yhat - y)*x1", against=d)`` (the one positional argument is
+    the answer, since the keyword names the problem) works too. A call in the order this
+    function once had, ``check(answer, d)``, is refused with a TypeError, never judged.
 
     Parameters
     ----------
+    problem : Derivation, dict or path
+        What the answer is checked against (a problem mapping or file is solved first).
+        ``against`` is another name for it.
     answer : str
         The answer: ``"(yhat - y)*x1"``, ``r"(\\hat{y}-y)x_1"``, ``"(ŷ − y)·x₁"``.
-    against : Derivation, dict or path
-        What the answer is checked against (a problem mapping or file is solved first).
     wrt : str, optional
         The node whose adjoint (d output / d node) is answered; defaults to the
         derivation's only ``wrt`` name.
@@ -95,7 +103,8 @@ def check(answer, against, wrt=None, *, n_points=6, seed=0):
         ``verdict`` correct / wrong / unreadable; ``proof`` symbolic or numeric;
         ``diagnosis``, ``expected`` and a ``counterexample`` when wrong.
     """
-    d = _derivation(against)
+    problem, answer = _problem_and_answer(problem, answer, against)
+    d = _derivation(problem)
     checker = checker_for(d, n_points, seed)
     if wrt is None:
         if len(d.wrt) != 1:
@@ -104,6 +113,43 @@ def check(answer, against, wrt=None, *, n_points=6, seed=0):
         wrt = d.wrt[0]
     node = checker.node_of(wrt)
     return checker.judge(node, answer)
+
+
+USAGE = "check(problem, answer) or check(against=problem, answer=answer)"
+
+
+def _problem_and_answer(problem, answer, against):
+    """(problem, answer) from the ways :func:`check` may be called; TypeError otherwise."""
+    if against is not None:
+        if problem is not None and answer is not None:
+            raise TypeError(f"check() got the problem twice (positionally and as "
+                            f"against=); use {USAGE}")
+        if answer is None:  # check("answer", against=d): the positional one is the answer
+            problem, answer = against, problem
+        else:
+            problem = against
+    if problem is None or answer is None:
+        raise TypeError(f"check() needs a problem and an answer: {USAGE}")
+    if _is_problem(answer) or (_is_file(answer) and not _is_file(problem)
+                               and isinstance(problem, str)):
+        raise TypeError(f"check() takes the problem first and the answer second (got the "
+                        f"answer {_short(problem)} first); use {USAGE}")
+    return problem, answer
+
+
+def _is_problem(value):
+    return isinstance(value, (Derivation, dict)) or hasattr(value, "__fspath__")
+
+
+def _is_file(value):
+    import os
+
+    return isinstance(value, str) and len(value) < 4096 and os.path.isfile(value)
+
+
+def _short(value):
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def check_table(derivation, answers, *, student=None, n_points=6, seed=0):
@@ -119,15 +165,15 @@ def check_table(derivation, answers, *, student=None, n_points=6, seed=0):
     return _check_table(checker_for(d, n_points, seed), answers, student=student)
 
 
-def cli_check(problem, answers, out=None, fmt=None):
+def cli_check(problem, answers, out=None, fmt=None, on_error=None):
     """What ``derivekit check PROBLEM ANSWERS [-o OUT] [--format json]`` does; see batch."""
     from derive.verify.batch import cli_check as run
 
-    return run(problem, answers, out=out, fmt=fmt)
+    return run(problem, answers, out=out, fmt=fmt, on_error=on_error)
 
 
-def check_folder(problem, folder, out_dir=None, fmt="md"):
-    """Check every answers file of a folder; see :func:`derive.verify.batch.check_folder`."""
+def check_folder(problem, folder, out_dir=None, fmt="md", on_error=None):
+    """Mark every answers file of a folder; see :func:`derive.verify.batch.check_folder`."""
     from derive.verify.batch import check_folder as run
 
-    return run(problem, folder, out_dir=out_dir, fmt=fmt)
+    return run(problem, folder, out_dir=out_dir, fmt=fmt, on_error=on_error)
