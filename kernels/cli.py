@@ -27,9 +27,10 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 
-from derive.errors import InputError
+from derive.errors import DeriveError, InputError
 
 DEFAULTS = {
     "model": {"layers": ["linear(64, 128)", "relu", "linear(128, 10)"], "loss": "cross_entropy"},
@@ -40,8 +41,28 @@ DEFAULTS = {
 KEYS = set(DEFAULTS) | {"validation"}
 
 
+EXAMPLES = """examples:
+  derivekit train                                    (the digits MLP, into derivekit-train/)
+  derivekit train examples/train/digits_mlp.yaml
+  derivekit train examples/train/digits_cnn.yaml --epochs 5 --out cnn-run
+  derivekit train --model "linear(64,128),relu,linear(128,10)" --optimizer adam --lr 1e-3
+
+A config is YAML (model, data, optimizer, schedule, epochs, batch_size, dtype, seed,
+out); flags override it. The output folder is checked before training starts, and a
+run whose loss becomes NaN or infinite stops with exit code 1 and writes nothing."""
+
+
+class Diverged(DeriveError):
+    """Training stopped because the loss became NaN or infinite (exit code 1)."""
+
+    exit_code = 1
+
+
 def _parser():
-    p = argparse.ArgumentParser(prog="derivekit train", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="derivekit train", epilog=EXAMPLES,
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                description="Train a model compiled from its derivation "
+                                            "(a YAML config, or flags) and write a report.")
     p.add_argument("config", nargs="?", help="a YAML training config")
     p.add_argument("--model", help='layers, e.g. "linear(64,128),relu,linear(128,10)"')
     p.add_argument("--loss")
@@ -157,13 +178,62 @@ def train_main(argv=None):
 
 
 def _train(argv):
-    import kernels
-
     args = _parser().parse_args(argv)
     cfg = load_config(args.config) if args.config else dict(DEFAULTS)
     cfg = merge_flags(cfg, args)
     for key in ("epochs", "batch_size"):  # checked before anything is compiled
         _check_count(cfg[key], key, args, where=args.config)
+    where = "--out" if args.out is not None else \
+        (f"{args.config}: out" if args.config else "out")
+    created = output_folder(cfg["out"], where)  # before training, not after it
+    try:
+        return _run(args, cfg)
+    except BaseException:  # nothing written half-way: take back the folders made for it
+        _remove_empty(created)
+        raise
+
+
+def output_folder(out, where="out"):
+    """Make the run's folder ``out`` (and its parents) and check a file can be written in
+    it; returns the folders created (to remove if the run fails). InputError otherwise."""
+    if not isinstance(out, str) or not out.strip():
+        raise InputError(f"expected a folder name, got {out!r}", where=where)
+    path = os.path.abspath(out)
+    missing = []
+    while not os.path.exists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        raise InputError(f"cannot write the run into {out!r}: {path} is not a folder",
+                         where=where)
+    created = []
+    try:
+        for folder in reversed(missing):
+            os.mkdir(folder)
+            created.append(folder)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        _remove_empty(created)
+        raise InputError(f"cannot write the run into {out!r} ({exc.strerror})",
+                         where=where) from None
+    return created
+
+
+def _remove_empty(folders):
+    for folder in reversed(folders):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            break  # something was written there after all: keep it
+
+
+def _run(args, cfg):
+    import warnings
+
+    import kernels
+    from kernels.fit import TrainingWarning
+
     net = build_net(cfg["model"])
     ds = load_data(cfg["data"], cfg["seed"])
     opt = dict(cfg["optimizer"])
@@ -175,9 +245,23 @@ def _train(argv):
     compiled = time.perf_counter() - t0
     if ds.input_shape != model.input_shape:  # flat digits for a conv net: read as images
         ds = ds.reshaped(model.input_shape)
-    kernels.fit(model, ds, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
-                seed=cfg["seed"], checkpoint=args.checkpoint,
-                progress=not args.no_progress and args.format == "text")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kernels.fit(model, ds, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
+                    seed=cfg["seed"], checkpoint=args.checkpoint,
+                    progress=not args.no_progress and args.format == "text")
+    stopped = len(model.history) < cfg["epochs"]  # fit stops early only when it diverges
+    said = [w for w in caught if issubclass(w.category, TrainingWarning)]
+    for w in caught:
+        if not (stopped and w is (said[-1] if said else None)):
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    if stopped:
+        why = str(said[-1].message).split(";")[0] if said else \
+            f"epoch {len(model.history) + 1}: the loss stopped being finite"
+        lr = cfg["optimizer"].get("lr")
+        raise Diverged(f"training diverged ({why}); nothing written" +
+                       (f" (learning rate {lr}: try a smaller positive one)"
+                        if lr is not None else ""))
     from .report import write_run
 
     paths = write_run(cfg["out"], model, net, ds, cfg, compiled)
