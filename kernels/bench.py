@@ -9,7 +9,9 @@ after it finds it warm (a cyclic rotation kept derivekit after PyTorch in 4 epoc
 5: +6% on W1's steady time, while the hand-written numba peer ran after derivekit). Reported per workload and runner: the
 first epoch (which includes compilation for the JIT runners), the median of the other
 epochs (steady ms/epoch) and the ratio to derivekit, plus the final training loss as a
-check that everyone computed the same thing. Results go to ``bench/RESULTS.md``.
+check that everyone computed the same thing. Results go where ``-o`` says (default
+``bench-results.md`` in the working directory); the curated ``bench/RESULTS.md`` is never
+written by the command: copy the tables in by hand.
 
 The peers live in the source tree's ``bench/`` folder (``peer_*.py``); their backward
 passes are hand-written (NumPy, numba) or autodiff (PyTorch, JAX).
@@ -364,9 +366,40 @@ def _versions():
     return ", ".join(out)
 
 
+RESULTS_NAME = "bench-results.md"
+EXAMPLES = f"""examples:
+  derivekit bench --quick                   (about 2 minutes; writes ./{RESULTS_NAME})
+  derivekit bench --only W1,W2 --peers peer_numpy,peer_torch -o w12.md
+  derivekit bench -o results/               (a folder: results/{RESULTS_NAME})"""
+
+
+def results_path(out):
+    """Where the results go: ``out``, or ``out/bench-results.md`` for a folder. Refused
+    (InputError) when it cannot be written, or when it is the tracked bench/RESULTS.md,
+    which holds more than this command writes (the fuzzing and start-up sections)."""
+    from derive.errors import InputError
+
+    path = Path(out)
+    if path.is_dir() or str(out).endswith(("/", os.sep)):  # a folder (that must exist)
+        path = path / RESULTS_NAME
+    if path.resolve() == (BENCH_DIR / "RESULTS.md").resolve():
+        raise InputError("bench/RESULTS.md is curated by hand (it has more than this "
+                         "command's tables); write elsewhere and copy the tables in",
+                         where=str(out))
+    folder = path.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK) or \
+            (path.exists() and (path.is_dir() or not os.access(path, os.W_OK))):
+        raise InputError("cannot write the results here", where=str(path))
+    return str(path)
+
+
 def main(argv=None):
     """Run the benchmark (``derivekit bench`` / ``python bench/run.py``); returns 0."""
-    p = argparse.ArgumentParser(prog="derivekit bench", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="derivekit bench", epilog=EXAMPLES,
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                description="derivekit against every installed peer "
+                                            "(NumPy, numba, PyTorch, JAX), in one process, "
+                                            "interleaved.")
     p.add_argument("--quick", action="store_true", help="fewer epochs (about 2 minutes)")
     p.add_argument("--only", default=",".join(WORKLOADS), help="workloads, e.g. W1,W2")
     p.add_argument("--peers", default=",".join(PEERS), help="peer modules to try")
@@ -375,8 +408,11 @@ def main(argv=None):
                    help="threads for every runner's BLAS/OpenMP/XLA pools (default 1)")
     p.add_argument("--no-derivekit", action="store_true", help="time the peers only")
     p.add_argument("--no-compile-times", action="store_true")
-    p.add_argument("-o", "--out", default=str(BENCH_DIR / "RESULTS.md"))
+    p.add_argument("-o", "--out", default=".",
+                   help=f"file or folder for the results (default: {RESULTS_NAME} in the "
+                        "working directory)")
     args = p.parse_args(argv)
+    args.out = results_path(args.out)  # checked before anything is timed
     args.command_line = "derivekit bench " + " ".join(argv if argv is not None else sys.argv[1:])
     limits = limit_threads(args.threads)  # noqa: F841 - kept alive for the whole run
     args.load = os.getloadavg()[0]
