@@ -1,9 +1,12 @@
 """The ``derivekit`` command line (also ``python -m derive``).
 
 This is the one module that wires derive/, reports/ and kernels/ together (no other
-module of derive imports either; tests/test_imports.py checks it); it imports them lazily
-so ``derivekit grad`` does not pay for numba. Every command prints a clear
-one-line error and exits non-zero on bad input; no text given to it is ever executed.
+module of derive imports either; tests/test_imports.py checks it). Start-up is kept
+short: building the parser imports argparse and derive.errors only, and each command
+imports what it needs inside its handler, so ``derivekit --help`` loads no SymPy and
+``derivekit grad`` no numba, matplotlib or scikit-learn (tests/test_cli_edges.py checks
+this; bench/startup.py measures it). Every command prints a clear one-line error and
+exits non-zero on bad input; no text given to it is ever executed.
 """
 from __future__ import annotations
 
@@ -18,14 +21,16 @@ from derive.errors import DeriveError, InputError
 FORMATS = ("text", "md", "tex", "html", "json")
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 3
+EXIT_PIPE_CLOSED = 141  # what a shell reports for a program stopped by SIGPIPE
 DEBUG_FLAG = "--debug"
 
 
 def main(argv=None):
     """Run the CLI; returns the exit code.
 
-    0 ok, 1 a check failed, 2 bad input, 3 an internal error (a bug, or memory or
-    recursion exhausted), 130 interrupted. Every failure is one line on stderr; the
+    0 ok, 1 a check failed (or training diverged), 2 bad input, 3 an internal error (a
+    bug, or memory or recursion exhausted), 130 interrupted, 141 the reader of standard
+    output left (``| head``). Every failure is one line on stderr; the
     traceback of an internal error is printed only with ``--debug``.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -33,13 +38,21 @@ def main(argv=None):
     argv = [a for a in argv if a != DEBUG_FLAG]
     command = argv[0] if argv and not argv[0].startswith("-") else None
     try:
-        return _dispatch(argv)
-    except BrokenPipeError:  # the reader (| head) left: stop quietly, as cat does
+        try:
+            code = _dispatch(argv)
+        except SystemExit:  # argparse's --help, --version and usage: their text first
+            sys.stdout.flush()
+            raise
+        sys.stdout.flush()  # a reader that left (| head) shows here, not at exit
+        return code
+    except BrokenPipeError:
+        # stop quietly; what is still buffered goes to devnull, so the flush at exit
+        # cannot raise again ("Exception ignored ... BrokenPipeError")
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+        return EXIT_PIPE_CLOSED
     except DeriveError as exc:
         _fail(command, f"error: {exc}")
-        return EXIT_BAD_INPUT
+        return getattr(exc, "exit_code", EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         _fail(command, "interrupted")
         return 130
@@ -87,46 +100,113 @@ def _fail(command, message):
 
 
 def _parser():
-    p = argparse.ArgumentParser(prog="derivekit", description="Worked gradients, fast "
-                                "kernels and verdicts from one symbolic definition.")
+    """The argument parser (argparse and derive.errors only: no SymPy, no NumPy)."""
+    p = argparse.ArgumentParser(
+        prog="derivekit", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Worked gradients, fast kernels and verdicts from one symbolic "
+                    "definition.", epilog=EXAMPLES["derivekit"])
+    p.add_argument("--version", action=_Version, nargs=0, help="print the version and exit")
     p.add_argument(DEBUG_FLAG, action="store_true",
                    help="print the traceback of an internal error")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    c = sub.add_parser("demo", help="render the bundled examples (the main job)")
+    def command(name, help, run, description=None):
+        c = sub.add_parser(name, help=help, description=description or help[0].upper()
+                           + help[1:] + ".", epilog=EXAMPLES[name],
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        c.set_defaults(run=run)
+        return c
+
+    c = command("demo", "render the bundled examples (the main job)", cmd_demo)
     c.add_argument("-o", "--out", default="derivekit-demo", help="folder to write into")
     c.add_argument("--no-pdf", action="store_true", help="skip PDF even if pdflatex exists")
-    c.set_defaults(run=cmd_demo)
 
-    c = sub.add_parser("grad", help="differentiate one expression, node by node")
+    c = command("grad", "differentiate one expression, node by node", cmd_grad)
     c.add_argument("expression")
     c.add_argument("--wrt", help="comma-separated names (default: every input)")
     c.add_argument("--at", help="values, e.g. x=1,y=1/2 (exact unless a float is given)")
     _output_options(c)
-    c.set_defaults(run=cmd_grad)
 
-    c = sub.add_parser("solve", help="solve a problem file (YAML)")
+    c = command("solve", "solve a problem file (YAML)", cmd_solve)
     c.add_argument("problem")
     _output_options(c)
-    c.set_defaults(run=cmd_solve)
 
-    c = sub.add_parser("layer", help="derive a layer's gradients and render them")
+    c = command("layer", "derive a layer's gradients and render them", cmd_layer)
     c.add_argument("name", nargs="?", help="layer name (omit to list them)")
     c.add_argument("--option", "-p", action="append", default=[], metavar="KEY=VALUE",
                    help="layer option, e.g. -p bias=false (repeatable)")
     _output_options(c)
-    c.set_defaults(run=cmd_layer)
 
-    c = sub.add_parser("check", help="check hand-derived answers against a problem")
+    c = command("check", "check hand-derived answers against a problem", cmd_check)
     c.add_argument("problem")
     c.add_argument("answers", help="ANSWERS.yaml, or a folder of them (one per student)")
     _output_options(c)
-    c.set_defaults(run=cmd_check)
 
-    # listed for --help; their arguments go to kernels' own parsers (see main)
+    # listed for --help; their arguments go to kernels' own parsers (see _dispatch)
     sub.add_parser("train", help="train a model: CONFIG.yaml or flags (train --help)")
     sub.add_parser("bench", help="speed against the installed peers (bench --help)")
     return p
+
+
+EXAMPLES = {
+    "derivekit": """examples:
+  derivekit grad "(x1 + x2)**2 + x2*x3 - x3" --at x1=1,x2=2,x3=3
+  derivekit solve examples/rnn.yaml -o rnn.pdf
+  derivekit layer batchnorm
+  derivekit check examples/rnn.yaml examples/check/rnn_answers.yaml
+  derivekit train examples/train/digits_mlp.yaml
+  derivekit COMMAND --help          (the options and examples of one command)
+
+exit codes: 0 ok, 1 a check failed or training diverged, 2 bad input,
+3 internal error (run with --debug for the traceback), 130 interrupted,
+141 the reader of the output left (derivekit layer | head -1).""",
+    "demo": """examples:
+  derivekit demo                          (into derivekit-demo/)
+  derivekit demo -o /tmp/demo --no-pdf""",
+    "grad": """examples:
+  derivekit grad "(x1 + x2)**2 + x2*x3 - x3" --at x1=1,x2=2,x3=3
+  derivekit grad "sigmoid(w*x + b)" --wrt w,b --at w=1/2,x=2,b=0
+  derivekit grad "x*y" --at x=1,y=2 -o solution.pdf""",
+    "solve": """examples:
+  derivekit solve examples/rnn.yaml
+  derivekit solve examples/rnn.yaml -o rnn.pdf        (or .tex .md .html .json)
+  derivekit solve examples/rnn.yaml --format json""",
+    "layer": """examples:
+  derivekit layer                         (the list of layers)
+  derivekit layer linear -p bias=false    (booleans: true/false, yes/no, 1/0)
+  derivekit layer batchnorm -o batchnorm.pdf""",
+    "check": """examples:
+  derivekit check examples/rnn.yaml examples/check/rnn_answers.yaml
+  derivekit check examples/rnn.yaml examples/check/class/ -o marks/
+
+A folder is marked as a class: one report per student and scores.csv; a step
+left unanswered counts against the score and is named. A file that cannot be
+read is named on stderr (exit code 2); the others are marked all the same.""",
+}
+
+
+class _Version(argparse.Action):
+    """``--version``: looked up only when asked (importlib.metadata is not free)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"derivekit {version()}")
+        parser.exit()
+
+
+def version():
+    """The installed version (importlib.metadata), else setup.cfg's beside the package."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("derivekit")
+    except metadata.PackageNotFoundError:
+        pass
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "setup.cfg"), encoding="utf-8")
+    return cfg.get("metadata", "version", fallback="unknown")
 
 
 def _output_options(c):
@@ -138,8 +218,13 @@ def _output_options(c):
 def cmd_grad(args):
     from derive.entry_points import grad
 
-    d = grad(args.expression, wrt=args.wrt, at=_values(args.at) if args.at else None,
-             keys={"wrt": "--wrt", "values": "--at"})
+    at = _values(args.at) if args.at else None
+    d = grad(args.expression, wrt=args.wrt, at=at, keys={"wrt": "--wrt", "values": "--at"})
+    names = [n.name for n in d.nodes if n.definition is None]  # the expression's variables
+    unknown = [k for k in at or {} if k not in names]
+    if unknown:
+        raise InputError(f"'{unknown[0]}' is not in the expression (its variables: "
+                         f"{', '.join(names)})", where="--at")
     return _emit(d, args)
 
 
@@ -169,7 +254,8 @@ def cmd_check(args):
 
     from derive.verify import cli_check
 
-    out, code = cli_check(args.problem, args.answers, out=args.out, fmt=args.format)
+    out, code = cli_check(args.problem, args.answers, out=args.out, fmt=args.format,
+                          on_error=lambda line: _fail("check", f"error: {line}"))
     if out:
         print(json.dumps(out, indent=2, ensure_ascii=False) if isinstance(out, dict) else out)
     return code
