@@ -1,16 +1,23 @@
-r"""Emit a Document as a standalone HTML page; MathJax 3 (from a CDN) typesets the math.
+r"""Emit a Document as a standalone HTML page that works offline: no script, no network.
 
-Everything is HTML-escaped, mathematics included: MathJax reads the decoded text, so
-``a < b`` arrives intact. The graph is shown as its edge table.
+Mathematics is MathML, converted from the one printer's LaTeX when the page is written
+(``reports.mathml``), so a current browser draws it natively. Each chain of equalities
+is one aligned table (``\begin{aligned}``, as in Markdown). ``$...$`` in prose is math
+only when it stays within :data:`derive.latexsubset.MATH_COMMANDS`, as in LaTeX; every
+text is HTML-escaped, and the MathML is written with its text escaped too. The graph is
+inline SVG (``reports.svg_graph``) when the PDF draws it; its edge table follows.
 """
 from __future__ import annotations
 
 import html
 
-from reports.document_model import Equations, Graph, Heading, Items, Prose, Table, lay_out
-from reports.latex_out import chain
+from derive.latexsubset import MATH_COMMANDS, refusal
 
-MATHJAX = "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-chtml.js"
+from reports.document_model import (Equations, Graph, Heading, Items, Prose, Table, lay_out,
+                                    segments)
+from reports.latex_out import chain
+from reports.mathml import mathml
+from reports.svg_graph import svg
 
 STYLE = """
 body { font-family: -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
@@ -24,8 +31,27 @@ th, td { border: 1px solid #d0d7de; padding: .35rem .7rem; text-align: left;
          vertical-align: top; }
 th { background: #f6f8fa; }
 tr:nth-child(even) td { background: #fbfcfd; }
-.chain { overflow-x: auto; overflow-y: hidden; margin: .4rem 0 1rem; }
+math { font-family: "Latin Modern Math", "STIX Two Math", "Cambria Math",
+       "TeX Gyre Pagella Math", "DejaVu Math TeX Gyre", math; font-size: 1.1em; }
+math [mathvariant="bold"] { font-weight: bold; }
+mtd[columnalign="left"] { text-align: left; }
+mtd[columnalign="right"] { text-align: right; }
+mtable[columnspacing="0em"] > mtr > mtd { padding-left: 0; padding-right: 0; }
+.chain { overflow-x: auto; overflow-y: hidden; margin: .4rem 0 1rem; padding: .2rem 0; }
+.chain > math { display: inline math; margin-left: 1em; }  /* block math is centred */
 p.note { color: #57606a; font-style: italic; margin-bottom: 0; }
+.tex-fallback code { background: #fff8c5; padding: 0 .2em; }
+.tex-fallback small { color: #9a6700; }
+.figure { overflow-x: auto; margin: .8rem 0; }
+svg.graph { max-width: 100%; height: auto; display: block; margin: 0 auto; }
+svg.graph .gedges { fill: #1f2328; stroke: #1f2328; stroke-width: 1.2; }
+svg.graph .gedges path { fill: none; }
+svg.graph .gnode-box { fill: #fff; stroke: #1f2328; stroke-width: 1.6; }
+svg.graph .glabel-bg { fill: #fff; }
+svg.graph foreignObject div { display: flex; align-items: center; justify-content: center;
+                              width: 100%; height: 100%; line-height: 1; }
+svg.graph .gnode { font-size: 15px; }
+svg.graph .glabel { font-size: 12px; }
 """
 
 HEAD = """<!DOCTYPE html>
@@ -34,25 +60,31 @@ HEAD = """<!DOCTYPE html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
-<script>
-window.MathJax = {{tex: {{inlineMath: [['$', '$'], ['\\\\(', '\\\\)']]}},
-                  chtml: {{displayAlign: 'left', displayIndent: '1em'}}}};
-</script>
-<script id="MathJax-script" async src="{mathjax}"></script>
 <style>{style}</style>
 </head>
 <body>
 """
 
 
+def prose(text):
+    """Plain text escaped; its ``$...$`` as MathML when within the allowed commands."""
+    out = []
+    for is_math, piece in segments(text):
+        if is_math and refusal(piece[1:-1], MATH_COMMANDS, braces=True) is None:
+            out.append(mathml(piece[1:-1]))
+        else:
+            out.append(html.escape(piece))
+    return "".join(out)
+
+
 def cell(c):
     if isinstance(c, str):
-        return html.escape(c)
-    return r"\(%s\)" % html.escape(c.tex)
+        return prose(c)
+    return mathml(c.tex)
 
 
 def table(block):
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in block.header)
+    head = "".join(f"<th>{prose(h)}</th>" for h in block.header)
     rows = "\n".join("<tr>" + "".join(f"<td>{cell(c)}</td>" for c in row) + "</tr>"
                      for row in block.rows)
     return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{rows}\n</tbody>\n</table>"
@@ -62,29 +94,33 @@ def equations(block):
     out = []
     for row in block.rows:
         if row.note:
-            out.append(f'<p class="note">{html.escape(row.note)}</p>')
-        body = html.escape("\\[\\begin{aligned}\n%s\n\\end{aligned}\\]" % chain(row))
+            out.append(f'<p class="note">{prose(row.note)}</p>')
+        body = mathml("\\begin{aligned}\n%s\n\\end{aligned}" % chain(row), display=True)
         out.append(f'<div class="chain">{body}</div>')
     return "\n".join(out)
 
 
 def items(block):
-    return "<ul>\n" + "\n".join(f"<li>{html.escape(i)}</li>" for i in block.items) + "\n</ul>"
+    return "<ul>\n" + "\n".join(f"<li>{prose(i)}</li>" for i in block.items) + "\n</ul>"
+
+
+def heading(block):
+    level = min(block.level, 6)
+    return f"<h{level}>{prose(block.text)}</h{level}>"
 
 
 RULES = {
-    Heading: lambda b: f"<h{min(b.level, 6)}>{html.escape(b.text)}</h{min(b.level, 6)}>",
-    Prose: lambda b: f"<p>{html.escape(b.text)}</p>",
+    Heading: heading,
+    Prose: lambda b: f"<p>{prose(b.text)}</p>",
     Items: items,
     Table: table,
     Equations: equations,
-    Graph: lambda b: "",  # the edge table stands for it
+    Graph: lambda b: f'<div class="figure">{svg(b)}</div>',
 }
 
 
 def emit(doc):
     """The standalone HTML page of a Document."""
-    title = html.escape(doc.title)
     body = "\n".join(lay_out(doc, RULES, "html"))
-    return (HEAD.format(title=title, mathjax=MATHJAX, style=STYLE) + f"<h1>{title}</h1>\n"
-            + body + "\n</body>\n</html>\n")
+    return (HEAD.format(title=html.escape(doc.title), style=STYLE)
+            + f"<h1>{prose(doc.title)}</h1>\n" + body + "\n</body>\n</html>\n")

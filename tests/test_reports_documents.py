@@ -47,13 +47,14 @@ def test_markdown_of_a_worked_example_without_nodes():
     assert "| class | p |\n|---|---|\n| $1$ | $\\frac{1}{2} \\approx 0.5$ |" in md
 
 
-def test_html_is_a_standalone_page_with_mathjax():
+def test_html_is_a_standalone_page_with_mathml():
     page = reports.render(rnn(), "html")
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
-    assert "mathjax@3" in page and "<style>" in page
+    assert "<script" not in page and "<style>" in page  # offline: no MathJax, no CDN
     assert "<title>A three-step RNN</title>" in page
-    assert W_CHAIN.replace("&", "&amp;") in page
-    assert r"<td>\(\frac{17}{8} \approx 2.125\)</td>" in page
+    assert W_CHAIN.replace("&", "&amp;") in page  # each formula keeps its TeX annotation
+    assert "<td><math display=\"inline\"><semantics><mrow><mfrac>" in page
+    assert r"\frac{17}{8} \approx 2.125</annotation></semantics></math></td>" in page
 
 
 def test_html_escapes_text_and_math():
@@ -143,7 +144,7 @@ def test_grad_derivation_renders_in_every_format():
     assert "\\bar{x}_{2} &= \\bar{v}_{3} \\frac{\\partial v_{3}}{\\partial x_{2}} + " in md
     assert "= 2 x_{1} + 2 x_{2} + x_{3} = 3 + 6 = 9" in md
     assert "\\frac{\\partial v_{5}}{\\partial x_{3}} &= \\bar{x}_{3} = x_{2} - 1 = 1" in md
-    assert r"\(x_{1} + x_{2}\)" in reports.render(d, "html")
+    assert ">x_{1} + x_{2}</annotation>" in reports.render(d, "html")
 
 
 # problem files (examples/train/ holds training configs, not problems)
