@@ -24,6 +24,7 @@ the MathML natively. Four things are done here around the converter:
 """
 from __future__ import annotations
 
+import functools
 import html
 import re
 from xml.etree.ElementTree import Element
@@ -214,8 +215,11 @@ def convert(tex, display=False):
     return "".join(out)
 
 
+@functools.lru_cache(maxsize=4096)
 def mathml(tex, display=False):
-    """HTML for ``tex``: its MathML, or its TeX source in ``<code>`` with a visible note."""
+    """HTML for ``tex``: its MathML, or its TeX source in ``<code>`` with a visible note.
+    (Cached: a page repeats its names and partials, and the text is a pure function of
+    ``tex``.)"""
     try:
         return convert(tex, display)
     except Unconverted as err:
