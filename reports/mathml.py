@@ -139,18 +139,25 @@ def _space_operators(parent, words):
 
 
 def _mark_signs(parent):
-    """A sign after an operator or a relation (``= -x``, ``( -1``) is a sign, not a
-    minus between two terms: spaced as TeX spaces it (MathML guesses so only for the
-    first child of a row)."""
+    """A sign after an operator or a relation (``= -x``, ``( -1``, ``\\sum_{j} -x``) is a
+    sign, not a minus between two terms: spaced as TeX spaces it (MathML guesses so only
+    for the first child of a row)."""
     if parent.tag not in _ROWS:
         return
     before = None
     for child in parent:
-        if child.tag == "mo" and child.text in _SIGNS and "form" not in child.attrib and (
-                before is None or before.tag == "mo" and before.text not in _CLOSES):
+        if child.tag == "mo" and child.text in _SIGNS and "form" not in child.attrib \
+                and (before is None or _operator(before)):
             child.set("form", "prefix")
         if not (child.tag == "mi" and not child.text and not len(child)):  # split's <mi/>
             before = child
+
+
+def _operator(node):
+    """An operator, relation or opening bracket, or a large operator with its limits."""
+    if node.tag in _SCRIPTED and len(node):
+        node = node[0]
+    return node.tag == "mo" and node.text not in _CLOSES
 
 
 def _opens(node):
