@@ -16,6 +16,7 @@ import os
 
 from derive.errors import InputError
 from derive.tensor.printed import check_printed
+from derive.step_values import check_step_values
 
 from reports import html_out, json_out, latex_out, markdown_out, passes
 from reports.files import pdf_bytes, replace_atomically
@@ -48,27 +49,35 @@ def render(d, fmt):
     if fmt not in _EMITTERS and fmt != "json":
         hint = "; a PDF is made by write()" if fmt == "pdf" else ""
         raise InputError(f"unknown format {fmt!r} (use {', '.join(FORMATS)}{hint})")
-    check_printed_once(d)
+    document = None if fmt == "json" else document_of(d)
+    check_printed_once(d, document)
     if fmt == "json":
         return json_out.dumps(d)
-    return _EMITTERS[fmt](document_of(d))
+    return _EMITTERS[fmt](document)
 
 
-def check_printed_once(d):
+def check_printed_once(d, document=None):
     """Every formula the document of ``d`` prints, evaluated against the derivation's own
-    numbers before anything is written (derive.tensor.printed for tensors; scalar
-    derivations are confirmed when derived, and their LaTeX is read back here by the answer
-    reader, reports.readback). PrintedFormError names the formula; once per Derivation."""
-    from reports.readback import latex_readback
+    numbers before anything is written: derive.tensor.printed evaluates a tensor
+    derivation's index and matrix forms; reports.readback reads the LaTeX of every formula
+    the document shows (``document``, the one being written, else d's own) back with the
+    answer reader, and the CLI summary's text of every gradient, and compares them with
+    the derivation's numbers. PrintedFormError names the formula; once per Derivation."""
+    from reports.readback import latex_readback, printed_tex, text_readback
 
+    shown = None if document is None else printed_tex(document)
     for one in d if isinstance(d, (list, tuple)) else [d]:
         meta = getattr(one, "meta", None)
         if not isinstance(meta, dict) or meta.get("printed_checked"):
             continue
+        counts = {}
         if one.program is not None:
-            meta["printed_checked"] = check_printed(one)
-        elif one.adjoints or one.gradients:
-            meta["printed_checked"] = latex_readback(one)
+            counts = check_printed(one)
+        if one.adjoints or one.gradients:
+            counts["latex"] = latex_readback(one, shown=shown)
+            counts["text"] = text_readback(one)
+        counts["steps"] = check_step_values(one)  # worked steps: the numbers add up
+        meta["printed_checked"] = counts
 
 
 def format_of(path, fmt=None):
