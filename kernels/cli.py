@@ -245,16 +245,23 @@ def _run(args, cfg):
     compiled = time.perf_counter() - t0
     if ds.input_shape != model.input_shape:  # flat digits for a conv net: read as images
         ds = ds.reshaped(model.input_shape)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        kernels.fit(model, ds, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
-                    seed=cfg["seed"], checkpoint=args.checkpoint,
-                    progress=not args.no_progress and args.format == "text")
-    stopped = len(model.history) < cfg["epochs"]  # fit stops early only when it diverges
+    failure = None
+    with warnings.catch_warnings(record=True) as caught:  # shown below, one line each
+        warnings.simplefilter("always", TrainingWarning)
+        try:
+            kernels.fit(model, ds, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
+                        seed=cfg["seed"], checkpoint=args.checkpoint,
+                        progress=not args.no_progress and args.format == "text")
+        except BaseException as exc:  # Ctrl-C: its warning says where the checkpoint is
+            failure = exc
+    # fit stops early (without raising) only when the loss stops being finite
+    stopped = failure is None and len(model.history) < cfg["epochs"]
     said = [w for w in caught if issubclass(w.category, TrainingWarning)]
     for w in caught:
         if not (stopped and w is (said[-1] if said else None)):
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    if failure is not None:
+        raise failure
     if stopped:
         why = str(said[-1].message).split(";")[0] if said else \
             f"epoch {len(model.history) + 1}: the loss stopped being finite"
