@@ -29,7 +29,6 @@ import html
 import re
 from xml.etree.ElementTree import Element
 
-from latex2mathml.converter import convert_to_element
 
 #: (pattern, replacement, why): applied in order to every formula before conversion.
 REWRITES = (
@@ -206,6 +205,8 @@ def _serialise(node, out):
 
 def convert(tex, display=False):
     """The MathML of ``tex`` as a string; :class:`Unconverted` when it does not convert."""
+    from latex2mathml.converter import convert_to_element  # 50 ms to import: on first use
+
     try:
         root = convert_to_element(rewrite(tex))
     except Exception as err:  # the converter's own errors (bad TeX): shown, never hidden
