@@ -22,7 +22,7 @@ import sympy as sp
 
 from derive.derivation import BAR_SUFFIX, bar
 from derive.errors import DeriveError, InputError
-from derive.scalar.parse import MAX_CHARS, Parser, parse
+from derive.scalar.parse import FUNCTIONS, MAX_CHARS, Parser, parse
 from derive.verify.latex_answers import latex_to_text
 
 #: Unicode a student may paste, as whitelist text. Greek letters become their names.
@@ -149,7 +149,7 @@ class Vocabulary:
 
 
 def parse_answer(answer, vocab, *, matrix=None, transpose=None, functions=None,
-                 combine=None):
+                 combine=None, latex=None):
     """Parse one answer into a SymPy expression over ``vocab``'s symbols.
 
     Parameters
@@ -160,6 +160,9 @@ def parse_answer(answer, vocab, *, matrix=None, transpose=None, functions=None,
     matrix, transpose, combine : callable, optional
         Builders for ``@``, ``.T`` and every operation (tensor answers build a tree, see
         :mod:`derive.verify.tensor.answer_eval`); scalar answers leave them out.
+    latex : bool, optional
+        Whether the text is LaTeX; by default a backslash, caret or brace says so (a
+        caller that knows, such as reports.readback reading a printed ``0.3 w``, says).
 
     Raises
     ------
@@ -173,10 +176,13 @@ def parse_answer(answer, vocab, *, matrix=None, transpose=None, functions=None,
     if len(answer) > MAX_CHARS:
         raise InputError(f"answer is too long ({len(answer)} characters; at most {MAX_CHARS})")
     text = right_hand_side(normalise_unicode(answer))
-    if is_latex(text):
+    if is_latex(text) if latex is None else latex:
         text = latex_to_text(text, matrix=matrix is not None, known=vocab.names)
-    parser = _AnswerParser(vocab, functions=dict(vocab.functions, **(functions or {})),
-                           matmul=matrix, transpose=transpose, combine=combine)
+    functions = dict(vocab.functions, **(functions or {}))
+    if vocab.lookup("H") is None:  # H(x), the Heaviside step as derivekit prints it
+        functions.setdefault("H", functions.get("step", FUNCTIONS["step"]))
+    parser = _AnswerParser(vocab, functions=functions, matmul=matrix, transpose=transpose,
+                           combine=combine)
     return parser.parse(text)
 
 
@@ -189,8 +195,9 @@ class _AnswerParser(Parser):
 
     def visit_Name(self, node, depth):
         name = node.id
-        if name in self.names or name.startswith("_") or name in self.functions:
-            return super().visit_Name(node, depth)
+        if name in self.names or name.startswith("_") or (
+                name in self.functions and name not in self.vocab.symbols):
+            return super().visit_Name(node, depth)  # (a problem's sigma is a name)
         try:
             return self.vocab.resolve(name)
         except InputError as exc:

@@ -20,7 +20,12 @@ Conventions (those of exam answers):
   name); ``\frac``, ``\sqrt``, ``\exp``, ``\log``, ``\ln``, ``\tanh``, ``\max``,
   ``\operatorname{ReLU}`` and the like are functions;
 * in matrix answers (``matrix=True``) products of non-numbers are matrix products
-  (``@``), ``^\top`` / ``^T`` / ``^{\mathsf{T}}`` is a transpose.
+  (``@``), ``^\top`` / ``^T`` / ``^{\mathsf{T}}`` is a transpose, ``\mathbf{1}_{B}`` is a
+  column of B ones (``\mathbf{1}_{B}^{\top}`` a row, ``\mathbf{1}_{B \times C}`` a matrix);
+* a spacing command (``\,``, ``\;``) ends a name (``A \, B`` is A times B, never AB); a
+  function may carry a power or its option before its bracket (``\tanh^{2}(x)``,
+  ``\operatorname{LeakyReLU}_{0.1}(x)``); ``H(x)`` is the Heaviside step when the problem
+  has no name H; ``\_`` inside an upright name is an underscore.
 """
 from __future__ import annotations
 
@@ -32,10 +37,10 @@ from derive.scalar.parse import MAX_CHARS, MAX_DEPTH
 
 _TOKEN = re.compile(r"""
     (?P<space>\s+|\\[,;:!\ ]|~)
-  | (?P<cmd>\\[A-Za-z]+|\\[{}|])
+  | (?P<cmd>\\[A-Za-z]+|\\[{}|_\\])
   | (?P<num>\d+\.\d*|\.\d+|\d+)
   | (?P<letter>[A-Za-z])
-  | (?P<sym>[-+*/^_()\[\]{},'|=])
+  | (?P<sym>[-+*/^_()\[\]{},'|=&<>])
 """, re.VERBOSE)
 
 IGNORED = {r"\left", r"\right", r"\big", r"\Big", r"\bigg", r"\Bigg", r"\bigl", r"\bigr",
@@ -47,9 +52,17 @@ ELEMENTWISE = {r"\odot", r"\circ", r"\otimes"}
 #: that is also a Greek letter (\sigma) is a function only before a bracket
 FUNCTIONS = {c: row.name for row in BY_NAME.values() for c in row.tex_commands}
 #: words that name a function when written as \operatorname{..}, \mathrm{..} or plain:
-#: the registry's names and aliases (lower case), and the tensor reductions
+#: the registry's names and aliases (lower case), the tensor reductions and the matrix
+#: functions the matrix display writes
 WORD_FUNCTIONS = {n.lower(): row.name for n, row in BY_NAME.items()}
-WORD_FUNCTIONS.update({"mse": "mse", "sum": "sum", "mean": "mean"})
+WORD_FUNCTIONS.update({w: w for w in "mse sum mean sign softmax onehot lse".split()})
+#: registry functions whose LaTeX head is a plain letter (H, the Heaviside step): read as
+#: the function only before a bracket, and only when the problem has no name so spelt
+LETTER_FUNCTIONS = {row.tex: row.name for row in BY_NAME.values()
+                    if row.tex and row.tex.isalpha()}
+#: explicit spacing: it ends a run of letters (``A \, B`` is two names)
+SPACING = {r"\,", r"\;", r"\:", r"\ ", "~"}
+BRACKETS = ("(", "[", "{")
 GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta",
          "kappa", "mu", "nu", "xi", "rho", "tau", "phi", "varphi", "chi", "psi", "omega",
          "Gamma", "Delta", "Theta", "Lambda", "Xi", "Phi", "Psi", "Omega", "Sigma", "ell"}
@@ -59,15 +72,22 @@ ACCENTS = {r"\hat": "hat", r"\widehat": "hat", r"\tilde": "tilde", r"\widetilde"
            r"\bar": "_bar", r"\overline": "_bar", r"\dot": "dot", r"\vec": ""}
 TRANSPOSE_MARKS = {"T", r"\top", r"\intercal", r"\mathsf{T}", r"\mathrm{T}", r"\mathbf{T}"}
 UNSUPPORTED = {r"\sum": "sums", r"\prod": "products", r"\partial": "partial derivatives",
-               r"\int": "integrals", r"\nabla": "nabla"}
+               r"\int": "integrals", r"\nabla": "nabla",
+               r"\begin": "environments (cases, matrices)"}
 
 # precedences of emitted text: sum < product < unary minus < power < atom
 SUM, PROD, NEG, POW, ATOM = range(5)
 
 
+class Token(tuple):
+    """A ``(kind, text)`` token; ``spaced`` when an explicit space (``\\,``) precedes it."""
+
+    spaced = False
+
+
 def tokens(text):
     """Split LaTeX into (kind, text) tokens; unknown characters are an InputError."""
-    out, pos = [], 0
+    out, pos, spaced = [], 0, False
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if m is None:
@@ -75,8 +95,11 @@ def tokens(text):
         pos = m.end()
         kind = m.lastgroup
         if kind == "space" or (kind == "cmd" and m.group() in IGNORED):
+            spaced = spaced or m.group() in SPACING
             continue
-        out.append((kind, m.group()))
+        tok = Token((kind, m.group()))
+        tok.spaced, spaced = spaced, False
+        out.append(tok)
     return out
 
 
@@ -271,7 +294,7 @@ class LatexTranslator:
 
     def letters(self, first):
         run = first
-        while self.peek()[0] == "letter":
+        while self.peek()[0] == "letter" and not getattr(self.peek(), "spaced", False):
             run += self.take()[1]
         if self.peek()[1] == "^" and run not in self.known:
             # p w^{2} (the run pw, then a power): the power is the last name's, p·w²
@@ -296,8 +319,9 @@ class LatexTranslator:
                 self.pos += 6
             else:
                 break
-        if base in WORD_FUNCTIONS and base not in self.known and self.peek()[1] in ("(", "{"):
-            return self.call(WORD_FUNCTIONS[base])
+        fn = WORD_FUNCTIONS.get(base) or LETTER_FUNCTIONS.get(base)
+        if fn and base not in self.known and not sub and self.peek()[1] in ("(", "{"):
+            return self.call(fn)
         text = base + sup + (f"_{sub}" if sub else "")
         if suffix == "_bar":
             return text + "_bar", ATOM
@@ -315,6 +339,10 @@ class LatexTranslator:
             kind, t = self.take()
             if kind == "cmd" and t[1:] in GREEK:
                 t = t[1:]
+            elif t in NAME_WRAPPERS:  # c_{\mathrm{next}}
+                t = self.plain_name()
+            elif t == r"\_":
+                t = "_"
             elif kind not in ("num", "letter") and t != ",":
                 raise InputError(f"subscript may hold letters and digits only, not {t!r}")
             parts.append("_" if t == "," else t)
@@ -331,15 +359,18 @@ class LatexTranslator:
         if tok == r"\sqrt":
             return self.sqrt()
         if tok in FUNCTIONS and (tok[1:] not in GREEK | {"sigma"}
-                                 or self.peek()[1] in ("(", "{", "[")):
+                                 or self.opens_call(FUNCTIONS[tok])):
             return self.call(FUNCTIONS[tok])
         if tok in ACCENTS:
             inner = self.plain_name()
             return self.name(inner + ACCENTS[tok] if ACCENTS[tok] != "_bar" else inner,
                              "_bar" if ACCENTS[tok] == "_bar" else "")
         if tok in NAME_WRAPPERS:
+            if self.matrix and [t for _, t in self.toks[self.pos:self.pos + 3]] == \
+                    ["{", "1", "}"]:
+                return self.ones()
             word = self.plain_name()
-            if word.lower() in WORD_FUNCTIONS and self.peek()[1] in ("(", "{", "["):
+            if word.lower() in WORD_FUNCTIONS and self.opens_call(WORD_FUNCTIONS[word.lower()]):
                 return self.call(WORD_FUNCTIONS[word.lower()])
             return self.name(word)
         if tok == r"\pi":
@@ -366,6 +397,10 @@ class LatexTranslator:
                 t = t[1:]
             elif kind == "cmd" and t in NAME_WRAPPERS:
                 t = self.plain_name()
+            elif t in ACCENTS and ACCENTS[t] != "_bar":  # \bar{\hat{y}}: yhat's adjoint
+                t = self.plain_name() + ACCENTS[t]
+            elif t == r"\_":
+                t = "_"
             elif kind not in ("letter", "num") and t != "_":
                 raise InputError(f"expected a name inside braces, found {t!r}")
             word += t
@@ -382,9 +417,29 @@ class LatexTranslator:
             return f"{wrap(body, ATOM)}**(1/{wrap(index, ATOM)})", POW
         return f"sqrt({self.script()[0]})", ATOM
 
+    def opens_call(self, fn):
+        """Whether a bracket follows, after any ``^{power}`` (or ``_{option}``, when
+        ``fn`` has options) scripts."""
+        k, scripts = 0, ("^", "_") if getattr(BY_NAME.get(fn), "params", ()) else ("^",)
+        while self.peek(k)[1] in scripts:
+            k, depth = k + 1, 0
+            while self.peek(k)[1] is not None:  # one token, or a braced group
+                depth += {"{": 1, "}": -1}.get(self.peek(k)[1], 0)
+                k += 1
+                if depth <= 0:
+                    break
+        return self.peek(k)[1] in BRACKETS
+
     def call(self, fn):
+        """``fn(args)``; a power (\\tanh^{2}) or an option (LeakyReLU_{0.1}) may come first."""
+        power, options = None, []
+        while self.peek()[1] in ("^", "_") and self.opens_call(fn):
+            if self.take()[1] == "^":
+                power = self.script()
+            else:
+                options.append(self.script()[0])
         kind, tok = self.peek()
-        if tok in ("(", "[", "{"):
+        if tok in BRACKETS:
             self.take()
             close = {"(": ")", "[": "]", "{": "}"}[tok]
             args = [self.expr()[0]]
@@ -392,9 +447,27 @@ class LatexTranslator:
                 self.take()
                 args.append(self.expr()[0])
             self.expect(close)
-            return f"{fn}({', '.join(args)})", ATOM
-        arg = self.power()  # \log x, \exp x^2
-        return f"{fn}({arg[0]})", ATOM
+        else:
+            args = [self.power()[0]]  # \log x, \exp x^2
+        text = f"{fn}({', '.join(args + options)})"
+        if power is not None:
+            return f"{text}**{wrap(power, POW)}", POW
+        return text, ATOM
+
+    def ones(self):
+        r"""``\mathbf{1}_{B}`` -> ``ones(B, 1)`` (a column), ``\mathbf{1}_{B \times C}`` ->
+        ``ones(B, C)``; a row is its transpose (``\mathbf{1}_{B}^{\top}``)."""
+        self.pos += 3
+        self.expect("_")
+        if self.peek()[1] != "{":
+            return f"ones({self.script()[0]}, 1)", ATOM
+        self.take()
+        sizes = [self.power()[0]]  # a size is a name or a number: no products inside
+        if self.peek()[1] == r"\times":
+            self.take()
+            sizes.append(self.power()[0])
+        self.expect("}")
+        return f"ones({sizes[0]}, {sizes[1] if len(sizes) == 2 else 1})", ATOM
 
 
 def wrap(item, min_prec):

@@ -73,6 +73,8 @@ class Tree:
             return _reduce(op, vals[0], self.kwargs.get("axis"))
         if op == "outer":
             return np.outer(np.ravel(vals[0]), np.ravel(vals[1]))
+        if op in MATRIX_FUNCTIONS:
+            return MATRIX_FUNCTIONS[op](*vals)
         return BY_NAME[op].numeric(*vals)
 
     # -- text -------------------------------------------------------------------------------
@@ -127,6 +129,19 @@ class Tree:
             yield ("transpose", f"{self.text()} should not be transposed", a[0])
         elif self.op not in ("num",) and not _is_number_leaf(self):
             yield ("transpose", f"{self.text()} needs a transpose", Tree("T", [self]))
+
+
+def _softmax_rows(z):
+    z = np.atleast_2d(np.asarray(z, dtype=float))
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+#: functions of matrices a tensor answer may call besides the registry's: ``ones(B, 1)``
+#: (a column of ones, as the matrix display writes a broadcast or a batch sum), ``sign``
+#: and row-wise ``softmax``
+MATRIX_FUNCTIONS = {"ones": lambda rows, cols: np.ones((int(rows), int(cols))),
+                    "sign": np.sign, "softmax": _softmax_rows}
 
 
 def _is_number_leaf(t):
@@ -206,7 +221,7 @@ def tree_builders():
             return Tree(name, [Tree.leaf(a) for a in args], kwargs)
         return make
 
-    names = list(BY_NAME) + ["sum", "mean", "outer", "transpose"]
+    names = list(BY_NAME) + ["sum", "mean", "outer", "transpose"] + list(MATRIX_FUNCTIONS)
     return {"combine": combine, "matmul": lambda a, b: Tree("matmul", [a, b]),
             "T": lambda a: Tree("T", [a]), "functions": {n: call(n) for n in names}}
 
