@@ -241,6 +241,9 @@ class DeriveLatexPrinter(TensorNotation, LatexPrinter):
         return self._print(arg)
 
     def _print_Mul(self, expr):
+        elementwise = self._elementwise_mul(expr) if self._in_map else None
+        if elementwise is not None:  # matrices inside an elementwise map: A \odot B
+            return elementwise
         # minus a sum as written: - (a + b), not - a + b
         if (len(expr.args) == 2 and expr.args[0] is sp.S.NegativeOne
                 and isinstance(expr.args[1], sp.UnevaluatedExpr) and expr.args[1].args[0].is_Add):

@@ -44,8 +44,43 @@ class TensorNotation:
             return r"\mathbf{1}_{%s}^{\top}" % self._print(cols)
         return r"\mathbf{1}_{%s \times %s}" % (self._print(rows), self._print(cols))
 
+    _in_map = False  # printing the body of an elementwise map (MapDisplay)
+
     def _print_MapDisplay(self, expr):
-        return self._print(expr.body(self))
+        body = expr.body(self)
+        outer, self._in_map = self._in_map, True
+        try:
+            return self._print(body)
+        finally:
+            self._in_map = outer
+
+    def _elementwise_mul(self, expr):
+        r"""A product of matrices inside an elementwise map, written with :math:`\odot`
+        (``\left(\sigma\left(Z\right) - 1\right) \odot \sigma\left(Z\right)``): written
+        side by side they would read as a matrix product. Scalar factors come first, as
+        SymPy writes them. None when at most one factor is a matrix (``2 x`` stays)."""
+        from derive.tensor.display import _Tex
+
+        factors = sp.Mul.make_args(expr)
+        mats = [f for f in factors if f.has(_Tex)]
+        if len(mats) < 2:
+            return None
+        down = [f for f in mats if f.is_Pow and f.exp.is_number and f.exp.is_negative]
+        up = [f for f in mats if f not in down]
+
+        def joined(fs):
+            return r" \odot ".join(self.parenthesize(f, PRECEDENCE["Mul"]) for f in fs)
+
+        tex = joined(up) if up else "1"
+        if down:
+            tex = r"\frac{%s}{%s}" % (tex, joined([1 / f for f in down]))
+        scalar = sp.Mul(*[f for f in factors if not f.has(_Tex)])
+        sign = "- " if scalar.could_extract_minus_sign() else ""
+        scalar = -scalar if sign else scalar
+        if scalar != 1:
+            head = self._print(scalar)
+            tex = (r"\left(%s\right) %s" if scalar.is_Add else "%s %s") % (head, tex)
+        return sign + tex
 
     def _print_NamedMatrixFn(self, expr):
         return r"\operatorname{%s}\left(%s\right)" % (expr.args[0], self._print(expr.args[1]))

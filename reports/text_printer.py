@@ -12,8 +12,10 @@ never the engine's ``ISum(``, ``KroneckerDelta(``, ``Heaviside(``.
 """
 from __future__ import annotations
 
+from sympy import HadamardProduct, MatAdd, MatMul, Symbol
 from sympy.printing.str import StrPrinter
 
+from derive.tensor.display import MapDisplay
 from derive.tensor.index import IndexOp
 
 #: the head of each reduction of the index notation, by class name
@@ -27,6 +29,8 @@ class TextPrinter(StrPrinter):
         # an IndexOp has its own _sympystr (the engine's repr), which StrPrinter would prefer
         if isinstance(expr, IndexOp):
             return self._print_index_op(expr)
+        if isinstance(expr, MapDisplay):  # (its own _sympystr prints x*W.T for x @ W.T)
+            return self._print_MapDisplay(expr)
         return super()._print(expr, **kwargs)
 
     def _print_index_op(self, expr):
@@ -54,6 +58,17 @@ class TextPrinter(StrPrinter):
 
     def _print_Transpose(self, expr):
         return self.parenthesize(expr.arg, 100) + ".T"
+
+    def _print_MapDisplay(self, expr):
+        # a function applied entry by entry; its operands in this notation (x @ W.T, never
+        # SymPy's x*W.T, which would read as an elementwise product)
+        fn, mats = expr.args[0], expr.args[1:]
+        operands = {v: Symbol(self._operand(m)) for v, m in zip(fn.variables, mats)}
+        return "(%s)" % self._print(fn.expr.xreplace(operands))
+
+    def _operand(self, mat):
+        text = self._print(mat)
+        return f"({text})" if isinstance(mat, (MatAdd, MatMul, HadamardProduct)) else text
 
 
 _PRINTER = TextPrinter()
