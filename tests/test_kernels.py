@@ -18,7 +18,7 @@ from kernels import vjp
 from kernels.loop_nests import loops
 from kernels.printer import NumbaPrinter
 
-SIZES = {"B": 5, "d": 4, "h": 3, "C": 3, "m": 2, "n": 3, "p": 2}
+SIZES = {"B": 5, "d": 4, "h": 3, "C": 3, "m": 2, "n": 3, "p": 2, "H": 4, "W": 3}
 
 
 pytestmark = pytest.mark.usefixtures("kernel_cache")

@@ -216,8 +216,12 @@ def torch_temporal_loss(t, layer):
     return -(picked * t["mask"]).sum() / t["x"].shape[0]
 
 
-def Spatial(*args, **kw):  # noqa: N802  (a Row at the sizes of spatial layers)
-    return Row(*args, sizes=SPATIAL, tiny=SPATIAL_TINY, **kw)
+def Spatial(*args, tiny=SPATIAL_TINY, **kw):  # noqa: N802  (a Row at spatial sizes)
+    return Row(*args, sizes=SPATIAL, tiny=tiny, **kw)
+
+
+#: spatial norms, scalarised: 4 entries per statistic (sympy.diff of 16 is slow)
+NORM_TINY = {**SPATIAL_TINY, "B": 2, "C": 2, "H": 1, "W": 2}
 
 
 SPATIAL_ROWS = [
@@ -254,6 +258,17 @@ SPATIAL_ROWS = [
     Spatial("message_passing_mean", lambda: MessagePassing(ADJ), torch_messages),
     Spatial("message_passing_max_states",
         lambda: MessagePassing(ADJ, aggregation="max", messages="states"), torch_messages),
+    Spatial("batchnorm2d_train", lambda: dt.BatchNorm2d(momentum=0.1),
+        lambda t, _: _F().batch_norm(
+            t["x"], t["running_mean"].detach().clone(), t["running_var"].detach().clone(),
+            t["gamma"], t["beta"], training=True, momentum=0.1, eps=1e-5),
+        tiny=NORM_TINY),
+    Spatial("batchnorm2d_eval", lambda: dt.BatchNorm2d(train=False),
+        lambda t, _: _F().batch_norm(t["x"], t["running_mean"], t["running_var"], t["gamma"],
+                                     t["beta"], training=False, eps=1e-5), tiny=NORM_TINY),
+    Spatial("layernorm_chw", lambda: dt.LayerNorm(normalized_shape=("C", "H", "W")),
+        lambda t, _: _F().layer_norm(t["x"], t["x"].shape[1:], t["gamma"], t["beta"], 1e-5),
+        tiny=NORM_TINY),
 ]
 
 ROWS = DENSE + SPATIAL_ROWS

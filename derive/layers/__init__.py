@@ -5,7 +5,7 @@ Modules
 ``dense``       the layer base (``Layer``), Linear, MatMul, Add/Mul, Softmax and the
                 activation layers made from the function registry's activation rows
 ``losses``      MSE, BCE, cross-entropy, hinge, 0/1 and the penalties
-``norms``       BatchNorm, LayerNorm, Dropout
+``norms``       BatchNorm, BatchNorm2d, LayerNorm (over k axes), Dropout
 ``conv`` / ``pool`` / ``windows``  convolution and pooling (and the windows they read)
 ``recurrent``   RNN/LSTM/GRU cells, unrolled RNNs, embeddings, temporal layers
 ``attention``   self-attention, argmax attention, positional encoding
@@ -28,7 +28,7 @@ from derive.layers.dense import (ELEMENTWISE, AddLayer, Layer, Linear, LogSoftma
 from derive.layers.graphnet import MessagePassing
 from derive.layers.losses import (BCE, L1, L2, MSE, BCEWithLogits, CrossEntropy, ElasticNet,
                                   Hinge, ZeroOne)
-from derive.layers.norms import BatchNorm, Dropout, LayerNorm
+from derive.layers.norms import BatchNorm, BatchNorm2d, Dropout, LayerNorm
 from derive.layers.pool import AvgPool2d, Flatten, GlobalAvgPool, MaxPool2d
 from derive.layers.recurrent import (RNN, Embedding, GRUCell, LSTMCell, RNNCell,
                                      TemporalAffine, TemporalSoftmaxLoss)
@@ -45,7 +45,7 @@ __all__ = [
     *ELEMENTWISE, "Softmax", "LogSoftmax",
     "MSE", "BCE", "BCEWithLogits", "CrossEntropy", "SoftmaxCrossEntropy", "Hinge", "ZeroOne",
     "L1", "L2", "ElasticNet",
-    "LayerNorm", "BatchNorm", "Dropout",
+    "LayerNorm", "BatchNorm", "BatchNorm2d", "Dropout",
     "Conv2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool", "Flatten",
     "RNNCell", "RNN", "LSTMCell", "GRUCell", "Embedding", "TemporalAffine",
     "TemporalSoftmaxLoss", "SelfAttention", "ArgmaxAttention", "PositionalEncoding",

@@ -59,6 +59,7 @@ ALIASES = {
     "svm": "hinge", "multiclass_hinge": "hinge", "0-1": "zero_one",
     "bce_with_logits": "bce_logits",
     "bn": "batchnorm", "batchnorm1d": "batchnorm", "ln": "layernorm",
+    "bn2d": "batchnorm2d", "spatial_batchnorm": "batchnorm2d",
     "conv": "conv2d", "maxpool": "maxpool2d", "pool": "maxpool2d", "avgpool": "avgpool2d",
     "gap": "global_avgpool", "global_average_pool": "global_avgpool",
     "globalavgpool": "global_avgpool", "adaptiveavgpool": "global_avgpool",
