@@ -17,11 +17,11 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from . import cache, data, optim
+from . import cache, data, init, optim
 from .fit import evaluate, fit, predict
 from .model import Model
 
-__all__ = ["compile", "fit", "evaluate", "predict", "Model", "data", "optim", "cache"]
+__all__ = ["compile", "fit", "evaluate", "predict", "Model", "data", "init", "optim", "cache"]
 
 DTYPES = ("float32", "float64")
 
