@@ -7,6 +7,8 @@ Modules
 ``index``          index expressions (``ISum``, ``LogSumExp``, ``Argmax``), differentiation
                    with respect to one element, Kronecker-delta elimination, canonical forms
 ``ops``            the element-wise definitions of every op (shared by layers and v-notation)
+``shape_ops``      batched/broadcast ``@``, reshape, broadcast_to, permute, and sum / mean /
+                   max / logsumexp over several axes (gradients by the sweep)
 ``tensor_graph``   ``TensorGraph``: named tensors defined element by element
 ``reverse_sweep``  the reverse sweep and the ``Program`` built from it
 ``program``        the ``Program`` record (forward, backward, updates) and its float64 run

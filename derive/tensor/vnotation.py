@@ -10,8 +10,15 @@
 
 A tensor is ``name: [sizes]`` (ints or dimension names) or a mapping
 ``{shape: [B], labels: C}`` for integer class labels. Node text is parsed by the
-whitelist parser (never ``eval``); ``@`` is the matrix product (NumPy's rules for 1-D and
-2-D operands), ``*`` ``/`` ``+`` ``-`` ``**`` act entry by entry with broadcasting.
+whitelist parser (never ``eval``); ``@`` is the matrix product (NumPy's rules: 1-D and
+2-D operands, and stacks of matrices with broadcast batch axes), ``*`` ``/`` ``+`` ``-``
+``**`` act entry by entry with broadcasting, ``v.T`` reverses the axes.
+
+Shape ops take their axes or sizes after the tensor, as numbers or one keyword
+(``axes=``, ``axis=``, ``dim=``, ``shape=``): ``reshape(v, 6, 4)``, ``reshape(v,
+shape=[4, -1])``, ``broadcast_to(v, 2, 3, 4)``, ``permute(v, 2, 0, 1)``,
+``transpose(v, 1, 0, 2)``, ``sum(v, 0, 2)``, ``summation(v, axes=[0, 2])`` (needle's
+name), ``mean(v, axes=[1, 2])``, ``max(v, 0, 2)``, ``logsumexp(v, axes=[1, 2])``.
 """
 from __future__ import annotations
 
@@ -22,7 +29,7 @@ from derive.errors import DeriveError, InputError, ShapeError, UnsupportedError
 from derive.functions import row_of
 from derive.scalar.parse import check_identifier, parse
 from derive.problem import check_keys, get, problem_kind
-from derive.tensor import ops
+from derive.tensor import ops, shape_ops
 from derive.tensor.tensor_graph import TensorGraph, as_shape
 
 KEYS = {"kind", "title", "tensors", "nodes", "output", "wrt", "values", "dims", "upstream"}
@@ -48,9 +55,35 @@ OPS = {
     "zero_one": (ops.zero_one, 2), "softmax": (ops.softmax, 1),
     "log_softmax": (ops.log_softmax, 1), "logsumexp": (ops.logsumexp, 1),
     "sum": (ops.reduce_sum, 1), "mean": (ops.mean, 1), "l1": (ops.l1, 1), "l2": (ops.l2, 1),
-    "elastic_net": (ops.elastic_net, 1), "transpose": (ops.transpose, 1),
+    "elastic_net": (ops.elastic_net, 1), "transpose": (shape_ops.transpose, 1),
+    "reshape": (shape_ops.reshape, 1), "broadcast_to": (shape_ops.broadcast_to, 1),
+    "permute": (shape_ops.permute, 1), "summation": (shape_ops.summation, 1),
+    "max": (shape_ops.reduce_max, 1),
 }
-_FUNCS = {name: sp.Function(name) for name in OPS}
+#: ops whose numbers after the tensor are one list (axes or sizes), given either way
+LISTED = {"sum", "mean", "summation", "max", "logsumexp", "reshape", "broadcast_to",
+          "permute", "transpose"}
+_KEYWORDS = ("axes", "axis", "dim", "shape")
+
+
+class _Call:
+    """``name(v, 1, 2)`` or ``name(v, axes=[1, 2])`` as the unevaluated ``name(v, 1, 2)``."""
+
+    def __init__(self, name):
+        self.name, self.fn = name, sp.Function(name)
+
+    def __call__(self, *args, **kwargs):
+        extra = []
+        for key, value in kwargs.items():
+            if self.name not in LISTED or key not in _KEYWORDS or len(kwargs) > 1:
+                raise ValueError(f"unexpected keyword {key!r:.20}")
+            extra += list(value) if isinstance(value, list) else [value]
+        if any(isinstance(v, bool) or not isinstance(v, int) for v in extra):
+            raise ValueError(f"{'/'.join(_KEYWORDS)} must be whole numbers")
+        return self.fn(*args, *[sp.Integer(v) for v in extra])
+
+
+_FUNCS = {name: _Call(name) for name in OPS}
 
 
 @problem_kind("tensor_graph")
@@ -161,9 +194,9 @@ class Lowering:
             return ops.lazy(e)
         if isinstance(e, MatMulOp):
             a, b = (self.lower(x) for x in e.args)
-            return ops.matmul(a, b, where=self.where, text=self.text)
+            return shape_ops.matmul(a, b, where=self.where, text=self.text)
         if isinstance(e, TransposeOp):
-            return ops.transpose(self.lower(e.args[0]), where=self.where)
+            return shape_ops.transpose(self.lower(e.args[0]), where=self.where)
         name = type(e).__name__
         if name in OPS:
             return self.op(name, e.args)
@@ -190,11 +223,15 @@ class Lowering:
                              where=self.where)
         tensors = [self.lower(a) for a in args[:arity]]
         extra = self.numbers(name, args[arity:])
-        if name in ("sum", "mean", "logsumexp", "softmax", "log_softmax") and extra:
-            extra = [tuple(extra)] if name in ("sum", "mean") else extra
+        if name in LISTED and extra:
+            extra = [tuple(extra)]
+        if name in ("sum", "mean", "logsumexp"):
+            builder = getattr(shape_ops, {"sum": "summation"}.get(name, name))
         try:
             if name in ("mse", "bce", "bce_logits", "cross_entropy", "zero_one"):
                 return builder(*tensors, where=self.where)
+            if name in LISTED:
+                return builder(*tensors, *extra, where=self.where)
             return builder(*tensors, *extra)
         except ShapeError as exc:
             raise exc if exc.where else exc.at(self.where) from None
