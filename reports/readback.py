@@ -36,6 +36,8 @@ from reports.latex_printer import latex
 
 RTOL = 1e-9  # at the random probe point, evaluated with 30 digits
 VALUE_RTOL = 1e-7  # at the derivation's own point (its values may be 15-digit floats)
+#: ... where the formula holds a decimal, printed to 6 significant digits (decimal_tex)
+FLOAT_RTOL = 1e-4
 #: what the reader may raise on text it cannot read (everything else is a bug to see)
 UNREADABLE = (DeriveError, TypeError, ValueError, ZeroDivisionError, RecursionError)
 
@@ -216,6 +218,14 @@ def _real(expr):
     return v.real if abs(v.imag) < 1e-20 * max(1.0, abs(v.real)) else None
 
 
+def as_printed(expr):
+    """``expr`` with each decimal as the printer writes it (6 significant digits)."""
+    from reports.latex_printer import decimal
+
+    floats = expr.atoms(sp.Float)
+    return expr.xreplace({f: sp.Float(decimal(f), 30) for f in floats}) if floats else expr
+
+
 def _close(got, want, rtol):
     return abs(got - want) <= rtol * max(1.0, abs(want))
 
@@ -236,7 +246,7 @@ def scalar_latex_readback(d, seed=0, shown=None):
             if form.tex not in parsed:
                 parsed[form.tex] = parse_answer(display.literal(form.tex), vocab, latex=True)
             back = parsed[form.tex]
-            want, got = probe.random(form.expr), probe.random(back)
+            want, got = probe.random(as_printed(form.expr)), probe.random(back)
         except UNREADABLE as e:
             skip(counts, form.what, reason(e))
             continue
@@ -263,7 +273,8 @@ def value_disagreement(form, back, probe):
         scale = probe.own.get(form.times)
         scale = None if scale is None else _real(sp.sympify(scale))
     want = _real(sp.sympify(form.want))
-    if got is None or scale is None or want is None or _close(got * scale, want, VALUE_RTOL):
+    rtol = FLOAT_RTOL if back.atoms(sp.Float) else VALUE_RTOL
+    if got is None or scale is None or want is None or _close(got * scale, want, rtol):
         return None
     times = f" times {form.times}" if form.times else ""
     return (f"{got * scale:.6g} at the derivation's values{times}, where it records "

@@ -16,6 +16,8 @@ evaluates their SymPy objects).
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import sympy as sp
 
@@ -28,6 +30,9 @@ from reports.readback import (UNREADABLE, DisplayNames, Printed, names_of, new_c
                               shown_in, skip)
 
 RTOL, ATOL = 1e-7, 1e-9
+#: ... for a form that holds a decimal (printed to 6 significant digits)
+FLOAT_RTOL = 1e-4
+DECIMAL = re.compile(r"\d\.\d")
 #: what evaluating a form read back may raise when it cannot be evaluated here (a name
 #: with no array at the instance): skipped and counted. Shapes that do not fit are not
 #: this: a printed form whose shapes do not fit is wrong (PrintedFormError).
@@ -158,7 +163,7 @@ class Reader:
             self.parsed[key] = expr if isinstance(expr, Tree) else Tree.leaf(expr)
         return self.parsed[key]
 
-    def disagreement(self, trees, want, target):
+    def disagreement(self, trees, want, target, rtol=RTOL):
         """How the sum of ``trees``' values disagrees with ``want`` (None: it agrees);
         NoNumber when it cannot be evaluated here."""
         try:
@@ -171,7 +176,7 @@ class Reader:
         shaped = _against(got, want)
         if shaped is None:
             return f"{got.size} entries, where the program's {target} has {want.size}"
-        return _disagreement(shaped, want)
+        return _disagreement(shaped, want, rtol)
 
 
 class _OneHot(Tree):
@@ -210,9 +215,9 @@ def _against(got, want):
     return None
 
 
-def _disagreement(got, want):
+def _disagreement(got, want, rtol=RTOL):
     diff = np.abs(got - want)
-    bad = ~(diff <= ATOL + RTOL * np.abs(want))
+    bad = ~(diff <= ATOL + rtol * np.abs(want))
     if not np.any(bad):
         return None
     idx = np.unravel_index(int(np.argmax(np.where(bad, diff, -1))), want.shape) \
@@ -248,7 +253,8 @@ def matrix_readback(d, seed=0, shown=None):
             skip(counts, form.what, reason(e))
             continue
         try:
-            wrong = reader.disagreement(trees, want, form.target)
+            wrong = reader.disagreement(trees, want, form.target, FLOAT_RTOL if any(
+                DECIMAL.search(t) for t in texts) else RTOL)
         except NoNumber as e:
             skip(counts, form.what, str(e))
             continue

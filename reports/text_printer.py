@@ -41,6 +41,9 @@ class TextPrinter(StrPrinter):
     def _print_KroneckerDelta(self, expr):
         return "δ(%s)" % ", ".join(self._print(a) for a in expr.args[:2])
 
+    def _print_Abs(self, expr):
+        return "abs(%s)" % self._print(expr.args[0])  # the registry's name, as parsers read
+
     def _print_Heaviside(self, expr):
         return "H(%s)" % self._print(expr.args[0])
 

@@ -223,9 +223,21 @@ def test_rendering_records_what_was_read():
     (r"\mathrm{running\_var}", True, "running_var", "running_var"),
     (r"\bar{\hat{y}} \hat{y}", False, "yhat", "yhat_bar * yhat"),
     (r"\operatorname{softmax}\left(z_{2}\right)", True, "z2", "softmax(z_2)"),
+    (r"y e^{x}", False, "y x", "y * exp(x)"),  # e is exp's base, not the name ye
+    (r"y H\left(x\right)", False, "y x", "y * step(x)"),
+    (r"2 \left|{y}\right|", False, "y", "2 * abs(y)"),
 ])
 def test_reader_reads_what_derivekit_prints(tex, matrix, names, text):
     assert latex_to_text(tex, matrix=matrix, known=names.split()) == text
+
+
+def test_decimals_and_the_step_read_back_as_printed():
+    import derive as dv
+
+    # 1.33642945 prints as 1.33643: compared as printed, not as a wrong formula
+    d = dv.grad("1.33642945*exp(x) + abs(y)*x*exp(y) + y*step(x)", at={"x": 0.5, "y": -1.5})
+    counts = latex_readback(d)
+    assert counts["read"] >= 70 and counts["skipped"] == 0, counts
 
 
 def test_the_reader_is_told_printed_text_is_latex():

@@ -181,6 +181,7 @@ def parse_answer(answer, vocab, *, matrix=None, transpose=None, functions=None,
     functions = dict(vocab.functions, **(functions or {}))
     if vocab.lookup("H") is None:  # H(x), the Heaviside step as derivekit prints it
         functions.setdefault("H", functions.get("step", FUNCTIONS["step"]))
+    functions.setdefault("sign", sp.sign)  # d|x|/dx as derivekit prints it
     parser = _AnswerParser(vocab, functions=functions, matmul=matrix, transpose=transpose,
                            combine=combine)
     return parser.parse(text)

@@ -22,10 +22,9 @@ Conventions (those of exam answers):
 * in matrix answers (``matrix=True``) products of non-numbers are matrix products
   (``@``), ``^\top`` / ``^T`` / ``^{\mathsf{T}}`` is a transpose, ``\mathbf{1}_{B}`` is a
   column of B ones (``\mathbf{1}_{B}^{\top}`` a row, ``\mathbf{1}_{B \times C}`` a matrix);
-* a spacing command (``\,``, ``\;``) ends a name (``A \, B`` is A times B, never AB); a
-  function may carry a power or its option before its bracket (``\tanh^{2}(x)``,
-  ``\operatorname{LeakyReLU}_{0.1}(x)``); ``H(x)`` is the Heaviside step when the problem
-  has no name H; ``\_`` inside an upright name is an underscore.
+* ``\,`` ends a name (``A \, B`` is A times B); a function may carry a power or its
+  option (``\tanh^{2}(x)``, ``\operatorname{LeakyReLU}_{0.1}(x)``); ``H(x)`` is the step
+  when the problem has no name H; ``|x|`` is abs(x); ``\_`` in an upright name is ``_``.
 """
 from __future__ import annotations
 
@@ -115,6 +114,7 @@ class LatexTranslator:
         self.depth = 0
         self.matrix = matrix
         self.known = set(known)
+        self.bars = 0  # inside |...|: a bar closes, it does not open
 
     # -- token helpers ---------------------------------------------------------------------
     def peek(self, k=0):
@@ -204,7 +204,7 @@ class LatexTranslator:
             return True
         if kind == "cmd":
             return tok not in TIMES and tok not in ELEMENTWISE
-        return tok in ("(", "[", "{")
+        return tok in ("(", "[", "{") or (tok == "|" and not self.bars)
 
     def power(self):
         base = self.atom()
@@ -280,6 +280,10 @@ class LatexTranslator:
         if tok in ("(", "["):
             inner = self.group_rest(")" if tok == "(" else "]")
             return wrap(inner, ATOM), ATOM
+        if tok == "|":  # \left|x\right|
+            self.bars += 1
+            inner, self.bars = self.group_rest("|"), self.bars - 1
+            return f"abs({inner[0]})", ATOM
         if tok == "{":
             inner = self.group_rest("}")
             return wrap(inner, ATOM), ATOM
@@ -296,10 +300,14 @@ class LatexTranslator:
         run = first
         while self.peek()[0] == "letter" and not getattr(self.peek(), "spaced", False):
             run += self.take()[1]
-        if self.peek()[1] == "^" and run not in self.known:
-            # p w^{2} (the run pw, then a power): the power is the last name's, p·w²
+        after = self.peek()[1]
+        if after in ("^", "(") and run not in self.known:
+            # p w^{2} (the run pw, then a power): the power is the last name's, p·w²; so
+            # is y e^{x}'s (y exp(x)); y H(x) is y times the step
             for cut in range(1, len(run)):
-                if run[cut:] in self.known:
+                tail = run[cut:]
+                if (tail in self.known and after == "^") or (tail not in self.known and (
+                        tail == "e" and after == "^" or tail in LETTER_FUNCTIONS)):
                     self.pos -= len(run) - cut
                     return run[:cut]
         return run
