@@ -89,6 +89,23 @@ class TensorNotation:
     INDEX_OPS = {"ISum": r"\sum", "LogSumExp": r"\operatorname{LSE}",
                  "Argmax": r"\operatorname{argmax}"}
 
+    def parenthesize(self, item, level, is_neg=False, strict=False):
+        # a reduction reaches to the right end of its term: raised to a power it is
+        # bracketed, (Σ_p A x)², never Σ_p A x² (which reads as a sum of squares)
+        from derive.tensor.index import IndexOp
+
+        if isinstance(item, IndexOp) and level >= PRECEDENCE["Pow"]:
+            return r"\left(%s\right)" % self._print(item)
+        return super().parenthesize(item, level, is_neg, strict)
+
+    def _needs_mul_brackets(self, expr, first=False, last=False):
+        # ... and a factor after it would read as inside it: (Σ_p A x) x_1, not Σ_p A x x_1
+        from derive.tensor.index import IndexOp
+
+        if isinstance(expr, IndexOp) and not last:
+            return True
+        return super()._needs_mul_brackets(expr, first=first, last=last)
+
     def _print_IndexOp(self, expr):
         head = self.INDEX_OPS.get(type(expr).__name__, r"\operatorname{%s}" % type(expr).__name__)
         subs = ",".join(self._print(getattr(i, "label", i)) for i in expr.indices)

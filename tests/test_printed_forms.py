@@ -127,3 +127,15 @@ def test_a_wrong_softmax_matrix_form_is_caught():
     g.expression = -g.expression  # the sign of the whole Jacobian-vector product
     with pytest.raises(PrintedFormError, match="d/dx .*matrix form"):
         check_printed(d)
+
+
+def test_a_sum_raised_to_a_power_or_followed_by_a_factor_is_bracketed():
+    from derive.tensor.index import ISum
+    from reports.latex_printer import latex
+
+    p = sp.Idx("p", 3)
+    A, x = sp.IndexedBase("A"), sp.IndexedBase("x")
+    s = ISum(A[p] * x[p], p)
+    assert latex(s ** 2).startswith(r"\left(\sum_{p}")  # was \sum_{p} A x^{2}
+    assert latex(s * x[1]).startswith(r"\left(\sum_{p}")  # was \sum_{p} A x x_{1}
+    assert latex(2 * s).startswith(r"2 \sum_{p}")  # a sum last in its term needs none
