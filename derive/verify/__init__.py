@@ -77,7 +77,18 @@ def _derivation(against):
                      "a problem mapping or a problem file")
 
 
-def check(problem=None, answer=None, wrt=None, *, against=None, n_points=6, seed=0):
+class _NotGiven:
+    """The default of check()'s problem and answer: None is an answer to judge (unreadable)."""
+
+    def __repr__(self):
+        return "(not given)"
+
+
+_NOT_GIVEN = _NotGiven()
+
+
+def check(problem=_NOT_GIVEN, answer=_NOT_GIVEN, wrt=None, *, against=None, n_points=6,
+          seed=0):
     """Judge one hand-derived gradient.
 
     The problem comes first and the answer second, as in ``derivekit check PROBLEM
@@ -121,14 +132,17 @@ USAGE = "check(problem, answer) or check(against=problem, answer=answer)"
 def _problem_and_answer(problem, answer, against):
     """(problem, answer) from the ways :func:`check` may be called; TypeError otherwise."""
     if against is not None:
-        if problem is not None and answer is not None:
+        if problem is not _NOT_GIVEN and answer is not _NOT_GIVEN:
             raise TypeError(f"check() got the problem twice (positionally and as "
                             f"against=); use {USAGE}")
-        if answer is None:  # check("answer", against=d): the positional one is the answer
+        if answer is _NOT_GIVEN:  # check("answer", against=d): the positional one is it
             problem, answer = against, problem
         else:
             problem = against
-    if problem is None or answer is None:
+        if answer is _NOT_GIVEN:
+            raise TypeError(f"check() needs an answer: {USAGE}")
+        return problem, answer  # named: no order to get wrong (any answer is judged)
+    if problem is _NOT_GIVEN or answer is _NOT_GIVEN:
         raise TypeError(f"check() needs a problem and an answer: {USAGE}")
     if _is_problem(answer) or (_is_file(answer) and not _is_file(problem)
                                and isinstance(problem, str)):
