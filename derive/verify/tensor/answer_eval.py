@@ -185,6 +185,8 @@ def _scalar_expr(expr, env):
         return np.asarray(env[expr.name], dtype=float)
     if expr.is_number:
         return np.asarray(complex(expr).real if expr.is_real is not False else np.nan)
+    if isinstance(expr, sp.Piecewise):  # (value, condition) pairs: the first that holds
+        return _piecewise(expr, env)
     args = [_scalar_expr(a, env) for a in expr.args]
     if isinstance(expr, sp.Add):
         return _fold(np.add, args)
@@ -195,7 +197,29 @@ def _scalar_expr(expr, env):
     row = row_of(expr)
     if row is not None:
         return np.asarray(row.numeric(*args), dtype=float)
+    if type(expr) in _RELATIONS:
+        return _RELATIONS[type(expr)](*args).astype(float)
     raise UnsupportedError(f"cannot evaluate {type(expr).__name__} in a tensor answer")
+
+
+_RELATIONS = {sp.StrictGreaterThan: np.greater, sp.GreaterThan: np.greater_equal,
+              sp.StrictLessThan: np.less, sp.LessThan: np.less_equal,
+              sp.Equality: np.equal, sp.Unequality: np.not_equal}
+
+
+def _piecewise(expr, env):
+    pieces = [(_scalar_expr(v, env),
+               np.asarray(True) if c == sp.true else _scalar_expr(c, env).astype(bool))
+              for v, c in expr.args]
+    shape = np.broadcast_shapes(*[np.shape(v) for v, _ in pieces],
+                                *[np.shape(c) for _, c in pieces])
+    out = np.full(shape, np.nan)
+    done = np.zeros(shape, dtype=bool)
+    for value, cond in pieces:
+        take = np.broadcast_to(cond, shape) & ~done
+        out = np.where(take, np.broadcast_to(value, shape), out)
+        done |= take
+    return out
 
 
 def _fold(fn, args):
@@ -251,11 +275,34 @@ def display_value(expr, env):
         for var, mat in zip(fn.variables, mats):
             local[var.name] = display_value(mat, env)
         return _scalar_expr(fn.expr, local)
+    if name == "NamedMatrixFn":
+        return _named_matrix_fn(expr, env)
     if isinstance(expr, sp.OneMatrix):
         return np.ones(_shape(expr, env))
     if isinstance(expr, sp.ZeroMatrix):
         return np.zeros(_shape(expr, env))
     raise UnsupportedError(f"cannot evaluate {name} of the matrix display")
+
+
+def _named_matrix_fn(expr, env):
+    """softmax(Z) by rows, lse(Z) (one row of row-wise log-sum-exps), onehot(y) (the
+    labels ``y`` as rows of a B x C indicator matrix)."""
+    fn, arg = str(expr.args[0]), expr.args[1]
+    if fn == "onehot":
+        labels = np.asarray(env[str(arg)]).astype(int).reshape(-1)
+        rows, cols = _shape(expr, env)
+        if labels.size != rows:
+            raise UnsupportedError(f"onehot({arg}) has {labels.size} labels for {rows} rows")
+        hot = np.zeros((rows, cols))
+        hot[np.arange(rows), labels] = 1.0
+        return hot
+    z = np.atleast_2d(display_value(arg, env))
+    if fn == "softmax":
+        return _softmax_rows(z)
+    if fn == "lse":
+        top = z.max(axis=1, keepdims=True)
+        return (top + np.log(np.exp(z - top).sum(axis=1, keepdims=True))).T
+    raise UnsupportedError(f"cannot evaluate the matrix function {fn}")
 
 
 def _shape(expr, env):
