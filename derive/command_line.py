@@ -358,6 +358,10 @@ def _emit(derivation, args):
     elif args.format and args.format != "text":
         print(reports.render(derivation, args.format))
     else:
+        from reports.readback import text_readback
+
+        for one in derivation if isinstance(derivation, list) else [derivation]:
+            text_readback(one)  # printed = computed: the text is read back before it is shown
         print(summary(derivation))
     return 0
 

@@ -135,3 +135,19 @@ def test_a_recorded_gradient_value_the_text_does_not_give_is_caught():
              r"values, where it records")
     with pytest.raises(PrintedFormError, match=match):
         text_readback(d)
+
+
+def test_the_command_line_reads_its_summary_back_before_printing_it(monkeypatch, capsys):
+    from derive.command_line import main
+
+    print_mul = TextPrinter._print_Mul
+
+    def dropped(self, expr, *args, **kwargs):
+        return print_mul(self, expr.func(*expr.args[1:]) if len(expr.args) > 2 else expr,
+                         *args, **kwargs)
+
+    monkeypatch.setattr(TextPrinter, "_print_Mul", dropped)
+    code = main(["solve", os.path.join(HERE, "..", "examples", "mlp_2_2_1.yaml")])
+    out, err = capsys.readouterr()
+    assert code != 0 and out == ""  # nothing printed that is not what was computed
+    assert "summary text" in err and len(err.strip().splitlines()) == 1
