@@ -29,6 +29,7 @@ from derive.layers.graphnet import MessagePassing
 from derive.layers.pool import AvgPool2d, Flatten, GlobalAvgPool, MaxPool2d
 from derive.layers.recurrent import (RNN, Embedding, GRUCell, LSTMCell, RNNCell,
                                      TemporalAffine, TemporalSoftmaxLoss)
+from derive.layers.sequences import GRU, LSTM
 from derive.tensor.scalar import entry_symbol
 from derive.tensor.scatter import scalarise_program
 
@@ -178,6 +179,33 @@ def torch_gru(t, layer):
     return z * t["h"] + (1 - z) * gate("h", r * t["h"]).tanh()
 
 
+def torch_sequence(t, layer):
+    """torch.nn.LSTM / GRU's equations, step by step, on the layer's per-gate weights."""
+    import torch
+
+    def pre(q, x, h, extra=0):
+        return x @ t[f"W_x{q}"].T + (0 if h is None else h @ t[f"W_h{q}"].T) \
+            + t.get(f"b_{q}", 0) + extra
+
+    h, c, out = t.get("h0"), t.get("c0"), []
+    for s in range(t["x"].shape[1]):
+        x = t["x"][:, s]
+        if hasattr(layer, "gate_order"):
+            i, f, o = (pre(q, x, h).sigmoid() for q in "ifo")
+            c = i * pre("g", x, h).tanh() + (0 if c is None else f * c)
+            h = o * c.tanh()
+        else:
+            r, z = pre("r", x, h).sigmoid(), pre("z", x, h).sigmoid()
+            if layer.reset == "before":
+                cand = pre("h", x, None if h is None else r * h).tanh()
+            else:
+                u = (0 if h is None else h @ t["W_hh"].T) + t.get("b_hh", 0)
+                cand = pre("h", x, None, r * u).tanh()
+            h = (1 - z) * cand + (0 if h is None else z * h)
+        out.append(h)
+    return out[-1] if layer.output == "last" else torch.stack(out, 1)
+
+
 def torch_attention(t, layer):
     B, T, _ = t["x"].shape
     H, dk = layer.heads, t["W_q"].shape[0] // layer.heads
@@ -247,6 +275,10 @@ SPATIAL_ROWS = [
     Spatial("rnn_T3_from_zeros", lambda: RNN(steps=3, h0="zeros"), torch_rnn),
     Spatial("lstm_cell", lambda: LSTMCell(), torch_lstm),
     Spatial("gru_cell", lambda: GRUCell(), torch_gru),
+    Spatial("lstm_T2_ifgo_zeros_last", lambda: LSTM(steps=2, h0="zeros", output="last",
+                                                    gate_order="ifgo"), torch_sequence),
+    Spatial("gru_T2_reset_after_zeros", lambda: GRU(steps=2, reset="after", h0="zeros"),
+        torch_sequence),
     Spatial("embedding", lambda: Embedding(), lambda t, _: t["W"][t["w"]]),
     Spatial("temporal_affine", lambda: TemporalAffine(),
         lambda t, _: t["x"] @ t["W"].T + t["b"]),

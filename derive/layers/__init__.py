@@ -8,6 +8,7 @@ Modules
 ``norms``       BatchNorm, BatchNorm2d, LayerNorm (over k axes), Dropout
 ``conv`` / ``pool`` / ``windows``  convolution and pooling (and the windows they read)
 ``recurrent``   RNN/LSTM/GRU cells, unrolled RNNs, embeddings, temporal layers
+``sequences``   LSTM and GRU unrolled over a sequence (backprop through time)
 ``attention``   self-attention, argmax attention, positional encoding
 ``graphnet``    message passing on a graph
 ``sequential``  ``Sequential`` and ``Network``: layers composed into one graph
@@ -32,6 +33,7 @@ from derive.layers.norms import BatchNorm, BatchNorm2d, Dropout, LayerNorm
 from derive.layers.pool import AvgPool2d, Flatten, GlobalAvgPool, MaxPool2d
 from derive.layers.recurrent import (RNN, Embedding, GRUCell, LSTMCell, RNNCell,
                                      TemporalAffine, TemporalSoftmaxLoss)
+from derive.layers.sequences import GRU, LSTM
 from derive.layers.sequential import Network, Sequential
 
 SoftmaxCrossEntropy = CrossEntropy
@@ -47,7 +49,7 @@ __all__ = [
     "L1", "L2", "ElasticNet",
     "LayerNorm", "BatchNorm", "BatchNorm2d", "Dropout",
     "Conv2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool", "Flatten",
-    "RNNCell", "RNN", "LSTMCell", "GRUCell", "Embedding", "TemporalAffine",
+    "RNNCell", "RNN", "LSTMCell", "GRUCell", "LSTM", "GRU", "Embedding", "TemporalAffine",
     "TemporalSoftmaxLoss", "SelfAttention", "ArgmaxAttention", "PositionalEncoding",
     "MessagePassing",
 ]

@@ -36,6 +36,7 @@ from derive.layers.norms import NORMS
 from derive.layers.pool import AvgPool2d, Flatten, GlobalAvgPool, MaxPool2d
 from derive.layers.recurrent import (RNN, Embedding, GRUCell, LSTMCell, RNNCell, TemporalAffine,
                         TemporalSoftmaxLoss)
+from derive.layers.sequences import GRU, LSTM
 
 #: group -> layer classes, in catalogue order
 GROUPS = (
@@ -46,7 +47,7 @@ GROUPS = (
     ("norm", NORMS),
     ("conv", (Conv2d,)),
     ("pool", (MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten)),
-    ("recurrent", (RNNCell, RNN, LSTMCell, GRUCell, Embedding, TemporalAffine,
+    ("recurrent", (RNNCell, RNN, LSTMCell, GRUCell, LSTM, GRU, Embedding, TemporalAffine,
                    TemporalSoftmaxLoss)),
     ("attention", (SelfAttention, ArgmaxAttention, PositionalEncoding)),
     ("graph", (MessagePassing,)),
@@ -64,6 +65,7 @@ ALIASES = {
     "gap": "global_avgpool", "global_average_pool": "global_avgpool",
     "globalavgpool": "global_avgpool", "adaptiveavgpool": "global_avgpool",
     "rnn_step": "rnn_cell", "lstm": "lstm_cell", "gru": "gru_cell",
+    "lstm_sequence": "lstm_seq", "gru_sequence": "gru_seq",
     "word_embedding": "embedding",
     "attention": "self_attention", "multihead_attention": "self_attention",
     "hard_attention": "argmax_attention", "positional": "positional_encoding",

@@ -9,7 +9,7 @@ layout ``W: [out, in]``); gradients derived by the engine.
   per-step product is a matrix product; from ``h0="zeros"`` (and in a Sequential) the
   first step has no recurrent term.
 * :class:`LSTMCell`: gates in the order **i, f, o, g** (input, forget, output, candidate;
-  the classic course layout), each ``σ`` or ``tanh`` of its own ``x W_xqᵀ + h W_hqᵀ + b_q``;
+  the classic course layout; ``gate_order="ifgo"`` is PyTorch's), each ``σ`` or ``tanh`` of its own ``x W_xqᵀ + h W_hqᵀ + b_q``;
   ``c' = f ⊙ c + i ⊙ g``, ``h' = o ⊙ tanh(c')``; the output is ``[h'; c']: [B, 2, h]``.
 * :class:`GRUCell`: reset ``r``, update ``z``, candidate ``h̃ = tanh(W_xh x + W_hh (r ⊙ h) +
   b_h)``, ``h' = z ⊙ h + (1 − z) ⊙ h̃`` (the reset applied before the recurrent product).
@@ -260,7 +260,21 @@ class LSTMCell(_Recurrent):
     """
 
     key, title, out_base = "lstm_cell", "LSTMCell", "state"
-    GATES = (("i", sigmoid), ("f", sigmoid), ("o", sigmoid), ("g", sp.tanh))
+
+    def __init__(self, input_size="d", hidden_size="h", bias=True, gate_order="ifog"):
+        super().__init__(input_size, hidden_size, bias)
+        if gate_order not in GATE_ORDERS:
+            raise InputError(f"gate_order must be 'ifog' (CS231n: i, f, o, g) or 'ifgo' "
+                             f"(PyTorch: i, f, g, o), got {gate_order!r}", where=self.title)
+        self.gate_order = gate_order
+
+    def options(self):
+        opts = super().options()
+        return opts if self.gate_order == "ifog" else {**opts, "gate_order": self.gate_order}
+
+    @property
+    def GATES(self):  # noqa: N802  (the gates, in this layer's order, with their functions)
+        return tuple((q, LSTM_GATES[q]) for q in self.gate_order)
 
     def input_specs(self):
         return super().input_specs() + [("c", (BATCH, self.hidden_size), "input", "float", {})]
@@ -287,14 +301,27 @@ class LSTMCell(_Recurrent):
         h2 = g.define(g.unique(f"h_next{tag}"), h.shape,
                       lambda n, k: gate["o"][n, k] * sp.tanh(c2[n, k]), layer=layer,
                       text="o * tanh(c_next)")
-        g.notes.append("LSTM gates in the order i, f, o, g (input, forget, output, candidate; "
-                       "the classic course layout): stacking W_xi, W_xf, W_xo, W_xg (and the "
-                       "W_h, b blocks) in this order gives the course's W_x: [4h, d]. PyTorch "
-                       "stacks them as i, f, g, o.")
+        g.notes.append(gate_order_note(self.gate_order))
         return g.define(g.unique(f"{self.out_base}{tag}"), (h.shape[0], 2, self.hidden_size),
                         lambda n, s, k: sp.KroneckerDelta(s, 0) * h2[n, k]
                         + sp.KroneckerDelta(s, 1) * c2[n, k],
                         layer=layer, text=f"stack({h2.name}, {c2.name})")
+
+
+LSTM_GATES = {"i": sigmoid, "f": sigmoid, "o": sigmoid, "g": sp.tanh}
+GATE_ORDERS = ("ifog", "ifgo")
+
+
+def gate_order_note(order):
+    """What the LSTM's gate order means for the stacked ``W_x: [4h, d]``."""
+    if order == "ifog":
+        return ("LSTM gates in the order i, f, o, g (input, forget, output, candidate; "
+                "the classic course layout): stacking W_xi, W_xf, W_xo, W_xg (and the "
+                "W_h, b blocks) in this order gives the course's W_x: [4h, d]. PyTorch "
+                "stacks them as i, f, g, o.")
+    return ("LSTM gates in PyTorch's order i, f, g, o (input, forget, candidate, output): "
+            "stacking W_xi, W_xf, W_xg, W_xo in this order gives weight_ih: [4h, d] (W_h: "
+            "weight_hh; b = bias_ih + bias_hh). The classic course layout is i, f, o, g.")
 
 
 def gate_params(cell, gates):

@@ -237,6 +237,18 @@ class Network(Model):
         self.layers.append(layer)
         return build_labelled(layer, self.g, list(inputs), str(self.count), self.count)
 
+    def unstack(self, tensor, names):
+        """Named outputs of a stacked one: ``h, c = net.unstack(state, ["h_next", "c_next"])``
+        defines ``h_next = state[:, 0, ...]``, ``c_next = state[:, 1, ...]`` (an LSTMCell's
+        ``[h'; c']: [B, 2, h]``), nodes the next layers read and the sweep differentiates."""
+        shape = tuple(tensor.shape)
+        if len(shape) < 2 or shape[1] != len(names):
+            raise ShapeError(f"shape {shape_str(shape)} of {tensor.name} does not stack "
+                             f"{len(names)} outputs ({', '.join(map(str, names))}) on axis 1")
+        return [self.g.define(self.g.unique(str(name)), shape[:1] + shape[2:],
+                              lambda n, *rest, k=k: tensor[(n, k) + rest],
+                              text=f"{tensor.name}[:, {k}]") for k, name in enumerate(names)]
+
     def set_output(self, tensor):
         self.g.output = tensor.name
         return tensor
