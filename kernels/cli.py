@@ -8,7 +8,8 @@ never evaluated)::
       layers: ["linear(64, 128)", relu, "linear(128, 10)"]
       loss: cross_entropy
       input_shape: [1, 8, 8]     # optional: one sample's shape; the data is read as it
-    data: digits                 # or {mnist: {images: F, labels: F}} or {npz: F}
+    data: digits                 # or {mnist: {images: F, labels: F}}, {npz: F},
+                                 # {sequences: {n: 512, T: 8, d: 3, classes: 3}}
     optimizer: {name: sgd, lr: 0.1}
     schedule: constant           # or {name: cosine}
     epochs: 20
@@ -151,8 +152,25 @@ def load_data(spec, seed=0):
             return data.mnist(*files[:2], seed=seed)
         if kind == "npz":
             return data.mnist(arg[0] if isinstance(arg, list) else arg, seed=seed)
-    raise InputError(f"data {spec!r}: use digits, {{mnist: [IMAGES, LABELS]}} or {{npz: FILE}}",
-                     where="data")
+        if kind == "sequences" and isinstance(arg, dict):
+            return _sequences(arg, seed)
+    raise InputError(f"data {spec!r}: use digits, {{mnist: [IMAGES, LABELS]}}, {{npz: FILE}} "
+                     "or {sequences: {n: 512, T: 8, d: 3, classes: 3}}", where="data")
+
+
+def _sequences(arg, seed):
+    """The synthetic sequence task (:func:`kernels.data.sequences`), a fifth for validation."""
+    from . import data
+
+    sizes = {"n": 512, "T": 8, "d": 3, "classes": 3}
+    for key, value in arg.items():
+        if key not in sizes or isinstance(value, bool) or not isinstance(value, int) \
+                or value < 1:
+            raise InputError(f"sequences.{key}: expected one of {', '.join(sizes)} with a "
+                             f"positive whole number, got {value!r}", where="data")
+        sizes[key] = value
+    return data.sequences(sizes["n"], T=sizes["T"], d=sizes["d"], n_classes=sizes["classes"],
+                          seed=seed, validation=0.2)
 
 
 def _check_count(value, key, args, where):

@@ -213,3 +213,18 @@ def test_a_network_splits_the_lstm_cells_stacked_state_into_named_outputs():
         assert np.abs(grads[k + "1" if k in cell.parameters() else k] - want[k]).max() < 1e-12
     with pytest.raises(ShapeError, match=r"shape \[B, 2, 2\] of state1 does not stack 3"):
         net.unstack(state, ["a", "b", "c"])
+
+
+def test_the_train_example_reads_its_sequences_and_model():
+    import os
+
+    from kernels.cli import build_net, load_config, load_data
+
+    path = os.path.join(os.path.dirname(__file__), "..", "examples", "train",
+                        "sequences_lstm.yaml")
+    cfg = load_config(path)
+    net, ds = build_net(cfg["model"]), load_data(cfg["data"], seed=0)
+    assert isinstance(net.layers[0], LSTM) and net.input_shape == ds.X.shape[1:] == (8, 3)
+    assert len(ds.X) + len(ds.X_val) == 512 and ds.n_classes == 3
+    with pytest.raises(InputError, match="sequences.steps: expected one of n, T, d, classes"):
+        load_data({"sequences": {"steps": 8}})
