@@ -29,6 +29,7 @@ _HOME = {
     **dict.fromkeys(("maximum", "minimum", "relu", "sigmoid"), "derive.functions"),
     "parse": "derive.scalar.parse", "parse_call": "derive.scalar.parse",
     "check": "derive.verify", "gradcheck": "derive.verify",
+    "from_torch": "derive.pytorch",
 }
 _STAR = ("derive.tensor", "derive.layers")  # their __all__ names are this package's too
 

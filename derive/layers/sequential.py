@@ -61,6 +61,37 @@ class Model:
         """
         return Summary(self.graph())
 
+    # values carried from PyTorch and back (derive/pytorch.py; torch loads there, lazily)
+    def parameter_values(self):
+        """``{name: float64 array}`` of the values this model carries (``dv.from_torch``)."""
+        from derive import pytorch
+
+        return pytorch.parameter_values(self)
+
+    def set_parameter_values(self, source):
+        """Carry ``source``'s values: a dict by name or a kernels Model after ``fit``."""
+        from derive import pytorch
+
+        return pytorch.set_parameter_values(self, source)
+
+    def copy_values_to(self, kernel_model):
+        """Write the carried values into a compiled kernels Model; returns it."""
+        from derive import pytorch
+
+        return pytorch.copy_values_to(self, kernel_model)
+
+    def torch_state_dict(self, values=None):
+        """The source torch module's ``state_dict`` holding this model's values."""
+        from derive import pytorch
+
+        return pytorch.torch_state_dict(self, values)
+
+    def load_torch_state_dict(self, state_dict):
+        """Carry the values of a torch ``state_dict`` of the source module (strict)."""
+        from derive import pytorch
+
+        return pytorch.load_torch_state_dict(self, state_dict)
+
 
 class Sequential(Model):
     """Layers applied in order to ``x: [B, *input_shape]``, optionally ending in a ``loss``.
