@@ -129,6 +129,9 @@ def _parser():
 
     c = command("solve", "solve a problem file (YAML)", cmd_solve)
     c.add_argument("problem")
+    c.add_argument("--allow-import", action="store_true",
+                   help="let a 'module: file.py:ClassName' key import and run that file "
+                        "(your own PyTorch model)")
     _output_options(c)
 
     c = command("layer", "derive a layer's gradients and render them", cmd_layer)
@@ -231,7 +234,7 @@ def cmd_grad(args):
 def cmd_solve(args):
     from derive.entry_points import solve
 
-    return _emit(_one_or_all(solve(args.problem)), args)
+    return _emit(_one_or_all(solve(args.problem, allow_import=args.allow_import)), args)
 
 
 def _one_or_all(derivations):

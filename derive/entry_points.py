@@ -59,8 +59,12 @@ def _title(definition):
     return "Backpropagation"
 
 
-def solve(problem):
+def solve(problem, allow_import=False):
     """Solve a problem file (path) or mapping: its Derivations, one per document.
+
+    ``allow_import=True`` lets a ``module: path/to/file.py:ClassName`` key import and run
+    that Python file (your own PyTorch model, converted with from_torch); without it such
+    a problem is refused.
 
     Returns
     -------
@@ -69,5 +73,5 @@ def solve(problem):
         Jupyter shows them as one worked document.
     """
     if isinstance(problem, dict):
-        return Derivations([solve_spec(problem)])
-    return Derivations(_solve_file(problem))
+        return Derivations([solve_spec(problem, allow_import=allow_import)])
+    return Derivations(_solve_file(problem, allow_import=allow_import))

@@ -22,6 +22,7 @@ from derive.errors import InputError, UnsupportedError
 from derive.latexsubset import check_display_name, check_text
 
 KINDS = {}
+IMPORT_FLAG = "--allow-import"  # the command-line opt-in for a problem's module: key
 
 
 def problem_kind(*names):
@@ -58,15 +59,30 @@ def read(path):
     return docs
 
 
-def solve_spec(spec, where="problem", folder=None):
+def solve_spec(spec, where="problem", folder=None, allow_import=False):
     """Solve one problem mapping and return its Derivation.
 
     ``folder`` is where ``{file: ...}`` values are read from (the problem file's folder;
-    the current directory for a mapping given in Python).
+    the current directory for a mapping given in Python). A ``module:`` reference (your
+    own PyTorch model) is imported, which runs its code, only with ``allow_import=True``.
     """
     if not isinstance(spec, dict):
         raise InputError("a problem must be a mapping of keys to values", where=where)
-    spec = prepare(spec, where, os.getcwd() if folder is None else folder)
+    folder = os.getcwd() if folder is None else folder
+    if "module" in spec:
+        # refused before anything else is read: importing a module runs the user's code
+        if not allow_import:
+            raise InputError(f"'module:' imports and runs Python code; pass {IMPORT_FLAG} "
+                             "(dv.solve(path, allow_import=True)) to allow it",
+                             where=f"{where}: module")
+        from derive.torch_module import solve_module
+
+        spec = prepare(spec, where, folder)
+        derivation = solve_module(spec, where, folder)
+        derivation.meta.setdefault("source", where)
+        derivation.meta.setdefault("kind", "module")
+        return derivation
+    spec = prepare(spec, where, folder)
     _load_kinds()
     kind = infer_kind(spec)
     if kind is None:
@@ -82,14 +98,18 @@ def solve_spec(spec, where="problem", folder=None):
     return derivation
 
 
-def solve(path):
-    """Solve every problem in a YAML file; a list of Derivations, one per document."""
+def solve(path, allow_import=False):
+    """Solve every problem in a YAML file; a list of Derivations, one per document.
+
+    ``allow_import`` lets a ``module:`` key import the user's Python file (see solve_spec).
+    """
     docs = read(path)
     name = os.path.basename(str(path))
     folder = os.path.dirname(os.path.abspath(path))
     if len(docs) == 1:
-        return [solve_spec(docs[0], name, folder)]
-    return [solve_spec(d, f"{name} (document {i + 1})", folder) for i, d in enumerate(docs)]
+        return [solve_spec(docs[0], name, folder, allow_import)]
+    return [solve_spec(d, f"{name} (document {i + 1})", folder, allow_import)
+            for i, d in enumerate(docs)]
 
 
 # -- what every kind needs checked ------------------------------------------------------------
