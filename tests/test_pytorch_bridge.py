@@ -38,9 +38,10 @@ def _gradients_match(module, shape, loss=None, classes=3, tol=1e-10):
     assert np.abs(out - out_t.detach().numpy()).max() < tol
     named = dict(module.named_parameters())
     assert net.torch_bridge.keys, "nothing mapped"
-    for key, name in net.torch_bridge.keys.items():
-        if key in named:
-            assert np.abs(grads[name] - named[key].grad.numpy()).max() < tol, key
+    for key, parts in net.torch_bridge.keys.items():
+        for name, rows, _ in parts if key in named else ():
+            want = named[key].grad.numpy()[rows or slice(None)]
+            assert np.abs(grads[name] - want).max() < tol, key
     module.load_state_dict(net.torch_state_dict(), strict=True)
     return net
 
@@ -141,6 +142,38 @@ class FxChain(nn.Module):
         x = self.pool(F.relu(self.conv(x)))
         x = torch.flatten(x, 1)
         return F.log_softmax(self.fc2(F.leaky_relu(self.fc1(x), 0.1)), dim=-1)
+
+
+class Recurrent(nn.Module):
+    """An fx chain through a recurrent layer: ``out, _ = rnn(x)`` (then the last step)."""
+
+    def __init__(self, cell, last, **options):
+        super().__init__()
+        self.rnn = cell(3, 4, batch_first=True, **options)
+        self.fc = nn.Linear(4, 2)
+        self.last = last
+
+    def forward(self, x):
+        out, _ = self.rnn(x)
+        return self.fc(out[:, -1] if self.last else torch.tanh(out))
+
+
+@pytest.mark.parametrize("cell", [nn.LSTM, nn.GRU, nn.RNN], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("last", [True, False], ids=["last", "all"])
+def test_recurrent_layers_match_torch_and_go_back(cell, last):
+    net = _gradients_match(Recurrent(cell, last), (2, 4, 3))
+    kind = type(net.layers[0])
+    assert kind.__name__ == cell.__name__ and net.layers[0].output == ("last" if last else "all")
+    sd = net.torch_state_dict()  # the summed biases go back as bias_ih (bias_hh zero)
+    assert torch.all(sd["rnn.bias_hh_l0"][:8] == 0)
+
+
+def test_recurrent_without_bias_and_refusals():
+    _gradients_match(Recurrent(nn.LSTM, True, bias=False), (2, 3, 3))
+    with pytest.raises(InputError, match="one layer, one direction"):
+        dv.from_torch(Recurrent(nn.GRU, True, num_layers=2), (2, 3, 3))
+    with pytest.raises(InputError, match=r"returns a tuple.*take \[0\]"):
+        dv.from_torch(nn.Sequential(nn.LSTM(3, 4, batch_first=True)), (2, 3, 3))
 
 
 def test_fx_traced_chain_converts():

@@ -13,6 +13,12 @@ dtypes; ``module.load_state_dict(..., strict=True)`` takes it).
 
 Layouts: ``Linear.weight [out, in]`` is ``W``; ``Conv2d.weight [F, C, k, k]`` is ``K``;
 norm weights/biases are ``gamma``/``beta``; biases ``b`` -- all as torch stores them.
+``nn.LSTM``/``GRU``/``RNN`` (batch_first, one layer, zero start state; in a forward as
+``out, _ = self.lstm(x)``, optionally ``out[:, -1]``) become derivekit's LSTM
+(gate_order 'ifgo'), GRU (reset 'after') and RNN: ``weight_ih_l0`` is split into the
+per-gate ``W_x*``, ``weight_hh_l0`` into ``W_h*``, and ``bias_ih_l0 + bias_hh_l0`` is one
+bias per gate (exported as ``bias_ih_l0``, ``bias_hh_l0`` zero; a GRU keeps ``b_hh``).
+Embedding and MultiheadAttention are refused.
 Torch is imported only inside these functions (``import derive`` never loads it).
 
 >>> import torch, derive as dv                                    # doctest: +SKIP
@@ -50,10 +56,18 @@ def from_torch(module, input_shape, loss=None):
     shape = batch_shape(input_shape)
     chain = chain_of(module)
     sizes = torch_shapes(module, chain, shape)
-    layers = []
+    layers, positions, folded = [], [], 0
     for k, (label, op, args) in enumerate(chain):
-        layers.append(layer_for(op, args, sizes[k], sizes[k + 1],
-                                f"layer {k + 1} ({label})", chain[k + 1:]))
+        if folded:  # ``[0]`` / ``[:, -1]`` after an LSTM: part of its layer
+            positions.append(None)
+            folded -= 1
+            continue
+        layer = layer_for(op, args, sizes[k], sizes[k + 1], f"layer {k + 1} ({label})",
+                          chain[k + 1:])
+        if isinstance(layer, tuple):
+            layer, folded = layer
+        layers.append(layer)
+        positions.append(len(layers))
     net = Sequential(*layers, loss=loss_for(loss), input_shape=shape[1:],
                      train=bool(module.training))
     graph = net.graph()
@@ -62,7 +76,7 @@ def from_torch(module, input_shape, loss=None):
     if [str(s) for s in out[1:]] != [str(s) for s in want[1:]]:
         raise InputError(f"derivekit's output [B, {', '.join(map(str, out[1:]))}] does not "
                          f"match torch's {list(want)} for input_shape {tuple(shape)}")
-    net.torch_bridge, net.held_values = bind(module, chain, graph)
+    net.torch_bridge, net.held_values = bind(module, chain, graph, positions)
     return net
 
 

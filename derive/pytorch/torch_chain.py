@@ -2,6 +2,8 @@
 forward that is one straight chain; and the shape after each step (torch runs it)."""
 from __future__ import annotations
 
+import operator
+
 from derive.errors import InputError
 
 #: function calls a traced chain may hold -> the activation they are (name of torch.nn
@@ -41,10 +43,13 @@ def chain_of(module):
                 raise InputError(f"{type(module).__name__}.forward returns {node.args[0]!r:.60}"
                                  f", not the end of one chain")
             break
+        if not node.users and node.target is operator.getitem:
+            continue  # an unused part of a tuple (``out, _ = self.lstm(x)``)
         where = f"step {len(chain) + 1} ({node.name})"
+        live = [u for u in prev.users if u.users or u.op == "output"]
         others = [a for a in list(node.args[1:]) + list(node.kwargs.values())
                   if isinstance(a, fx.Node)]
-        if not node.args or node.args[0] is not prev or others or len(prev.users) != 1:
+        if not node.args or node.args[0] is not prev or others or len(live) != 1:
             raise InputError(f"{type(module).__name__}.forward is not a straight chain at "
                              f"{where}: {node.format_node():.100} (a branch or a residual "
                              f"connection does not convert)")
@@ -71,6 +76,8 @@ def _function_name(node):
     import torch
     import torch.nn.functional as F
 
+    if node.target is operator.getitem:
+        return "getitem"
     if node.op == "call_method":
         return node.target if node.target in _FUNCTIONS else None
     for name in _FUNCTIONS:
@@ -94,7 +101,9 @@ def torch_shapes(module, chain, shape):
     with torch.no_grad():
         for k, (label, op, args) in enumerate(chain):
             try:
-                if isinstance(op, str):
+                if op == "getitem":
+                    x = x[args[0][0]]
+                elif isinstance(op, str):
                     x = _call(op, x, *args)
                 else:
                     x = subs[target_name(module, op)](x)
@@ -103,10 +112,12 @@ def torch_shapes(module, chain, shape):
                 raise InputError(f"input_shape {tuple(shape)} does not fit layer {k + 1} "
                                  f"({label}): it gets {list(out[-1])}; torch says: "
                                  f"{first:.120}") from None
-            if not isinstance(x, torch.Tensor):
+            if not isinstance(x, torch.Tensor) and (k + 1 == len(chain)
+                                                    or chain[k + 1][1] != "getitem"):
                 raise InputError(f"layer {k + 1} ({label}) returns a "
-                                 f"{type(x).__name__}, not one tensor: it does not chain")
-            out.append(tuple(x.shape))
+                                 f"{type(x).__name__}, not one tensor: it does not chain (in a "
+                                 f"forward, take [0] of it: out, _ = self.rnn(x))")
+            out.append(tuple(x.shape) if isinstance(x, torch.Tensor) else None)
     return out
 
 

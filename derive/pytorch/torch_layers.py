@@ -29,6 +29,10 @@ def layer_for(op, args, before, after, where, rest):
     kind = type(op)
     if kind in plain and kind is not nn.Identity:
         return plain[kind]()
+    if kind is nn.Linear and len(before) == 3 and op.bias is not None:
+        from derive.layers.recurrent import TemporalAffine  # x: [B, T, d], per step
+
+        return TemporalAffine(op.in_features, op.out_features, steps=before[1])
     if kind is nn.Linear:
         return dense.Linear(op.in_features, op.out_features, bias=op.bias is not None)
     if kind is nn.LeakyReLU:
@@ -90,9 +94,40 @@ def layer_for(op, args, before, after, where, rest):
             _refuse(where, "LayerNorm(bias=False) does not map (derivekit's has beta)")
         return norms.LayerNorm(eps=op.eps, affine=op.elementwise_affine,
                                normalized_shape=list(op.normalized_shape))
+    if kind in (nn.RNN, nn.LSTM, nn.GRU):
+        return _recurrent(op, before, where, rest)
     raise InputError(f"{where}: derivekit has no layer for {kind.__name__} (it converts "
-                     f"Linear, Conv2d, pools, Flatten, BatchNorm, LayerNorm, Dropout and "
-                     f"activations)")
+                     f"Linear, Conv2d, pools, Flatten, BatchNorm, LayerNorm, Dropout, "
+                     f"RNN/LSTM/GRU and activations)")
+
+
+def _recurrent(op, before, where, rest):
+    """(derivekit RNN/LSTM/GRU, how many ``[...]`` steps after it it takes in)."""
+    import torch.nn as nn
+
+    from derive.layers import recurrent, sequences
+
+    kind = type(op).__name__
+    if (not op.batch_first or op.num_layers != 1 or op.bidirectional
+            or getattr(op, "proj_size", 0) or len(before) != 3):
+        _refuse(where, f"{kind} maps with batch_first=True, one layer, one direction and "
+                       f"input [B, T, d], got {list(before)}")
+    if isinstance(op, nn.RNN) and op.nonlinearity != "tanh":
+        _refuse(where, f"RNN(nonlinearity={op.nonlinearity!r}) does not map (tanh only)")
+    if not rest or rest[0][1] != "getitem" or rest[0][2][0] != (0,):
+        _refuse(where, f"{kind} returns (output, state): the chain must take [0] of it "
+                       f"(out, _ = self.rnn(x)) and start from zero state")
+    output, folded = "all", 1
+    if len(rest) > 1 and rest[1][1] == "getitem" and rest[1][2][0][0] in (
+            (slice(None), -1), (slice(None), -1, slice(None))):
+        output, folded = "last", 2
+    sizes = dict(input_size=op.input_size, hidden_size=op.hidden_size, steps=before[1],
+                 bias=op.bias, output=output, h0="zeros")
+    if isinstance(op, nn.LSTM):
+        return sequences.LSTM(gate_order="ifgo", **sizes), folded
+    if isinstance(op, nn.GRU):
+        return sequences.GRU(reset="after", **sizes), folded
+    return recurrent.RNN(**sizes), folded
 
 
 def _is_flatten(op, args):

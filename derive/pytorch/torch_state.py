@@ -10,10 +10,16 @@ from derive.pytorch.torch_chain import target_name
 
 
 class Bridge:
-    """What ties a derivekit model to the torch module it came from."""
+    """What ties a derivekit model to the torch module it came from.
+
+    Each mapped torch key has parts ``(name, rows, mode)``: rows ``slice`` of the torch
+    tensor (None: all of it) hold derivekit's ``name``. Mode "set" copies; "add" is a
+    second bias derivekit sums into ``name`` (an RNN's ``bias_hh_l0``): it is added on the
+    way in and written as zeros on the way out (the sum, and so the outputs, the same).
+    """
 
     def __init__(self, keys, passthrough, shapes, dtypes):
-        self.keys = keys                # torch key -> derivekit name
+        self.keys = keys                # torch key -> [(derivekit name, rows, mode)]
         self.passthrough = passthrough  # torch key -> tensor kept as it was
         self.shapes = shapes            # torch key -> torch shape
         self.dtypes = dtypes            # torch key -> torch dtype
@@ -25,37 +31,70 @@ _NAMES = {"weight": ("W", "K", "gamma"), "bias": ("b", "beta"),
           "running_mean": ("running_mean",), "running_var": ("running_var",)}
 
 
-def bind(module, chain, graph):
-    """The torch key -> derivekit name table and the values the module holds now."""
+def bind(module, chain, graph, positions):
+    """The torch key -> parts table and the values the module holds now (``positions``:
+    each chain step's layer number in the Sequential, None for a step folded away)."""
     import torch
 
     state = module.state_dict()
     keys, values = {}, {}
     for k, (label, op, _) in enumerate(chain):
-        if isinstance(op, str):
+        if isinstance(op, str) or positions[k] is None:
             continue
         prefix = target_name(module, op)
         prefix = f"{prefix}." if prefix else ""
-        leaves = [n for n in graph.nodes.values() if n.is_leaf and n.role in ("param", "state")
-                  and str(n.layer).startswith(f"{k + 1}: ")]
+        leaves = {_base(n.name): n for n in graph.nodes.values() if n.is_leaf
+                  and n.role in ("param", "state")
+                  and str(n.layer).startswith(f"{positions[k]}: ")}
         for entry, tensor in op.state_dict().items():
             if entry == "num_batches_tracked":
                 continue
-            found = [n for n in leaves if any(re.fullmatch(rf"{base}\d+(_\d+)?", n.name)
-                                              for base in _NAMES.get(entry, ()))]
-            if len(found) != 1:
+            parts = _parts(op, entry, leaves)
+            if not parts:
                 raise InputError(f"layer {k + 1} ({label}): no derivekit parameter for "
                                  f"{prefix}{entry}")
-            node = found[0]
-            if tuple(tensor.shape) != tuple(int(s) for s in node.shape):
-                raise InputError(f"layer {k + 1} ({label}): {prefix}{entry} "
-                                 f"{list(tensor.shape)} vs {node.name} {list(node.shape)}")
-            keys[prefix + entry] = node.name
-            values[node.name] = tensor.detach().cpu().to(torch.float64).numpy().copy()
+            array = tensor.detach().cpu().to(torch.float64).numpy()
+            for base, rows, mode in sorted(parts, key=lambda p: p[2] == "add"):
+                node, block = leaves[base], array[rows or slice(None)]
+                if block.shape != tuple(int(s) for s in node.shape):
+                    raise InputError(f"layer {k + 1} ({label}): {prefix}{entry} "
+                                     f"{list(block.shape)} vs {node.name} {list(node.shape)}")
+                values[node.name] = values[node.name] + block if mode == "add" else block.copy()
+            keys[prefix + entry] = [(leaves[b].name, r, m) for b, r, m in parts]
     passthrough = {k: v.detach().clone() for k, v in state.items() if k not in keys}
     bridge = Bridge(keys, passthrough, {k: tuple(v.shape) for k, v in state.items()},
                     {k: v.dtype for k, v in state.items()})
     return bridge, values
+
+
+def _base(name):
+    """``W_xi3`` -> ``W_xi``, ``running_mean2_2`` -> ``running_mean`` (the layer's tag off)."""
+    return re.sub(r"\d+(_\d+)?$", "", name)
+
+
+def _parts(op, entry, leaves):
+    """The parts of torch's ``entry`` of layer ``op`` (see :class:`Bridge`)."""
+    import torch.nn as nn
+
+    if isinstance(op, (nn.LSTM, nn.GRU, nn.RNN)):
+        gates = {nn.LSTM: "ifgo", nn.GRU: "rzh", nn.RNN: "h"}[type(op)]
+        h = op.hidden_size
+        kind, _, _ = entry.partition("_l0")
+        out = []
+        for g, q in enumerate(gates):
+            rows = slice(g * h, (g + 1) * h)
+            single = type(op) is nn.RNN
+            name = {"weight_ih": "W_xh" if single else f"W_x{q}",
+                    "weight_hh": "W_hh" if single else f"W_h{q}",
+                    "bias_ih": "b" if single else f"b_{q}"}.get(kind)
+            if kind == "bias_hh":
+                name = "b" if single else ("b_hh" if q == "h" and gates == "rzh" else f"b_{q}")
+                out.append((name, rows, "set" if name == "b_hh" else "add"))
+            elif name:
+                out.append((name, rows, "set"))
+        return out
+    found = [b for b in _NAMES.get(entry, ()) if b in leaves]
+    return [(found[0], None, "set")] if len(found) == 1 else []
 
 
 # -- values and back to torch -----------------------------------------------------------
@@ -129,7 +168,10 @@ def torch_state_dict(model, values=None):
     out = {}
     for key in bridge.order:
         if key in bridge.keys:
-            array = current[bridge.keys[key]].reshape(bridge.shapes[key])
+            array = np.zeros(bridge.shapes[key])
+            for name, rows, mode in bridge.keys[key]:
+                if mode == "set":
+                    array[rows or slice(None)] = current[name]
             out[key] = torch.tensor(array, dtype=bridge.dtypes[key])
         else:
             out[key] = bridge.passthrough[key].clone()
@@ -146,12 +188,14 @@ def load_torch_state_dict(model, state_dict):
         raise InputError(f"state_dict does not fit: missing keys {missing or 'none'}, "
                          f"unexpected keys {extra or 'none'}")
     values = dict(getattr(model, "held_values", None) or {})
-    for key, name in bridge.keys.items():
-        tensor = state_dict[key]
-        if tuple(tensor.shape) != bridge.shapes[key]:
-            raise InputError(f"state_dict {key}: shape {list(tensor.shape)}, the module's is "
-                             f"{list(bridge.shapes[key])}")
-        values[name] = tensor.detach().cpu().double().numpy().copy()
+    for key in bridge.keys:
+        if tuple(state_dict[key].shape) != bridge.shapes[key]:
+            raise InputError(f"state_dict {key}: shape {list(state_dict[key].shape)}, the "
+                             f"module's is {list(bridge.shapes[key])}")
+    parts = [(key, part) for key, ps in bridge.keys.items() for part in ps]
+    for key, (name, rows, mode) in sorted(parts, key=lambda p: p[1][2] == "add"):
+        block = state_dict[key].detach().cpu().double().numpy()[rows or slice(None)]
+        values[name] = values[name] + block if mode == "add" else block.copy()
     for key in bridge.passthrough:
         bridge.passthrough[key] = state_dict[key].detach().clone()
     model.held_values = values
