@@ -44,7 +44,7 @@ def streams(outputs):
 
 
 def test_the_folder_holds_the_course_notebooks_small_and_unexecuted():
-    assert len(NOTEBOOKS) >= 4
+    assert len(NOTEBOOKS) >= 5
     for name in NOTEBOOKS:
         path = os.path.join(FOLDER, name)
         assert os.path.getsize(path) < 300_000, name
@@ -101,3 +101,19 @@ def test_digits_mlp_trains_like_pytorch_and_plots_both_curves():
         assert abs(float(ours) - float(theirs)) < 1e-5, epoch  # same weights, same batches
     assert float(rows[-1][1]) < 0.5 * float(rows[0][1])  # and it learns
     assert rich(out, "image/png"), "the loss plot"
+
+
+def test_a_pytorch_cnn_is_imported_and_its_backward_pass_matches_autograd():
+    pytest.importorskip("torch")
+    out = run("05_import_pytorch_cnn.ipynb")
+    assert any("Conv2d(in_channels=1, out_channels=2" in h for h in rich(out, "text/html"))
+    text = streams(out)
+    assert "K1_bar = [Σ_{n,p,q}(x[n, j, k + p, l + q]*y1_bar[n, i, p, q])]" in text
+    assert "W2_bar = z2_bar.T @ y1_3" in text and "FIRST maximum" in text
+    document = next(m for m in rich(out, "text/markdown") if m.startswith("# Sequential("))
+    assert "## Adjoint of K1" in document and "## MaxPool2d: output shape" in document
+    losses = [line for line in text.splitlines() if line.startswith("loss:")]
+    assert losses and losses[0].split()[2].rstrip(",") == losses[0].split()[4]
+    differences = [float(line.split()[-1]) for line in text.splitlines()
+                   if "largest difference" in line]
+    assert len(differences) == 4 and max(differences) < 1e-12

@@ -4,7 +4,7 @@ Importing a module runs its code, so without ``--allow-import`` (``allow_import=
 the problem is refused in one line naming the key and the flag, and the module file is
 never imported: the sentinel module below writes a file when it is imported, and the
 tests assert that file does not exist. A malformed reference is refused before any import
-even with the flag.
+even with the flag. With the flag, a small torch module converts and derives.
 """
 from __future__ import annotations
 
@@ -116,3 +116,40 @@ def test_a_bad_input_shape_is_refused_before_the_import(tmp_path):
     with pytest.raises(InputError, match="input_shape"):
         dv.solve(path, allow_import=True)
     assert not imported(tmp_path)
+
+
+# -- honoured with the flag ----------------------------------------------------------------
+@pytest.fixture
+def torch():
+    return pytest.importorskip("torch")
+
+
+def test_with_the_flag_a_torch_module_file_converts_and_derives(tmp_path, capsys, torch):
+    code, out, err = run(capsys, "solve", problem(tmp_path, extra="args: [5]\n"),
+                         "--allow-import")
+    assert code == 0, err
+    assert imported(tmp_path)
+    assert out.startswith("My net\n")
+    assert "W1_bar = z1_bar.T @ x" in out and "W2_bar = z2_bar.T @ a1" in out
+    assert "W1: [5, 3]" in out  # args: [5] reached the constructor
+
+
+def test_python_with_allow_import_takes_keyword_args_and_a_dotted_module(
+        tmp_path, torch, monkeypatch):
+    package = tmp_path / "mymodels"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "sentinel.py").write_text(SENTINEL)
+    path = tmp_path / "dotted.yaml"
+    path.write_text("module: mymodels.sentinel:Net\ninput_shape: [4, 3]\nargs: {hidden: 6}\n")
+    monkeypatch.chdir(tmp_path)
+    d = dv.solve(str(path), allow_import=True)[0]
+    assert (package / "IMPORTED").exists()
+    assert d.meta["module"] == "mymodels.sentinel:Net"
+    assert {"W1", "b1", "W2", "b2"} <= set(d.gradients)
+    assert "W1: [6, 3]" in str(d)
+
+
+def test_a_name_that_is_not_a_class_is_refused(tmp_path, torch):
+    with pytest.raises(InputError, match="has no class Nope"):
+        dv.solve(problem(tmp_path, module="sentinel.py:Nope"), allow_import=True)
