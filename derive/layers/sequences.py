@@ -290,7 +290,7 @@ class GRU(_Sequence, GRUCell):
 
     def jacobian_steps(self):
         W = {q: sp.Symbol(f"W_h{q}", commutative=False) for q in "rzh"}
-        z, r, ht, hp, u = sp.symbols("z_t r_t h̃_t h_{t-1} u_t")
+        z, r, ht, hp, u = sp.symbols("z_t r_t htilde_t h_{t-1} u_t")
         R, C = sp.Symbol("R_t", commutative=False), sp.Symbol("C_t", commutative=False)
         d = Diag
         if self.reset == "before":
