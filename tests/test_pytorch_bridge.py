@@ -311,3 +311,11 @@ def test_cnn_trains_with_kernels_and_goes_back():
     module = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                            nn.Flatten(), nn.Linear(8, 3)).train()
     assert _train_and_export(module, (8, 1, 4, 4)) < 1e-5
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("kernel_cache")
+def test_lstm_trains_with_kernels_and_goes_back():
+    module = Recurrent(nn.LSTM, True)
+    module.fc = nn.Linear(4, 3)
+    assert _train_and_export(module.train(), (8, 4, 3)) < 1e-5
