@@ -6,12 +6,12 @@ its code, so :func:`derive.problem.solve_spec` refuses the key unless the caller
 (``derivekit solve --allow-import``, ``dv.solve(path, allow_import=True)``); this module
 is reached only after that. The reference is validated (identifier characters, a ``.py``
 path) before anything is imported; the class is instantiated with no arguments or with
-``args:`` given as plain numbers, converted with ``from_torch`` (``input_shape:``) and
-derived as ``derivekit layer`` derives a layer.
+``args:`` given as plain numbers, converted with ``from_torch`` (``input_shape:``, and the
+loss ``loss:`` names) and derived as ``derivekit layer`` derives a layer.
 
 Keys: ``module`` (required), ``input_shape`` (required: a list of positive integers, the
 batch first), ``args`` (a list of numbers, or a mapping of argument names to numbers),
-``title``.
+``loss`` (one of :data:`LOSSES`: the torch loss the model is trained with), ``title``.
 """
 from __future__ import annotations
 
@@ -24,7 +24,10 @@ import sys
 from derive.errors import InputError
 from derive.problem import check_keys, get
 
-KEYS = ("module", "input_shape", "args", "title")
+KEYS = ("module", "input_shape", "args", "loss", "title")
+#: the ``loss:`` names and the torch loss each stands for (mean reduction)
+LOSSES = {"cross_entropy": "CrossEntropyLoss", "mse": "MSELoss",
+          "bce_logits": "BCEWithLogitsLoss", "bce": "BCELoss"}
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _PATH = re.compile(r"[A-Za-z0-9_./\\-]+\.py")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -125,6 +128,7 @@ def solve_module(spec, where, folder):
     shape = _input_shape(spec, where)
     args, kwargs = _arguments(spec, where)
     title = get(spec, "title", where, str, None)
+    loss = _loss_name(spec, where)  # checked before anything is imported
     cls = load_class(spec["module"], where, folder)
     from derive.pytorch import from_torch
 
@@ -133,9 +137,26 @@ def solve_module(spec, where, folder):
     except TypeError as exc:
         raise InputError(f"cannot make {cls.__name__}({', '.join(map(str, args))}): {exc}",
                          where=f"{where}: args") from None
-    net = from_torch(module, input_shape=shape)
+    net = from_torch(module, input_shape=shape, loss=_torch_loss(loss))
     d = net.derive()
     if title:
         d.title = title
     d.meta["module"] = spec["module"]
     return d
+
+
+def _loss_name(spec, where):
+    """The ``loss:`` name (None without the key); one line for a name not in LOSSES."""
+    name = get(spec, "loss", where, str, None)
+    if name is not None and name not in LOSSES:
+        raise InputError(f"unknown loss {name!r} (use {', '.join(LOSSES)})",
+                         where=f"{where}: loss")
+    return name
+
+
+def _torch_loss(name):
+    if name is None:
+        return None
+    import torch.nn
+
+    return getattr(torch.nn, LOSSES[name])()

@@ -153,3 +153,11 @@ def test_python_with_allow_import_takes_keyword_args_and_a_dotted_module(
 def test_a_name_that_is_not_a_class_is_refused(tmp_path, torch):
     with pytest.raises(InputError, match="has no class Nope"):
         dv.solve(problem(tmp_path, module="sentinel.py:Nope"), allow_import=True)
+
+
+def test_a_loss_key_names_the_torch_loss_and_an_unknown_one_is_refused_first(tmp_path, torch):
+    with pytest.raises(InputError, match="unknown loss 'hinge'"):
+        dv.solve(problem(tmp_path, extra="loss: hinge\n"), allow_import=True)
+    assert not imported(tmp_path)  # refused before the import
+    d = dv.solve(problem(tmp_path, extra="loss: cross_entropy\n"), allow_import=True)[0]
+    assert d.output == "L" and {"W1", "W2"} <= set(d.gradients)
