@@ -165,7 +165,7 @@ class Sequential(Model):
 
     def graph(self):
         g = TensorGraph(self.describe())
-        h = g.leaf("x", (dim(BATCH),) + self.input_shape, role="input")
+        h = g.leaf("x", (dim(BATCH),) + self.input_shape, role="input", **self._input_kind())
         tags = block_tags(self.layers)
         for k, (layer, tag) in enumerate(zip(self.layers, tags)):
             set_mode(layer, self.train)
@@ -178,6 +178,14 @@ class Sequential(Model):
             h = self._add_loss(g, h)
         g.output = h.name
         return g
+
+    def _input_kind(self):
+        """``x``'s dtype: integer tokens (``dtype="int"``, ``classes``) when the first layer
+        reads them (an Embedding), so ``x`` gets no gradient and is checked as indices."""
+        spec = self.layers[0].input_specs()[0] if self.layers else None
+        if spec is None or spec[3] != "int":
+            return {}
+        return {"dtype": "int", **spec[4]}
 
     def _shape_hint(self, exc, k):
         """The ShapeError, with a pointer to ``input_shape`` when symbolic sizes caused it."""

@@ -18,7 +18,11 @@ norm weights/biases are ``gamma``/``beta``; biases ``b`` -- all as torch stores 
 (gate_order 'ifgo'), GRU (reset 'after') and RNN: ``weight_ih_l0`` is split into the
 per-gate ``W_x*``, ``weight_hh_l0`` into ``W_h*``, and ``bias_ih_l0 + bias_hh_l0`` is one
 bias per gate (exported as ``bias_ih_l0``, ``bias_hh_l0`` zero; a GRU keeps ``b_hh``).
-Embedding and MultiheadAttention are refused.
+``nn.Embedding`` maps as the first layer (``x``: integer token ids ``[B, T]``, a plain
+row lookup: no padding_idx / max_norm); ``nn.MultiheadAttention`` as derivekit's
+SelfAttention where it maps: self-attention ``y, _ = self.attn(x, x, x)`` (batch_first,
+bias=False, num_heads > 1, no masks, dropout 0), ``in_proj_weight`` split by rows into
+``W_q``, ``W_k``, ``W_v`` and ``out_proj.weight`` as ``W_o``.
 Torch is imported only inside these functions (``import derive`` never loads it).
 
 >>> import torch, derive as dv                                    # doctest: +SKIP
@@ -30,7 +34,7 @@ from __future__ import annotations
 
 from derive.errors import InputError
 from derive.pytorch.torch_chain import chain_of, torch_shapes
-from derive.pytorch.torch_layers import layer_for, loss_for
+from derive.pytorch.torch_layers import attention_options, layer_for, loss_for
 from derive.pytorch.torch_state import (bind, copy_values_to, load_torch_state_dict,
                                         parameter_values, set_parameter_values,
                                         torch_state_dict)
@@ -55,6 +59,9 @@ def from_torch(module, input_shape, loss=None):
         raise InputError(f"from_torch takes a torch.nn.Module, got {type(module).__name__}")
     shape = batch_shape(input_shape)
     chain = chain_of(module)
+    for k, (label, op, _) in enumerate(chain):
+        if isinstance(op, torch.nn.MultiheadAttention):
+            attention_options(op, f"layer {k + 1} ({label})")
     sizes = torch_shapes(module, chain, shape)
     layers, positions, folded = [], [], 0
     for k, (label, op, args) in enumerate(chain):

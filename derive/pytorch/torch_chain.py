@@ -5,6 +5,7 @@ from __future__ import annotations
 import operator
 
 from derive.errors import InputError
+from derive.pytorch.torch_layers import attention_call
 
 #: function calls a traced chain may hold -> the activation they are (name of torch.nn
 #: class they behave as); checked by identity against torch's own functions at run time
@@ -45,10 +46,17 @@ def chain_of(module):
             break
         if not node.users and node.target is operator.getitem:
             continue  # an unused part of a tuple (``out, _ = self.lstm(x)``)
+        if node.op == "get_attr" and node.users and all(
+                u.op == "call_module" and _attention(module, u.target) for u in node.users):
+            continue  # a constant mask: refused, named, at its attention call below
         where = f"step {len(chain) + 1} ({node.name})"
         live = [u for u in prev.users if u.users or u.op == "output"]
-        others = [a for a in list(node.args[1:]) + list(node.kwargs.values())
-                  if isinstance(a, fx.Node)]
+        rest = list(node.args[1:])
+        if node.op == "call_module" and _attention(module, node.target):
+            attention_call(node.args[3:], node.kwargs, where)
+            if rest[:2] == [prev, prev]:
+                rest = rest[2:]  # self-attention: attn(x, x, x, ...) reads one tensor
+        others = [a for a in rest + list(node.kwargs.values()) if isinstance(a, fx.Node)]
         if not node.args or node.args[0] is not prev or others or len(live) != 1:
             raise InputError(f"{type(module).__name__}.forward is not a straight chain at "
                              f"{where}: {node.format_node():.100} (a branch or a residual "
@@ -59,7 +67,9 @@ def chain_of(module):
                                  f"weights do not convert)")
             used.add(node.target)
             child = module.get_submodule(node.target)
-            chain.append((f"{node.target}: {type(child).__name__}", child, ()))
+            args = (tuple(node.args[3:]), dict(node.kwargs)) if _attention(
+                module, node.target) else ()
+            chain.append((f"{node.target}: {type(child).__name__}", child, args))
         elif node.op in ("call_function", "call_method"):
             name = _function_name(node)
             if name is None:
@@ -70,6 +80,12 @@ def chain_of(module):
             raise InputError(f"{where}: {node.op} {node.target} is not supported in a chain")
         prev = node
     return chain
+
+
+def _attention(module, target):
+    import torch
+
+    return isinstance(module.get_submodule(target), torch.nn.MultiheadAttention)
 
 
 def _function_name(node):
@@ -95,7 +111,8 @@ def torch_shapes(module, chain, shape):
 
     copies = copy.deepcopy(module).eval()
     dtype = next((p.dtype for p in module.parameters()), torch.float32)
-    x = torch.zeros(shape, dtype=dtype)
+    tokens = chain and isinstance(chain[0][1], torch.nn.Embedding)
+    x = torch.zeros(shape, dtype=torch.long if tokens else dtype)  # token ids for Embedding
     out = [tuple(x.shape)]
     subs = dict(copies.named_modules())
     with torch.no_grad():
@@ -105,6 +122,9 @@ def torch_shapes(module, chain, shape):
                     x = x[args[0][0]]
                 elif isinstance(op, str):
                     x = _call(op, x, *args)
+                elif isinstance(op, torch.nn.MultiheadAttention):
+                    more, kwargs = args or ((), {})
+                    x = subs[target_name(module, op)](x, x, x, *more, **kwargs)
                 else:
                     x = subs[target_name(module, op)](x)
             except Exception as exc:  # noqa: BLE001 -- torch reports shape errors this way

@@ -96,9 +96,77 @@ def layer_for(op, args, before, after, where, rest):
                                normalized_shape=list(op.normalized_shape))
     if kind in (nn.RNN, nn.LSTM, nn.GRU):
         return _recurrent(op, before, where, rest)
+    if kind is nn.Embedding:
+        return _embedding(op, before, where)
+    if kind is nn.MultiheadAttention:
+        return _attention(op, args, before, where, rest)
     raise InputError(f"{where}: derivekit has no layer for {kind.__name__} (it converts "
                      f"Linear, Conv2d, pools, Flatten, BatchNorm, LayerNorm, Dropout, "
-                     f"RNN/LSTM/GRU and activations)")
+                     f"RNN/LSTM/GRU, Embedding, MultiheadAttention and activations)")
+
+
+def _embedding(op, before, where):
+    """derivekit's Embedding: the first layer, reading integer tokens ``x: [B, T]``."""
+    from derive.layers.recurrent import Embedding
+
+    if not where.startswith("layer 1 ") or len(before) != 2:
+        _refuse(where, f"Embedding maps as the first layer on token ids [B, T], got "
+                       f"{list(before)} at this place")
+    for option, value, default in [("padding_idx", op.padding_idx, None),
+                                   ("max_norm", op.max_norm, None),
+                                   ("scale_grad_by_freq", op.scale_grad_by_freq, False),
+                                   ("sparse", op.sparse, False)]:
+        if value != default:
+            _refuse(where, f"Embedding({option}={value!r}) does not map (derivekit's is a "
+                           f"plain row lookup)")
+    return Embedding(op.num_embeddings, op.embedding_dim, steps=before[1])
+
+
+#: MultiheadAttention.forward's arguments after (query, key, value), in order
+_MHA_ARGS = ("key_padding_mask", "need_weights", "attn_mask", "average_attn_weights",
+             "is_causal")
+
+
+def _attention(op, args, before, where, rest):
+    """(derivekit SelfAttention, 1): self-attention, ``y, _ = attn(x, x, x)``."""
+    from derive.layers.attention import SelfAttention
+
+    attention_options(op, where)
+    attention_call(*(args or ((), {})), where=where)
+    if not args or not rest or rest[0][1] != "getitem" or rest[0][2][0] != (0,):
+        _refuse(where, "MultiheadAttention maps as self-attention in a forward: "
+                       "y, _ = self.attn(x, x, x, need_weights=False)")
+    if len(before) != 3:
+        _refuse(where, f"MultiheadAttention maps on x: [B, T, E], got {list(before)}")
+    return SelfAttention(op.embed_dim, heads=op.num_heads, d_k=op.head_dim,
+                         steps=before[1]), 1
+
+
+def attention_call(more, kwargs, where):
+    """Masks given to a MultiheadAttention call (after query, key, value), refused."""
+    given = {**dict(zip(_MHA_ARGS, more)), **kwargs}
+    for option in ("key_padding_mask", "attn_mask"):
+        if given.get(option) is not None:
+            _refuse(where, f"MultiheadAttention with {option} does not map (no masks)")
+    if given.get("is_causal"):
+        _refuse(where, "MultiheadAttention with is_causal=True does not map (no masks)")
+
+
+def attention_options(op, where):
+    """A MultiheadAttention's options that do not map, refused (before torch runs it:
+    with kdim/vdim, self-attention does not even run)."""
+    checks = [("batch_first=False", not op.batch_first),
+              (f"dropout={op.dropout}", op.dropout != 0),
+              ("kdim/vdim other than embed_dim", not op._qkv_same_embed_dim),
+              ("add_bias_kv=True", op.bias_k is not None),
+              ("add_zero_attn=True", op.add_zero_attn),
+              ("bias=True (derivekit's attention projections have no biases; use "
+               "bias=False)", op.in_proj_bias is not None or op.out_proj.bias is not None),
+              ("num_heads=1 (derivekit's single head has no output projection)",
+               op.num_heads == 1)]
+    for what, bad in checks:
+        if bad:
+            _refuse(where, f"MultiheadAttention({what}) does not map")
 
 
 def _recurrent(op, before, where, rest):

@@ -93,6 +93,11 @@ def _parts(op, entry, leaves):
             elif name:
                 out.append((name, rows, "set"))
         return out
+    if isinstance(op, nn.MultiheadAttention):  # in_proj_weight: q, k, v stacked by rows
+        e = op.embed_dim
+        if entry == "in_proj_weight":
+            return [(f"W_{c}", slice(g * e, (g + 1) * e), "set") for g, c in enumerate("qkv")]
+        return [("W_o", None, "set")] if entry == "out_proj.weight" else []
     found = [b for b in _NAMES.get(entry, ()) if b in leaves]
     return [(found[0], None, "set")] if len(found) == 1 else []
 
