@@ -248,7 +248,7 @@ def _loops(target, indices, rhs, printer, nest, mode, lhs, scalar, shared):
     expr = expr.xreplace(named)
     body = [f"{printer._print(s)} = {printer._print(v)}" for s, v in subs]
     where = lhs if lhs is not None else indices
-    ref = target if scalar else f"{target}[{', '.join(printer._print(i) for i in where)}]"
+    ref = target if scalar else f"{target}[{', '.join(printer._print_index(i) for i in where)}]"
     op = "+=" if mode == "+=" else "="
     loops_ = [(printer._print(i), scope.extent(i)) for i in indices]
     guard = _zero_guard(expr, scope) if mode == "+=" and not subs else None

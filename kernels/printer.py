@@ -31,6 +31,7 @@ class NumbaPrinter(PythonCodePrinter):
         self.names = names or {}
         self.loop_names = {}
         self.float_type = float_type
+        self.int_inputs = set()  # integer inputs (token ids) the kernels hold as floats
 
     # -- leaves -------------------------------------------------------------------------
     def _print_Symbol(self, e):
@@ -45,7 +46,8 @@ class NumbaPrinter(PythonCodePrinter):
 
     def _print_index(self, i):
         text = self._print(i)
-        return text if not isinstance(i, sp.Float) else f"int({text})"
+        held = isinstance(i, sp.Indexed) and str(i.base.label) in self.int_inputs
+        return text if not (isinstance(i, sp.Float) or held) else f"int({text})"
 
     def _print_Pi(self, e):
         return "np.pi"

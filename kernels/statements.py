@@ -40,6 +40,9 @@ class Statements:
         # float32 kernels keep their literals float32 (a float64 literal would promote
         # the arithmetic around it and block single-precision vectorisation)
         self.printer = NumbaPrinter(float_type="np.float32" if dtype == "float32" else None)
+        # token ids (an Embedding's input) come in the float X batch: indices read int()
+        self.printer.int_inputs = {n for n, t in prog.tensors.items()
+                                   if t.role == "input" and t.dtype == "int"}
         # loop variables and temporaries never shadow a tensor or a dimension
         self.names = Names(list(prog.tensors) + [str(d) for d in prog.dims])
         self.temps = {}  # name -> shape (extents) of BLAS temporaries

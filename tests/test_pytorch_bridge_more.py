@@ -212,3 +212,30 @@ def test_cross_attention_is_not_a_chain():
         dv.from_torch(nn.Sequential(nn.MultiheadAttention(4, 2, batch_first=True,
                                                           bias=False)), (2, 3, 4))
     assert "\n" not in str(exc.value)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("kernel_cache")
+def test_token_model_trains_with_kernels_and_goes_back():
+    """Embedding -> LSTM -> Linear compiles (token ids come in the float X batch; the
+    kernels index the table with int()), trains, and its export loads into torch."""
+    import kernels
+
+    torch.manual_seed(0)
+    module = Tokens().train()
+    net = dv.from_torch(module, input_shape=(8, 4), loss=nn.CrossEntropyLoss())
+    km = net.copy_values_to(kernels.compile(net, dtype="float32", optimizer="sgd", lr=0.1))
+    rng = np.random.default_rng(0)
+    X, y = rng.integers(0, 7, (48, 4)), rng.integers(0, 3, 48)
+    with torch.no_grad():
+        before = module.eval()(torch.tensor(X)).numpy()
+    assert np.abs(km.outputs(X) - before).max() < 1e-5  # the same start
+    table = km.params["W1"].copy()
+    kernels.fit(km, (X, y), epochs=3, batch_size=8, progress=False)
+    assert np.abs(km.params["W1"] - table).max() > 1e-4  # the embedding table trained
+    net.set_parameter_values(km)
+    module.load_state_dict(net.torch_state_dict(), strict=True)
+    with torch.no_grad():
+        after = module.eval()(torch.tensor(X)).numpy()
+    assert np.abs(after - before).max() > 1e-3
+    assert np.abs(km.outputs(X) - after).max() < 1e-5
