@@ -273,6 +273,10 @@ class Model:
         if X.shape[1:] != self.input_shape:
             raise ShapeError(f"{where}: X of shape {list(X.shape)} does not fit the model's "
                              f"input [N, {', '.join(map(str, self.input_shape))}]")
+        tokens = self.meta.get("token_ids")  # the kernels index a table with them, unchecked
+        if tokens and X.size and (np.any(X % 1) or X.min() < 0 or X.max() >= tokens):
+            raise InputError(f"{where}: X holds token ids, integers in 0..{tokens - 1}, got "
+                             f"values in [{X.min():g}, {X.max():g}]")
         return X
 
     # -- checkpoints --------------------------------------------------------------------

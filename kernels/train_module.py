@@ -224,6 +224,7 @@ class Kernel(Statements):
                 "params": [[q, shape(q)] for q in p.params],
                 "grads": [p.grads[q] for q in p.params],
                 "input": self.x, "labels": self.y, "input_shape": self.input_shape(),
+                "token_ids": self.token_ids(),
                 "n_outputs": int(self.shape_of(self.pred)[1]), "prediction": self.pred,
                 "buffers": {n: shape(n) for names in self.signature.values() for n in names},
                 "int_buffers": [n for names in self.signature.values() for n in names
@@ -232,6 +233,12 @@ class Kernel(Statements):
                 "masks": mask_info(p), "running": bool(p.updates),
                 "signature": self.signature, "chunk": CHUNK,
                 "optimizer": optimizer.name, "state": list(optimizer.state_names)}
+
+    def token_ids(self):
+        """How many tokens an integer input (an Embedding's ids) indexes; None otherwise."""
+        info = self.prog.tensors[self.x]
+        classes = info.meta.get("classes") if info.dtype == "int" else None
+        return int(classes) if classes is not None and sp.sympify(classes).is_Integer else None
 
     def source(self, optimizer, description=""):
         """The whole module's text for ``optimizer`` (an :class:`kernels.optim.Optimizer`)."""

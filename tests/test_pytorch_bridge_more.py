@@ -239,3 +239,7 @@ def test_token_model_trains_with_kernels_and_goes_back():
         after = module.eval()(torch.tensor(X)).numpy()
     assert np.abs(after - before).max() > 1e-3
     assert np.abs(km.outputs(X) - after).max() < 1e-5
+    with pytest.raises(InputError, match=r"token ids, integers in 0\.\.6"):
+        km.outputs(X + 7)
+    with pytest.raises(InputError, match="token ids"):
+        kernels.fit(km, (X - 1, y), epochs=1, batch_size=8, progress=False)
