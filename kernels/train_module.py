@@ -238,7 +238,9 @@ class Kernel(Statements):
         """How many tokens an integer input (an Embedding's ids) indexes; None otherwise."""
         info = self.prog.tensors[self.x]
         classes = info.meta.get("classes") if info.dtype == "int" else None
-        return int(classes) if classes is not None and sp.sympify(classes).is_Integer else None
+        if classes is None or not sp.sympify(classes, strict=True).is_Integer:
+            return None
+        return int(classes)
 
     def source(self, optimizer, description=""):
         """The whole module's text for ``optimizer`` (an :class:`kernels.optim.Optimizer`)."""

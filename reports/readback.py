@@ -204,7 +204,7 @@ class Probe:
         """``expr`` at the derivation's own point (None when a name has no value there)."""
         if any(s.name not in self.own for s in expr.free_symbols):
             return None
-        return _real(expr.xreplace({s: sp.sympify(self.own[s.name])
+        return _real(expr.xreplace({s: sp.sympify(self.own[s.name], strict=True)
                                     for s in expr.free_symbols}))
 
 

@@ -312,7 +312,9 @@ def _check_indexed_step(d, section, lhs, forms, want, env, window, counts):
     for k, form in enumerate(forms):
         what = f"{name} ({section.title}, form {k + 1})"
         try:
-            rhs = form.rhs if isinstance(form, ElementForm) else sp.sympify(form)
+            rhs = form.rhs if isinstance(form, ElementForm) else form
+            if not isinstance(rhs, sp.Basic):  # a side given as text (LaTeX) is not read
+                raise Unreadable(f"{what} is {type(rhs).__name__}, not a SymPy form")
             accumulate = rhs.has(lhs)
             increment = rhs.xreplace({lhs: sp.S.Zero})
             sizes = [_label_size(s, lhs, increment, want.shape, env.arrays, window)
