@@ -11,20 +11,11 @@ import pytest
 
 from derive import command_line as cli
 
+from test_cli_errors import one_line, run  # the CLI test helpers
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RNN = os.path.join(ROOT, "examples", "rnn.yaml")
 CLASS = os.path.join(ROOT, "examples", "check", "class")
-
-
-def run(capsys, *argv):
-    code = cli.main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line(err):
-    assert err.count("\n") == 1, err
-    return err.strip()
 
 
 def fresh(code, **env):

@@ -19,32 +19,21 @@ from __future__ import annotations
 
 import glob
 import os
-from functools import lru_cache
 
 import pytest
 
-from derive.problem import solve
 from derive.tensor.printed import PrintedFormError
 from reports.readback import text_readback
 from reports.readback_tensor import INDEX_FORM
 from reports.text_printer import TextPrinter, text
 
 import test_tensor_table as table
+from test_printed_latex import _derivations, _layer  # one cache of derived layers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCALAR = sorted(glob.glob(os.path.join(HERE, "..", "examples", "*.yaml")))
 TENSOR = sorted(glob.glob(os.path.join(HERE, "..", "examples", "tensor", "*.yaml")))
 KNOWN_GAPS = ("unsupported function 'Piecewise'",)
-
-
-def _derivations(path):
-    got = solve(path)
-    return got if isinstance(got, list) else [got]
-
-
-@lru_cache(maxsize=None)
-def _layer(name):
-    return next(r for r in table.ROWS if r.name == name).make().derive()
 
 
 def _unknown(counts):

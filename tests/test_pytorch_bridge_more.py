@@ -11,32 +11,14 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 F = torch.nn.functional
 
+from test_pytorch_bridge import autograd_difference  # noqa: E402  (one comparison)
+
 
 def _matches(module, shape, vocab=None, loss=None, classes=3, tol=1e-10):
     """Converted in float64: output (or loss) and every parameter gradient equal torch
     autograd's to ``tol``; the export loads back strictly. Returns (net, max difference)."""
-    torch.manual_seed(0)
-    module = module.double()
-    net = dv.from_torch(module, input_shape=shape, loss=loss)
-    x = (torch.randint(0, vocab, shape) if vocab else torch.randn(*shape, dtype=torch.float64))
-    values = {**net.parameter_values(), "x": x.numpy()}
-    out_t = module(x)
-    if loss is None:
-        upstream = torch.randn_like(out_t)
-        out, grads = dv.evaluate(net, values, upstream=upstream.numpy())
-        (out_t * upstream).sum().backward()
-    else:
-        y = torch.randint(0, classes, (shape[0],))
-        out, grads = dv.evaluate(net, {**values, "y": y.numpy()})
-        out_t = loss(out_t, y)
-        out_t.backward()
-    worst = np.abs(out - out_t.detach().numpy()).max()
-    named = dict(module.named_parameters())
+    net, grads, named, worst = autograd_difference(module, shape, vocab, loss, classes)
     assert set(net.torch_bridge.keys) == set(named)  # every torch parameter is mapped
-    for key, parts in net.torch_bridge.keys.items():
-        for name, rows, _ in parts:
-            want = named[key].grad.numpy()[rows or slice(None)]
-            worst = max(worst, np.abs(grads[name] - want).max())
     assert worst < tol
     assert "x" not in grads or not vocab  # token ids have no gradient
     sd = net.torch_state_dict()
