@@ -9,6 +9,7 @@ Labels for cross-entropy, hinge and 0/1 loss are integer class indices ``y: [B]`
 """
 from __future__ import annotations
 
+from derive.errors import InputError
 from derive.tensor import ops
 from derive.tensor.index import dim
 from derive.layers.dense import BATCH, Layer
@@ -110,11 +111,17 @@ class ZeroOne(Loss):
 
 
 class Penalty(Layer):
-    """A weight penalty on one tensor ``w``; output the scalar ``R``."""
+    """A weight penalty on one tensor ``w``; output the scalar ``R``.
+
+    ``lam`` is λ (not negative). The squared penalties (L2, elastic net) take ``scale``:
+    ``"lambda/2"`` (the default) writes ``(λ/2) Σ w²``, whose gradient is ``λ w`` (PyTorch's
+    weight decay); ``"lambda"`` writes ``λ Σ w²`` as the lecture slides do, gradient ``2λ w``.
+    """
 
     out_base = "R"
 
     def __init__(self, lam=0.01, shape=("h", "d")):
+        ops.penalty_weight(lam, f"{self.key} option 'lam'")
         self.lam = lam
         self.shape = tuple(dim(s) for s in shape)
 
@@ -127,12 +134,37 @@ class Penalty(Layer):
     def penalty(self, w):
         raise NotImplementedError
 
+    def convention(self):
+        """The note stating the squared penalty's scale convention (None: no square)."""
+        scale = getattr(self, "scale", None)
+        if scale is None:
+            return None
+        form, grad = (("(λ/2) Σ w²", "λ w") if scale == "lambda/2" else ("λ Σ w²", "2λ w"))
+        other = "lambda" if scale == "lambda/2" else "lambda/2"
+        return (f"L2 convention scale = {scale}: the squared term is {form}, so its gradient "
+                f"is {grad} (scale = {other} gives the other textbook form).")
+
+    def derive(self, wrt=None, values=None, upstream=None):
+        d = super().derive(wrt, values, upstream)
+        if self.convention():
+            d.note(self.convention())
+        return d
+
     def build(self, g, inputs, tag=""):
         (w,) = inputs
         name = g.unique(self.out_base + tag)
         out = self.penalty(w)
         return g.define(name, (), out.element, layer=self.describe(),
                         text=f"{self.key}({w.name})")
+
+
+def _scale(layer, scale):
+    """``scale`` checked (one line naming the layer's option otherwise)."""
+    try:
+        ops.l2_factor(scale)
+    except InputError as exc:
+        raise InputError(f"{layer.key} option 'scale': {exc.message}") from None
+    return scale
 
 
 class L1(Penalty):
@@ -145,28 +177,43 @@ class L1(Penalty):
 
 
 class L2(Penalty):
-    """``R = (λ/2) Σ w²``: gradient ``λ w`` (weight decay)."""
+    """``R = (λ/2) Σ w²``: gradient ``λ w`` (weight decay); ``scale="lambda"``:
+    ``R = λ Σ w²``, gradient ``2λ w``.
+
+    >>> L2(0.1, scale="lambda").options()
+    {'lam': 0.1, 'scale': 'lambda'}
+    """
 
     key, title = "l2", "L2Penalty"
 
+    def __init__(self, lam=0.01, shape=("h", "d"), scale="lambda/2"):
+        super().__init__(lam, shape)
+        self.scale = _scale(self, scale)
+
+    def options(self):
+        return {"lam": self.lam, "scale": self.scale}
+
     def penalty(self, w):
-        return ops.l2(w, self.lam)
+        return ops.l2(w, self.lam, self.scale)
 
 
 class ElasticNet(Penalty):
-    """``R = λ1 Σ |w| + (λ2/2) Σ w²``."""
+    """``R = λ1 Σ |w| + (λ2/2) Σ w²``; ``scale="lambda"``: ``λ1 Σ |w| + λ2 Σ w²``."""
 
     key, title = "elastic_net", "ElasticNetPenalty"
 
-    def __init__(self, l1=0.01, l2=0.01, shape=("h", "d")):
-        super().__init__(l1, shape)
+    def __init__(self, l1=0.01, l2=0.01, shape=("h", "d"), scale="lambda/2"):
+        for option, value in (("l1", l1), ("l2", l2)):
+            ops.penalty_weight(value, f"{self.key} option {option!r}")
+        self.lam, self.shape = l1, tuple(dim(s) for s in shape)
         self.l1_weight, self.l2_weight = l1, l2
+        self.scale = _scale(self, scale)
 
     def options(self):
-        return {"l1": self.l1_weight, "l2": self.l2_weight}
+        return {"l1": self.l1_weight, "l2": self.l2_weight, "scale": self.scale}
 
     def penalty(self, w):
-        return ops.elastic_net(w, self.l1_weight, self.l2_weight)
+        return ops.elastic_net(w, self.l1_weight, self.l2_weight, self.scale)
 
 
 LOSSES = (MSE, BCE, BCEWithLogits, CrossEntropy, Hinge, ZeroOne)

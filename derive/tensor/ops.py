@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from derive.errors import ShapeError
+from derive.errors import InputError, ShapeError
 from derive.functions import constant
 from derive.functions import relu as _relu
 from derive.functions import softplus as _softplus
@@ -232,20 +232,52 @@ def zero_one(s, labels, where=None):
     return mean(Lazy(labels.shape, wrong))
 
 
+#: the two textbook forms of the squared (L2) penalty: scale -> factor in front of λ Σ w²
+L2_SCALES = {"lambda": sp.Integer(1), "lambda/2": sp.Rational(1, 2)}
+
+
+def penalty_weight(value, what):
+    """A penalty weight λ: a number (see ``constant``) that is not negative."""
+    lam = constant(value, what)
+    if lam.is_negative:
+        raise InputError(f"{what} must not be negative, got {value!r:.40}")
+    return lam
+
+
+def l2_factor(scale):
+    """The factor of λ Σ w² for ``scale`` ("lambda": λ Σ w², gradient 2λw; "lambda/2":
+    (λ/2) Σ w², gradient λw, PyTorch's weight decay)."""
+    if scale not in L2_SCALES:
+        raise InputError(f"unknown L2 scale convention {scale!r:.40}: expected "
+                         f"{' or '.join(map(repr, L2_SCALES))}")
+    return L2_SCALES[scale]
+
+
 def l1(w, lam=1):
     """``λ Σ |w|``."""
-    lam = constant(lam, "the L1 weight")
+    lam = penalty_weight(lam, "the L1 weight")
     return Lazy((), lambda: lam * reduce_sum(elementwise(sp.Abs, w))[()])
 
 
-def l2(w, lam=1):
-    """``(λ/2) Σ w²`` (gradient λw, PyTorch's weight decay)."""
-    lam = constant(lam, "the L2 weight")
-    return Lazy((), lambda: lam / 2 * reduce_sum(
+def l2(w, lam=1, scale="lambda/2"):
+    """``(λ/2) Σ w²`` (gradient λw, PyTorch's weight decay), or ``λ Σ w²`` (gradient 2λw)
+    with ``scale="lambda"``."""
+    lam = penalty_weight(lam, "the L2 weight") * l2_factor(scale)
+    return Lazy((), lambda: lam * reduce_sum(
         elementwise(lambda x: x ** 2, w))[()])
 
 
-def elastic_net(w, l1_weight=1, l2_weight=1):
-    """``λ1 Σ|w| + (λ2/2) Σ w²``."""
-    a, b = l1(w, l1_weight), l2(w, l2_weight)
+def l2_lambda(w, lam=1):
+    """``λ Σ w²`` (gradient 2λw): v-notation's name for ``l2(w, lam, scale="lambda")``."""
+    return l2(w, lam, "lambda")
+
+
+def elastic_net(w, l1_weight=1, l2_weight=1, scale="lambda/2"):
+    """``λ1 Σ|w| + (λ2/2) Σ w²``, or ``λ1 Σ|w| + λ2 Σ w²`` with ``scale="lambda"``."""
+    a, b = l1(w, l1_weight), l2(w, l2_weight, scale)
     return Lazy((), lambda: a[()] + b[()])
+
+
+def elastic_net_lambda(w, l1_weight=1, l2_weight=1):
+    """``λ1 Σ|w| + λ2 Σ w²``: v-notation's name for ``elastic_net(.., scale="lambda")``."""
+    return elastic_net(w, l1_weight, l2_weight, "lambda")
