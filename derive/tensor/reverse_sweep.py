@@ -144,17 +144,28 @@ def reuse_forward(expr, graph):
     ``exp(z[n,j] - LSE_k z[n,k])`` becomes ``p[n,j]`` when ``p`` is that softmax; the
     backward pass then reads stored activations instead of recomputing them.
     """
-    patterns = [n for n in graph.nodes.values()
-                if n.rhs is not None and not isinstance(n.rhs, (sp.Indexed, sp.Symbol))
-                and not n.rhs.is_Number]
+    patterns = {}
+    for n in graph.nodes.values():
+        if n.rhs is not None and not isinstance(n.rhs, (sp.Indexed, sp.Symbol)) \
+                and not n.rhs.is_Number:
+            patterns.setdefault(_pattern_key(n.rhs), []).append(n)
     if not patterns:
         return expr
     return _reuse(expr, patterns)
 
 
+def _pattern_key(e):
+    """What an expression equal to a node's definition must share with it: its type and
+    the tensors it reads (renaming indices changes neither). Looking candidates up by it
+    keeps the search linear in the graph's size (an unrolled sequence has T copies of
+    every step's definitions)."""
+    return type(e), frozenset(a.label for a in e.atoms(sp.IndexedBase)), \
+        frozenset(s for s in e.free_symbols if not isinstance(s, (sp.Idx, sp.Indexed)))
+
+
 def _reuse(e, patterns):
-    for node in patterns:
-        if type(e) is type(node.rhs):
+    if e.args and not isinstance(e, (sp.Indexed, sp.Idx)):
+        for node in patterns.get(_pattern_key(e), ()):
             m = _match(node, e)
             if m is not None:
                 return node.element(m)
