@@ -49,7 +49,8 @@ EXAMPLES = """examples:
   derivekit train --model "linear(64,128),relu,linear(128,10)" --optimizer adam --lr 1e-3
 
 A config is YAML (model, data, optimizer, schedule, epochs, batch_size, dtype, seed,
-out); flags override it. The output folder is checked before training starts, and a
+out); flags override it. A loss on score-shaped targets (--loss mse, bce, bce_logits)
+reads the data's integer class labels as one-hot rows. The output folder is checked before training starts, and a
 run whose loss becomes NaN or infinite stops with exit code 1 and writes nothing."""
 
 
@@ -138,6 +139,50 @@ def build_net(model_cfg, where="model"):
         raise InputError(f"input_shape must be a list of positive sizes, e.g. [1, 8, 8], "
                          f"got {shape!r}", where=f"{where}.input_shape")
     return dt.Sequential(*built, loss=loss, input_shape=tuple(shape) if shape else None)
+
+
+def one_hot_targets(net):
+    """Give a loss on score-shaped targets (mse, bce, bce_logits) the data's integer class
+    labels as one-hot rows, T[n, k] = δ(k, y_n), in place; returns the sentence that says
+    so (None when the loss reads class labels already). Every dataset of ``train`` holds
+    integer labels, and one-hot targets are what a course's "MSE on the digits" means."""
+    if net.loss is None or net.loss.labels == "int":
+        return None
+    net.loss = _one_hot_loss_class()(net.loss)
+    return (f"the loss {net.loss.key} compares the scores with one-hot rows of the integer "
+            f"class labels (target[n, k] = 1 where k = y[n], else 0)")
+
+
+def _one_hot_loss_class():
+    from derive.layers.losses import Loss
+
+    class OneHot(Loss):
+        """A loss on targets shaped like the scores, read from integer class labels:
+        the target of label c is the one-hot row e_c (``T[n, k] = δ(k, y_n)``)."""
+
+        labels = "int"
+
+        def __init__(self, inner):
+            self.inner, self.classes = inner, inner.classes
+            self.key, self.title = inner.key, inner.title
+            self.has_gradient = inner.has_gradient
+
+        def options(self):
+            return self.inner.options()
+
+        def describe(self):
+            return f"{self.inner.describe()} on one-hot labels"
+
+        def loss(self, z, y, where):
+            import sympy as sp
+
+            from derive.tensor import ops
+
+            z, y = ops._labels_fit(z, y, where, self.key)
+            onehot = ops.Lazy(z.shape, lambda n, k: sp.KroneckerDelta(k, y[n]))
+            return self.inner.loss(z, onehot, where)
+
+    return OneHot
 
 
 def load_data(spec, seed=0):
@@ -254,6 +299,9 @@ def _run(args, cfg):
 
     net = build_net(cfg["model"])
     ds = load_data(cfg["data"], cfg["seed"])
+    note = one_hot_targets(net)
+    if note and args.format == "text":
+        print(f"note: {note}")
     opt = dict(cfg["optimizer"])
     name = opt.pop("name", "sgd")
     schedule = opt.pop("schedule", None) or cfg.get("schedule")
@@ -292,7 +340,8 @@ def _run(args, cfg):
     paths = write_run(cfg["out"], model, net, ds, cfg, compiled)
     final = model.history[-1] if model.history else {}
     if args.format == "json":
-        print(json.dumps({"final": final, "files": paths, "compile_seconds": compiled}))
+        print(json.dumps({"final": final, "files": paths, "compile_seconds": compiled,
+                          "notes": [note] if note else []}))
     else:
         shown = ", ".join(f"{k} {final[k]:.4f}" for k in
                           ("loss", "accuracy", "val_loss", "val_accuracy") if k in final)
