@@ -148,30 +148,45 @@ def reuse_forward(expr, graph):
     for n in graph.nodes.values():
         if n.rhs is not None and not isinstance(n.rhs, (sp.Indexed, sp.Symbol)) \
                 and not n.rhs.is_Number:
-            patterns.setdefault(_pattern_key(n.rhs), []).append(n)
+            patterns.setdefault(_pattern_key(n.rhs, {}), []).append(n)
     if not patterns:
         return expr
-    return _reuse(expr, patterns)
+    return _reuse(expr, patterns, {})
 
 
-def _pattern_key(e):
+def _pattern_key(e, memo):
     """What an expression equal to a node's definition must share with it: its type and
     the tensors it reads (renaming indices changes neither). Looking candidates up by it
     keeps the search linear in the graph's size (an unrolled sequence has T copies of
     every step's definitions)."""
-    return type(e), frozenset(a.label for a in e.atoms(sp.IndexedBase)), \
-        frozenset(s for s in e.free_symbols if not isinstance(s, (sp.Idx, sp.Indexed)))
+    return type(e), _reads(e, memo)
 
 
-def _reuse(e, patterns):
+def _reads(e, memo):
+    """The tensors (and 0-d tensors) ``e`` reads, computed once per sub-expression."""
+    r = memo.get(e)
+    if r is None:
+        if isinstance(e, sp.Idx):
+            r = frozenset()
+        elif isinstance(e, sp.Indexed):
+            r = frozenset([("t", e.base.label)]).union(*(_reads(i, memo) for i in e.indices))
+        elif isinstance(e, sp.Symbol):
+            r = frozenset([("s", e)])
+        else:
+            r = frozenset().union(*(_reads(a, memo) for a in e.args))
+        memo[e] = r
+    return r
+
+
+def _reuse(e, patterns, memo):
     if e.args and not isinstance(e, (sp.Indexed, sp.Idx)):
-        for node in patterns.get(_pattern_key(e), ()):
+        for node in patterns.get(_pattern_key(e, memo), ()):
             m = _match(node, e)
             if m is not None:
                 return node.element(m)
     if not e.args or isinstance(e, (sp.Indexed, sp.Idx)):
         return e
-    args = [_reuse(a, patterns) for a in e.args]
+    args = [_reuse(a, patterns, memo) for a in e.args]
     if isinstance(e, IndexOp):
         return type(e)(args[0], *e.indices)
     return e.func(*args) if any(a is not b for a, b in zip(args, e.args)) else e
