@@ -10,6 +10,7 @@ module                kinds
 ``norms_by_hand``     layernorm, batchnorm
 ``conv_by_hand``      conv2d, maxpool, avgpool
 ``losses_by_hand``    softmax_loss, svm_loss, bce, mse
+``regularisation``    regularised_loss
 ``optimizers``        optimizer
 ``schedules``         schedule
 ``dropout``           dropout
@@ -21,5 +22,6 @@ module                kinds
 ====================  =========================================================
 """
 from derive.worked import (analysis, architecture, attention_by_hand, classic,  # noqa: F401
+from derive.worked import regularisation  # noqa: F401  (regularised_loss)
                            conv_by_hand, dropout, jacobians, losses_by_hand, norms_by_hand,
                            optimizers, schedules)  # (each module registers its problem kinds)
