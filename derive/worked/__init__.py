@@ -21,7 +21,7 @@ module                kinds
 ``classic``           perceptron, knn, decoding
 ====================  =========================================================
 """
-from derive.worked import (analysis, architecture, attention_by_hand, classic,  # noqa: F401
 from derive.worked import regularisation  # noqa: F401  (regularised_loss)
+from derive.worked import (analysis, architecture, attention_by_hand, classic,  # noqa: F401
                            conv_by_hand, dropout, jacobians, losses_by_hand, norms_by_hand,
                            optimizers, schedules)  # (each module registers its problem kinds)
