@@ -4,6 +4,7 @@ import pytest
 
 import derive as dv
 from derive.verify import gradcheck
+from derive.verify.gradcheck import Tensor
 
 
 class EWiseMulWrong:
@@ -130,6 +131,90 @@ def test_large_inputs_are_sampled():
     assert report and report.inputs[0].checked == 50 and report.inputs[0].size == 1200
 
 
+# -- Data 188 midterm, question 12(b): EwiseMul.gradient as the exam prints it ------------
+NDArray = np.ndarray
+
+
+class TensorOp:
+    """needle's base class, as the course's ops subclass it."""
+
+
+class EwiseMulOld(TensorOp):
+    """Elementwise_multiplication_of_two_ndarrays:_a*_b."""
+    def compute(self, a: NDArray, b: NDArray) -> NDArray:
+        return a * b
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        lhs, rhs = node.inputs
+        return out_grad * rhs, out_grad * lhs
+
+
+class EwiseMulNew(TensorOp):
+    """Elementwise_multiplication_of_two_ndarrays:_a*_b."""
+    def compute(self, a: NDArray, b: NDArray) -> NDArray:
+        return a * b
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        lhs, rhs = node.inputs
+        lhs = lhs.realize_cached_data() # np.ndarray  # noqa: E261,E262
+        rhs = rhs.realize_cached_data() # np.ndarray  # noqa: E261,E262
+        out_grad = out_grad.realize_cached_data() # np.ndarray  # noqa: E261,E262
+        return Tensor(out_grad * rhs), Tensor(out_grad * lhs)
+
+
+def test_exam_ewisemul_that_leaves_the_graph_is_named_in_one_line(ab):
+    """The exam's answer is D: first-order training succeeds (the values are right),
+    second-order methods fail (the gradient is a constant to the graph)."""
+    a, b = ab
+    report = gradcheck(EwiseMulNew, inputs={"lhs": a, "rhs": b})
+    assert not report and report.to_dict()["ok"] is False
+    upstream = np.random.default_rng(0).standard_normal(a.shape)  # gradcheck's default G
+    for check, other in zip(report.inputs, (b, a)):
+        assert check.failures == 0 and check.checked == a.size  # first order: right
+        assert check.analytic == pytest.approx(upstream[check.index] * other[check.index])
+        assert check.detached  # ... but not differentiable again
+    lhs, rhs = report.inputs
+    assert "does not depend on out_grad, rhs through the graph" in lhs.detached
+    assert "does not depend on out_grad, lhs through the graph" in rhs.detached
+    line = report.headline
+    assert "\n" not in line and line == str(report).splitlines()[0]
+    assert "the values are right (first-order training works)" in line
+    assert "gradients of lhs, rhs leave the graph" in line
+    assert "out_grad.realize_cached_data()" in line and "second-order" in line
+    fixed = gradcheck(EwiseMulOld, inputs={"lhs": a, "rhs": b})
+    assert fixed and not any(c.detached for c in fixed.inputs)
+
+
+class ReLUMask(TensorOp):
+    """A constant mask is fine: the gradient is out_grad (in the graph) times a step
+    function whose derivative is 0."""
+
+    def compute(self, a):
+        return np.maximum(a, 0)
+
+    def gradient(self, out_grad, node):
+        return out_grad * Tensor(node.realize_cached_data() > 0)
+
+
+class ExpDetached(TensorOp):
+    def compute(self, a):
+        return np.exp(a)
+
+    def gradient(self, out_grad, node):
+        return out_grad * Tensor(node.realize_cached_data())
+
+
+def test_only_a_dependence_the_graph_lost_is_named(ab):
+    a, _ = ab
+    assert gradcheck(ReLUMask, inputs=[a]) and gradcheck(Exp, inputs=[a])
+    report = gradcheck(ExpDetached, inputs={"x": a})
+    (x,) = report.inputs
+    assert not report and x.failures == 0
+    # d/dx (g e^x) = g e^x is not zero, so x is the lost dependence; out_grad is kept
+    assert "does not depend on x through the graph" in x.detached
+    assert "node.realize_cached_data()" in report.headline
+
+
 def test_top_level_import():
     assert dv.gradcheck is gradcheck
 
@@ -171,3 +256,39 @@ def test_torch_style_functions(ab):
     assert gradcheck(TorchSigmoid, inputs=[a])
     # and the same verdict as torch's own gradcheck
     assert torch.autograd.gradcheck(TorchSigmoid.apply, (torch.tensor(a, requires_grad=True),))
+
+
+class TorchMulViaNumPy(torch.autograd.Function):
+    """The torch twin of the exam's new EwiseMul: right values, computed in NumPy."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = (t.detach().numpy() for t in ctx.saved_tensors)
+        g = grad.detach().numpy()
+        return torch.from_numpy(g * b), torch.from_numpy(g * a)
+
+
+class TorchMul(TorchMulViaNumPy):
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        return grad * b, grad * a
+
+
+def test_torch_backward_in_numpy_leaves_the_graph_as_torch_says(ab):
+    a, b = ab
+    report = gradcheck(TorchMulViaNumPy, inputs=[a, b], names=["a", "b"])
+    assert not report and all(c.failures == 0 and c.detached for c in report.inputs)
+    assert "gradients of a, b leave the graph" in report.headline
+    assert gradcheck(TorchMul, inputs=[a, b])
+    # torch's own verdicts: first order passes for both, second order only for TorchMul
+    ta, tb = (torch.tensor(v, requires_grad=True) for v in (a, b))
+    assert torch.autograd.gradcheck(TorchMulViaNumPy.apply, (ta, tb))
+    assert torch.autograd.gradgradcheck(TorchMul.apply, (ta, tb))
+    with pytest.raises(RuntimeError):
+        torch.autograd.gradgradcheck(TorchMulViaNumPy.apply, (ta, tb))

@@ -14,6 +14,15 @@ Three shapes of code are accepted:
   ``backward(ctx, grad)`` (or ``setup_context``): run on float64 torch tensors when it
   subclasses ``torch.autograd.Function``, on NumPy arrays otherwise.
 
+A needle gradient or a torch ``backward`` must also stay in the graph, since the framework
+differentiates it again for second-order methods: it is run a second time on traced
+values (:mod:`derive.verify.traced`; needle's ``Tensor(array)`` is
+``derive.verify.gradcheck.Tensor``, a new leaf as in needle) or, for a
+``torch.autograd.Function``, under torch's double backward; a gradient that depends
+numerically on ``out_grad`` or an input (a random directional difference of the gradient)
+but not through the graph, e.g. one computed on ``realize_cached_data()`` arrays and
+wrapped back as ``Tensor(...)``, fails with one line saying so, its values being right.
+
 The check is PyTensor's ``verify_grad`` done per element: with a fixed random upstream
 gradient ``G`` the scalar ``f(x) = Σ G ⊙ forward(x)`` is differentiated by central
 differences in float64, and each element of the user's gradient is compared with it.
@@ -28,6 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from derive.errors import InputError
+from derive.verify.traced import Tensor, Traced, traced  # noqa: F401 (Tensor: for users)
 
 #: dtype -> (difference step, rtol, atol)
 TOLERANCES = {
@@ -55,16 +65,21 @@ class InputCheck:
     rel_err: float = 0.0
     tolerance: str = ""
     message: str = ""
+    detached: str = ""  # why the gradient leaves the graph (see derive.verify.traced)
 
     @property
     def ok(self):
-        return self.failures == 0 and not self.message.startswith("wrong")
+        return self.failures == 0 and not self.message.startswith("wrong") \
+            and not self.detached
 
     def __str__(self):
         head = f"{self.name}, shape {self.shape}, {self.dtype}"
         if self.message:
             return f"{head}: {self.message}"
         sampled = f" (a random {self.checked} of {self.size})" if self.checked < self.size else ""
+        if self.failures == 0 and self.detached:
+            return (f"{head}: values ok ({self.checked} elements{sampled}, max abs err "
+                    f"{self.abs_err:.3g}), but {self.detached}")
         if self.failures == 0:
             return (f"{head}: ok, {self.checked} elements{sampled}; max abs err "
                     f"{self.abs_err:.3g}, max rel err {self.rel_err:.3g}")
@@ -81,6 +96,7 @@ class GradcheckReport:
     inputs: list = field(default_factory=list)
     kind: str = "functions"
     notes: list = field(default_factory=list)
+    left_graph: str = ""  # how a gradient left the graph, when one did
 
     @property
     def ok(self):
@@ -93,15 +109,28 @@ class GradcheckReport:
     def failures(self):
         return [c for c in self.inputs if not c.ok]
 
-    def __str__(self):
+    @property
+    def headline(self):
+        """One line: passed, how many gradients are wrong, or which leave the graph."""
         bad = self.failures
-        head = ("gradcheck passed" if not bad else
-                f"gradcheck FAILED: {len(bad)} of {len(self.inputs)} input gradients wrong")
-        lines = [f"{head} ({self.kind})"] + [f"  {c}" for c in self.inputs]
+        if not bad:
+            return f"gradcheck passed ({self.kind})"
+        if all(c.failures == 0 and not c.message and c.detached for c in bad):
+            which = ("the gradient of " if len(bad) == 1 else "the gradients of ") + \
+                ", ".join(c.name for c in bad) + (" leaves" if len(bad) == 1 else " leave")
+            return (f"gradcheck FAILED ({self.kind}): the values are right (first-order "
+                    f"training works), but {which} the graph: {self.left_graph}, so "
+                    "second-order methods (double backward) fail")
+        return (f"gradcheck FAILED ({self.kind}): {len(bad)} of {len(self.inputs)} input "
+                "gradients wrong")
+
+    def __str__(self):
+        lines = [self.headline] + [f"  {c}" for c in self.inputs]
         return "\n".join(lines + [f"  note: {n}" for n in self.notes])
 
     def to_dict(self):
-        return {"ok": self.ok, "kind": self.kind, "notes": list(self.notes),
+        return {"ok": self.ok, "kind": self.kind, "headline": self.headline,
+                "notes": list(self.notes),
                 "inputs": [dict(c.__dict__, ok=c.ok) for c in self.inputs]}
 
 
@@ -151,6 +180,8 @@ def gradcheck(forward, backward=None, inputs=(), *, upstream=None, names=None,
         check = _check_input(runner, arrays, i, name, x, grad, g, out.dtype, rng,
                              max_elements, (eps, rtol, atol))
         report.inputs.append(check)
+    if hasattr(runner, "graph_deps"):
+        report.left_graph = _graph_check(runner, arrays, names, g, grads, report.inputs)
     if len(grads) > len(arrays):
         report.notes.append(f"backward returned {len(grads)} gradients for "
                             f"{len(arrays)} inputs; the extra ones were ignored")
@@ -235,6 +266,52 @@ def _compare(check, shape, flat, analytic, numeric, noise, rtol, atol):
     check.rel_err = float(np.nanmax(rel_err)) if check.failures == 0 else float(rel_err[worst])
 
 
+# -- a gradient must stay in the graph (needle, torch): differentiable a second time ------
+def _graph_check(runner, arrays, names, g, grads, checks):
+    """Name each gradient whose values are right but which does not depend, through the
+    graph, on a value (out_grad or an input) it depends on numerically: it has left the
+    graph, so a second derivative through it is lost. Returns how it left (or "")."""
+    deps, how = runner.graph_deps(arrays, g, names)
+    how = how or "computed outside the graph, on plain arrays, and wrapped back as a constant"
+    left = ""
+    base = [a.astype(np.float64) if a.dtype.kind == "f" else a for a in arrays]
+    for i, check in enumerate(checks):
+        if check.message or check.failures or i >= len(grads) or grads[i] is None:
+            continue
+        have = deps[i] if i < len(deps) and deps[i] is not None else frozenset()
+        missing = [n for n in _depends_on(runner, base, g, i, grads[i]) if n not in have]
+        if missing:
+            lost = ", ".join("out_grad" if n == "out_grad" else names[n] for n in missing)
+            check.detached = (f"the gradient leaves the graph: {how}; it does not depend on "
+                              f"{lost} through the graph, so it cannot be differentiated "
+                              "again")
+            left = how
+    return left
+
+
+def _depends_on(runner, base, g, i, grad):
+    """What gradient ``i`` depends on numerically: "out_grad" (a VJP is linear in it) and
+    the inputs j whose small change along a random direction changes it."""
+    grad = np.asarray(grad, np.float64)
+    needed = ["out_grad"] if np.any(grad != 0) else []
+    rng = np.random.default_rng(1)
+    g = np.asarray(g, np.float64)
+    for j, x in enumerate(base):
+        if x.dtype.kind != "f" or not x.size:
+            continue
+        t = rng.standard_normal(x.shape)
+        h = 1e-6 * max(1.0, float(np.max(np.abs(x))))
+        ends = []
+        for sign in (1.0, -1.0):
+            args = list(base)
+            args[j] = x + sign * h * t
+            ends.append(np.asarray(runner.backward(args, g)[i], np.float64))
+        slope = np.max(np.abs(ends[0] - ends[1])) / (2 * h)
+        if slope > 1e-6 * max(1.0, float(np.max(np.abs(grad)))):
+            needed.append(j)
+    return needed
+
+
 # -- the three shapes of user code ---------------------------------------------------------
 def _runner(forward, backward, n_inputs):
     if backward is not None:
@@ -276,16 +353,6 @@ def _is_cache_pair(out):
         and not isinstance(out[1], np.ndarray)
 
 
-class _Value(np.ndarray):
-    """A NumPy array that also answers needle's Tensor methods used in gradients."""
-
-    def realize_cached_data(self):
-        return np.asarray(self)
-
-    def numpy(self):
-        return np.asarray(self)
-
-
 class _NeedleOp:
     kind = "needle-style op (compute / gradient)"
 
@@ -296,11 +363,26 @@ class _NeedleOp:
         return np.asarray(self.op.compute(*arrays))
 
     def backward(self, arrays, g):
-        node = np.asarray(self.op.compute(*arrays)).view(_Value)
-        node.inputs = [np.asarray(a).view(_Value) for a in arrays]
+        return self._traced(arrays, g)[0]
+
+    def graph_deps(self, arrays, g, names):
+        """What each returned gradient is computed from in the graph, and how values were
+        taken out of it (the calls, as a phrase; see :mod:`derive.verify.traced`)."""
+        _, deps, log = self._traced(arrays, g, names)
+        calls = list(dict.fromkeys(log))
+        return deps, (f"computed from {', '.join(calls)} and wrapped back as a constant"
+                      if calls else None)
+
+    def _traced(self, arrays, g, names=None):
+        """The gradient run on traced values: ``node.inputs`` and ``out_grad`` carry their
+        own names, ``node`` (the op's output) is computed from every input."""
+        log, names = [], names or [f"input {i}" for i in range(len(arrays))]
+        node = traced(self.op.compute(*arrays), range(len(arrays)), log, "node")
+        node.inputs = [traced(a, {i}, log, names[i]) for i, a in enumerate(arrays)]
         node.op = self.op
-        return [None if v is None else np.asarray(v)
-                for v in _as_tuple(self.op.gradient(g.view(_Value), node))]
+        grads = _as_tuple(self.op.gradient(traced(g, {"out_grad"}, log, "out_grad"), node))
+        deps = [v.deps if isinstance(v, Traced) else None for v in grads]
+        return [None if v is None else _numpy(v) for v in grads], deps, log
 
 
 class _Ctx:
@@ -351,10 +433,45 @@ class _AutogradFunction:
     def forward(self, arrays):
         return _numpy(self._run(arrays)[1])
 
+    def graph_deps(self, arrays, g, names):
+        """What torch's double backward sees each returned gradient computed from (a
+        NumPy-only Function has no graph: nothing to check)."""
+        if self.torch is None:
+            return [frozenset({"out_grad", *range(len(arrays))})] * len(arrays), None
+        return _torch_graph_deps(self.torch, self.fn, arrays, g)
+
     def backward(self, arrays, g):
         ctx, _ = self._run(arrays)
         grad = g if self.torch is None else self.torch.from_numpy(np.array(g))
         return [None if v is None else _numpy(v) for v in _as_tuple(self.fn.backward(ctx, grad))]
+
+
+def _torch_graph_deps(torch, fn, arrays, g):
+    """Run the Function as torch does under double backward (``apply``, then
+    ``autograd.grad`` with ``create_graph=True``) and ask torch what each returned
+    gradient is computed from."""
+    xs = [torch.from_numpy(np.array(a)) for a in arrays]
+    wanted = [i for i, a in enumerate(arrays) if a.dtype.kind == "f"]
+    for i in wanted:
+        xs[i].requires_grad_(True)
+    g = torch.from_numpy(np.array(g)).requires_grad_(True)
+    deps = [None] * len(arrays)
+    try:
+        grads = torch.autograd.grad(fn.apply(*xs), [xs[i] for i in wanted], g,
+                                    create_graph=True, allow_unused=True)
+    except RuntimeError as exc:  # e.g. numpy() on a tensor that requires grad
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return deps, f"backward fails under double backward, torch says \"{first}\""
+    sources = [xs[i] for i in wanted] + [g]
+    keys = wanted + ["out_grad"]
+    for i, r in zip(wanted, grads):
+        if r is None or not r.requires_grad:
+            deps[i] = frozenset()
+            continue
+        found = torch.autograd.grad(r, sources, torch.ones_like(r), retain_graph=True,
+                                    allow_unused=True)
+        deps[i] = frozenset(k for k, v in zip(keys, found) if v is not None)
+    return deps, None
 
 
 def _torch_function(fn):
@@ -370,4 +487,8 @@ def _torch_function(fn):
 def _numpy(v):
     if _is_torch(v):
         return v.detach().numpy()
+    if isinstance(v, Traced):
+        return v.view(np.ndarray)
+    if not isinstance(v, np.ndarray) and callable(getattr(v, "numpy", None)):
+        return np.asarray(v.numpy())  # another framework's tensor (needle's own Tensor)
     return np.asarray(v)
