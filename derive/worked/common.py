@@ -186,3 +186,118 @@ def entry(name, *indices):
 def symbol(name, *subscripts):
     """``symbol("theta", 3)`` -> the symbol ``theta_3``; no subscripts: ``theta``."""
     return sp.Symbol("_".join([name] + [str(s) for s in subscripts]))
+
+
+# -- declared symbols ---------------------------------------------------------------------------
+#: What a kind says about its declared symbols, for the derivation's note.
+SYMBOLS_NOTE = "{names} are symbols (declared under 'symbols'): the steps are exact in them."
+
+
+def declared_symbols(spec, where, **assumptions):
+    """The names a problem file declares under ``symbols: [a, b]``, as SymPy symbols with
+    ``assumptions`` (``real=True`` for values, ``positive=True, integer=True`` for sizes);
+    ``{}`` when the key is absent. A name must be an identifier and not a function or
+    constant of the expression language (``exp``, ``pi``)."""
+    from derive.scalar.parse import CONSTANTS, FUNCTIONS, check_identifier
+
+    names = get(spec, "symbols", where, types=list, default=[])
+    out = {}
+    for i, name in enumerate(names):
+        at = f"{where}: symbols[{i}]"
+        check_identifier(name, at)
+        if name in FUNCTIONS or name in CONSTANTS:
+            raise InputError(f"{name!r} is a {'function' if name in FUNCTIONS else 'constant'}"
+                             " of the expression language; choose another name", where=at)
+        if name in out:
+            raise InputError(f"symbol {name!r} is declared twice", where=at)
+        out[name] = sp.Symbol(name, **assumptions)
+    return out
+
+
+def value(raw, where, symbols):
+    """One entry of a problem file that may be an expression in the declared ``symbols``
+    (a dict name -> Symbol, possibly empty): numbers as :func:`number`, text through the
+    whitelist parser. A name that is not declared is an InputError naming it."""
+    from derive.scalar.parse import Parser
+
+    if not isinstance(raw, str) or symbols is None:
+        return number(raw, where)
+    parser = Parser(names=symbols, unknown="symbol", where=where)
+    expr = parser.parse(raw)
+    if parser.mentioned:
+        name = next(iter(parser.mentioned))
+        declared = f"declared: {', '.join(symbols)}" if symbols else "none is declared"
+        raise InputError(f"symbol {name!r} is used but not declared ({declared}; add it to "
+                         f"'symbols: [...]')", where=where)
+    return expr
+
+
+def symbolic_array(raw, where, symbols, ndim=None, name="value"):
+    """:func:`array` whose entries may be expressions in the declared ``symbols`` (None:
+    numbers only, as :func:`array`)."""
+    if symbols is None:
+        return array(raw, where, ndim, name)
+    out = _read_leaves(raw, where, lambda v, at: value(v, at, symbols))
+    rank = len(shape(out))
+    allowed = (ndim,) if isinstance(ndim, int) else ndim
+    if allowed is not None and rank not in allowed:
+        want = " or ".join(str(r) for r in allowed)
+        raise ShapeError(f"{name} must have {want} dimension(s), got shape "
+                         f"{dims(shape(out))}", where=where)
+    return out
+
+
+def _read_leaves(raw, where, leaf):
+    if isinstance(raw, (list, tuple)):
+        if not raw:
+            raise ShapeError("empty list (sizes must be positive)", where=where)
+        items = [_read_leaves(v, f"{where}[{i}]", leaf) for i, v in enumerate(raw)]
+        first = shape(items[0])
+        for i, item in enumerate(items[1:], 1):
+            if shape(item) != first:
+                raise ShapeError(f"inconsistent shapes: entry {i} has shape {dims(shape(item))}"
+                                 f" but entry 0 has {dims(first)}", where=where)
+        return items
+    return leaf(raw, where)
+
+
+def key_constant(spec, key, where, default, symbols):
+    """``spec[key]`` as a number where a symbol cannot stand (``eps``, ``momentum``): a
+    value that uses a declared symbol gets one line saying so."""
+    raw = spec.get(key) if isinstance(spec, dict) else None
+    if isinstance(raw, str) and symbols:
+        expr = value(raw, f"{where}: {key}", symbols)
+        if not expr.is_number:
+            raise InputError(f"{key} must be a number, not an expression in the declared "
+                             f"symbols ({', '.join(sorted(map(str, expr.free_symbols)))})",
+                             where=f"{where}: {key}")
+    return key_number(spec, key, where, default)
+
+
+def symbolic(*arrays):
+    """The declared symbols that occur in the (nested) arguments, sorted by name."""
+    found = set()
+    for a in arrays:
+        if isinstance(a, list):
+            found |= set(symbolic(*a))
+        elif isinstance(a, sp.Basic):
+            found |= a.free_symbols
+    return sorted(found, key=lambda s: s.name)
+
+
+def shown(value):
+    """The forms a value is shown in: :func:`with_approx` for a number, the value alone
+    when it holds symbols (it has no decimal)."""
+    value = sp.sympify(value, strict=True)
+    return [value] if value.free_symbols else with_approx(value)
+
+
+def tidy_symbolic(value):
+    """:func:`tidy`, and for an expression in symbols the shortest of it as it stands,
+    simplified, over one denominator, factored and expanded (``(a + b + c)/3`` rather than
+    ``a/3 + b/3 + c/3``; ``1/(1 + exp(-z))`` stays as written)."""
+    value = sp.sympify(value, strict=True)
+    if not value.free_symbols or value.has(sp.Float) or sp.count_ops(value) > 200:
+        return tidy(value)
+    forms = [value, tidy(value), sp.together(value), sp.factor(value), sp.expand(value)]
+    return min(forms, key=sp.count_ops)

@@ -14,8 +14,10 @@ from derive.errors import InputError, ShapeError
 from derive.functions import sigmoid
 from derive.problem import check_keys, get, problem_kind
 from derive.stepforms import minus, over, plus, power, times
-from derive.worked.common import (EXACT_NOTE, all_exact, array, key_bool, key_choice, key_number, matrix, mean,
-                     said, shape, symbol, tidy, with_approx)
+from derive.worked.common import (EXACT_NOTE, SYMBOLS_NOTE, all_exact, array, declared_symbols,
+                                  key_bool, key_choice, key_number, matrix, mean, said, shape,
+                                  shown, symbol, symbolic, symbolic_array, tidy, tidy_symbolic,
+                                  with_approx)
 
 _j, _i, _N = sp.symbols("j i N", integer=True, positive=True)
 
@@ -52,38 +54,75 @@ def svm_loss(spec, where):
 
 @problem_kind("bce")
 def bce(spec, where):
-    """Binary cross-entropy of probabilities (or logits, through the sigmoid) and targets."""
-    check_keys(spec, {"kind", "title", "probs", "logits", "targets", "reduction"}, where)
+    """Binary cross-entropy of probabilities (or logits, through the sigmoid) and targets.
+
+    Probabilities or logits may be expressions in symbols the file declares
+    (``symbols: [b, c]``); the losses are then exact expressions in them."""
+    check_keys(spec, {"kind", "title", "probs", "logits", "targets", "reduction", "symbols"},
+               where)
     if ("probs" in spec) == ("logits" in spec):
         raise InputError("give exactly one of 'probs' and 'logits'", where=where)
     key = "probs" if "probs" in spec else "logits"
-    values = _vector(spec, key, where)
-    targets = _vector(spec, "targets", where, like=values)
+    names = declared_symbols(spec, where, real=True)
+    values = _vector(spec, key, where, names=names)
+    targets = _vector(spec, "targets", where, like=values, names=names)
     reduction = key_choice(spec, "reduction", where, ("mean", "sum", "none"), "mean")
     d = _start(spec, where, "bce", "Binary cross-entropy by hand", values + targets)
     d.note("BCE: l_i = -[y_i log p_i + (1 - y_i) log(1 - p_i)].")
+    _symbols_note(d, values, key)
     if key == "logits":
         values = _sigmoid_section(d, values)
     losses = []
     steps = []
     for i, (p, y) in enumerate(zip(values, targets)):
-        if not 0 <= y <= 1:
-            raise InputError(f"target {y} is not in [0, 1]", where=f"{where}: targets[{i}]")
-        if (p <= 0 and y != 0) or (p >= 1 and y != 1) or not 0 <= p <= 1:
-            raise InputError(f"probability {p} gives log(0) or is outside [0, 1]",
-                             where=f"{where}: {key}[{i}]")
+        _check_bce_entry(p, y, f"{where}: {key}[{i}]", f"{where}: targets[{i}]")
         terms = [t for t, c in ((y * sp.log(p) if y != 0 else 0, y),
                                 ((1 - y) * sp.log(1 - p) if y != 1 else 0, 1 - y)) if c != 0]
-        loss = tidy(-sp.Add(*terms))
+        loss = _log_tidy(-sp.Add(*terms))
         losses.append(loss)
         y_i, p_i = symbol("y", i + 1), symbol("p", i + 1)
         steps.append(Step(symbol("l", i + 1), [
             -plus(times(y_i, sp.log(p_i)), times(minus(1, y_i), sp.log(minus(1, p_i)))),
             -plus(times(y, sp.log(p, evaluate=False)),
                   times(1 - y, sp.log(1 - p, evaluate=False))),
-            *with_approx(loss)]))
+            *shown(loss)]))
     d.sections.append(Section("Per-example losses", steps))
     return _reduce(d, losses, reduction, "l")
+
+
+def _check_bce_entry(p, y, p_where, y_where):
+    """A target is a number in [0, 1]; a numeric probability must keep the logs finite (a
+    symbolic one is taken to lie in (0, 1), as the note says)."""
+    if not y.is_number:
+        raise InputError(f"a target must be a number in [0, 1], not an expression in the "
+                         f"declared symbols ({y})", where=y_where)
+    if not 0 <= y <= 1:
+        raise InputError(f"target {y} is not in [0, 1]", where=y_where)
+    if p.free_symbols:
+        return
+    if (p <= 0 and y != 0) or (p >= 1 and y != 1) or not 0 <= p <= 1:
+        raise InputError(f"probability {p} gives log(0) or is outside [0, 1]", where=p_where)
+
+
+def _log_tidy(loss):
+    """The loss in its simplest form; in symbols, logs of quotients are also split
+    (``-log(1/(1 + exp(-z)))`` is ``log(1 + exp(-z))``), which holds because every log here
+    is of a probability, a positive number."""
+    tidied = tidy_symbolic(loss)
+    if not tidied.free_symbols:
+        return tidied
+    return min([sp.expand_log(loss, force=True), tidied], key=sp.count_ops)
+
+
+def _symbols_note(d, values, key):
+    found = symbolic(values)
+    if not found:
+        return
+    names = ", ".join(map(str, found))
+    d.note(SYMBOLS_NOTE.format(names=names))
+    if key == "probs":
+        d.note(f"The probabilities in {names} are taken to lie strictly between 0 and 1, so "
+               "every logarithm is defined.")
 
 
 @problem_kind("mse")
@@ -234,17 +273,24 @@ def _reduce(d, losses, reduction, name):
     if reduction == "none":
         d.result = losses
         return d
-    total = tidy(sp.Add(*losses))
-    value = tidy(total / len(losses)) if reduction == "mean" else total
+    total = tidy_symbolic(sp.Add(*losses))
+    value = tidy_symbolic(total / len(losses)) if reduction == "mean" else total
+    if symbolic(losses):  # simplified only where that is shorter than the losses added up
+        added = sp.Add(*losses) / (len(losses) if reduction == "mean" else 1)
+        value = min([added, value], key=sp.count_ops)
     summed = sp.Sum(sp.Indexed(name, _i), (_i, 1, _N))
+    written = []  # in symbols, the sum of the losses as written before it is simplified
+    if symbolic(losses):
+        written = [over(plus(*losses), len(losses)) if reduction == "mean" else plus(*losses)]
     d.sections.append(Section("Loss", [Step(sp.Symbol("L"), [
-        times(over(1, _N), summed) if reduction == "mean" else summed, *with_approx(value)])]))
+        times(over(1, _N), summed) if reduction == "mean" else summed, *written,
+        *shown(value)])]))
     d.result = value
     return d
 
 
-def _vector(spec, key, where, like=None):
-    v = array(get(spec, key, where), f"{where}: {key}", ndim=(0, 1), name=key)
+def _vector(spec, key, where, like=None, names=None):
+    v = symbolic_array(get(spec, key, where), f"{where}: {key}", names, ndim=(0, 1), name=key)
     v = v if isinstance(v, list) else [v]
     if like is not None and len(v) != len(like):
         raise ShapeError(f"{len(v)} entries but {len(like)} predictions", where=f"{where}: {key}")
@@ -254,12 +300,12 @@ def _vector(spec, key, where, like=None):
 def _sigmoid_section(d, logits):
     probs, steps = [], []
     for i, z in enumerate(logits):
-        p = tidy(1 / (1 + sp.exp(-z)))
+        p = tidy_symbolic(1 / (1 + sp.exp(-z)))
         probs.append(p)
         z_i = symbol("z", i + 1)
         steps.append(Step(symbol("p", i + 1), [
             sigmoid(z_i), over(1, plus(1, sp.exp(-z_i))),
-            over(1, plus(1, sp.exp(-z, evaluate=False))), *with_approx(p)]))
+            over(1, plus(1, sp.exp(-z, evaluate=False))), *shown(p)]))
     d.sections.append(Section("Probabilities from the logits", steps))
     return probs
 
