@@ -5,18 +5,24 @@ layer strings such as ``"conv2d(10, 3, padding=1)"``, read with
 :func:`derive.scalar.parse.parse_call` (literal arguments only, never evaluated). Every count and
 size comes from :mod:`derive.shapes`, the one place those rules live. Images are
 channels-first ``[C, H, W]`` unless ``layout: hwc``; sequences are ``[T, d]``.
+
+Sizes may be symbols the file declares (``symbols: [d, h, C]``, positive integers), in the
+input shape, the ``mlp`` sizes and the layer strings (``"linear(h)"``, ``"conv2d(2*C, k)"``);
+counts and shapes are then polynomials in them (output sizes may keep a ``floor``).
 """
 from __future__ import annotations
 
+import ast
+
 import sympy as sp
 
-from derive.scalar.parse import parse_call
+from derive.scalar.parse import Parser, check_identifier, parse_call
 from derive import shapes
 from derive.derivation import Derivation, Section, Step
 from derive.errors import InputError, ShapeError, UnsupportedError
 from derive.problem import check_keys, get, problem_kind
 from derive.stepforms import Word, minus, over, plus, times
-from derive.worked.common import key_choice, symbol
+from derive.worked.common import SYMBOLS_NOTE, declared_symbols, key_choice, symbol, value
 
 B = "B"  # the symbolic batch size, first in every activation shape
 PARAMETERS = Word("parameters")
@@ -26,30 +32,41 @@ PARAMETERS = Word("parameters")
 def architecture(spec, where):
     """Per-layer parameters and activation shapes of a network, with totals."""
     check_keys(spec, {"kind", "title", "input", "layers", "layout", "mlp", "activation",
-                      "bias_vectors"}, where)
+                      "bias_vectors", "symbols"}, where)
     layout = key_choice(spec, "layout", where, ("chw", "hwc"), "chw")
-    in_shape, layers = _network(spec, where, layout)
+    names = declared_symbols(spec, where, positive=True, integer=True)
+    in_shape, layers = _network(spec, where, layout, names)
     ctx = {"bias_vectors": key_choice(spec, "bias_vectors", where, (1, 2), 1)}
     d = Derivation(title=get(spec, "title", where, default="Parameters and shapes"),
                    kind="architecture")
     d.sections.append(Section("Input", [Step(Word("input"), [_shape(in_shape, layout)],
                                              "per example; the batch size B stays symbolic")]))
-    shape, rows, total = in_shape, [], 0
+    shape, rows, total, clashed = in_shape, [], 0, set()
     for i, text in enumerate(layers):
         lw = f"{where}: layers[{i}]"
         if not isinstance(text, str):
             raise InputError(f"expected a layer string, got {text!r:.40}", where=lw)
-        name, args, kwargs = parse_call(text, where=lw)
+        name, args, kwargs = _call(text, lw, names)
         name, rule = _rule(name, lw)
         steps = []
         params, shape = rule(_Args(name, args, kwargs, lw), shape, steps, ctx)
+        params = sp.expand(params) if isinstance(params, sp.Basic) else params
+        clashed |= _drop_clashing_formulas(steps, names)
         steps.append(Step(Word("shape"), [_shape(shape, layout)]))
         d.sections.append(Section(f"Layer {i + 1}: {text}", steps))
         rows.append({"layer": text, "parameters": params, "shape": _shape_list(shape, layout)})
         total += params
+    total = sp.expand(total) if isinstance(total, sp.Basic) else total
     d.sections.append(Section("Total", [Step(PARAMETERS, [
         plus(*[r["parameters"] for r in rows]), total])]))
     _conventions(d, layers, ctx)
+    if names:
+        d.note(SYMBOLS_NOTE.format(names=", ".join(names)) + " They are positive integers; "
+               "B is the batch size" + (" (declared, as always)." if "B" in names else "."))
+    if clashed:
+        d.note(f"The general formula of a step is left out where it would use a letter "
+               f"declared here with another meaning ({', '.join(sorted(clashed))}); the "
+               "step shows the sizes put in and the count.")
     d.meta["total_parameters"] = total
     d.result = rows
     return d
@@ -109,11 +126,12 @@ def _per_axis(spec, key, where, n, default):
 
 
 # -- reading the network --------------------------------------------------------------------
-def _network(spec, where, layout):
+def _network(spec, where, layout, names):
     if "mlp" in spec:
         if "layers" in spec or "input" in spec:
             raise InputError("give either 'mlp' or 'input' + 'layers'", where=where)
-        sizes = get(spec, "mlp", where, types=list)
+        sizes = [_size(v, f"{where}: mlp[{i}]", names)
+                 for i, v in enumerate(get(spec, "mlp", where, types=list))]
         if len(sizes) < 2:
             raise ShapeError("an MLP needs at least an input and an output size",
                              where=f"{where}: mlp")
@@ -122,11 +140,73 @@ def _network(spec, where, layout):
         for n in sizes[1:]:
             layers += [f"linear({n})", act]
         return _input([sizes[0]], f"{where}: mlp", layout), layers[:-1]
-    shape = _input(get(spec, "input", where, types=(int, list)), f"{where}: input", layout)
+    raw = get(spec, "input", where, types=(int, str, list))
+    raw = raw if isinstance(raw, list) else [raw]
+    shape = _input([_size(v, f"{where}: input[{i}]", names) for i, v in enumerate(raw)],
+                   f"{where}: input", layout)
     layers = get(spec, "layers", where, types=list)
     if not layers:
         raise InputError("the network has no layers", where=f"{where}: layers")
     return shape, layers
+
+
+def _drop_clashing_formulas(steps, names):
+    """Leave out a step's general formula (its first side) when one of its letters is a
+    declared symbol: the formula's ``d`` (a layer's input size) printed beside the file's
+    ``d`` would read as the same quantity. Returns the letters that clashed."""
+    clashed = set()
+    for step in steps:
+        first = step.rhs[0] if len(step.rhs) > 1 else None
+        if not isinstance(first, sp.Basic):
+            continue
+        letters = {s.name for s in first.free_symbols if s.name in names}
+        if letters:
+            step.rhs = step.rhs[1:]
+            clashed |= letters
+    return clashed
+
+
+def _size(raw, where, names):
+    """A size from the file: an integer, or an expression in the declared symbols."""
+    if isinstance(raw, str):
+        return value(raw, where, names)
+    return raw
+
+
+def _call(text, where, names):
+    """``name(arg, ..., key=value)``: :func:`parse_call`, whose literal arguments may also be
+    expressions in the declared symbols (``linear(h)``, ``conv2d(2*C, k)``)."""
+    if not names or not isinstance(text, str) or len(text) > 500:
+        return parse_call(text, where=where)
+    parser = Parser(names=names, unknown="symbol", where=where)
+    node = parser._ast(text).body
+    if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+        return parse_call(text, where=where)
+    if any(k.arg is None for k in node.keywords):
+        raise parser.error("**keyword arguments are not allowed", node)
+    args = [_argument(a, parser, where) for a in node.args]
+    kwargs = {k.arg: _argument(k.value, parser, where) for k in node.keywords}
+    return check_identifier(node.func.id, where), args, kwargs
+
+
+def _argument(node, parser, where):
+    """A layer argument: a literal (read by :func:`ast.literal_eval`, which evaluates
+    nothing), a list of them, or an expression in the declared symbols."""
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return [_argument(e, parser, where) for e in node.elts]
+    if not any(isinstance(n, ast.Name) for n in ast.walk(node)):
+        try:
+            return ast.literal_eval(node)
+        except ValueError:
+            raise parser.error("only literal numbers, strings, lists and expressions in the "
+                               "declared symbols are allowed here", node) from None
+    expr = parser.visit(node, 0)
+    if parser.mentioned:
+        name = next(iter(parser.mentioned))
+        raise InputError(f"symbol {name!r} is used but not declared (declared: "
+                         f"{', '.join(parser.names.keys() - {'pi'})}; add it to 'symbols')",
+                         where=where)
+    return expr
 
 
 def _input(value, where, layout):
@@ -212,6 +292,9 @@ def _conv(a, shape, steps, ctx, dims=2):
     k, s, dil = fix(o["kernel_size"], "kernel size"), fix(o["stride"], "stride"), \
         fix(o["dilation"], "dilation")
     if o["padding"] == "same":
+        if any(isinstance(v, sp.Basic) and not v.is_number for v in k + dil):
+            raise ShapeError("padding='same' needs a numeric (odd) kernel size and dilation",
+                             where=a.where)
         pad = [dl * (kk - 1) // 2 for kk, dl in zip(k, dil)]
         if any((dl * (kk - 1)) % 2 for kk, dl in zip(k, dil)):
             raise ShapeError("padding='same' needs an odd kernel", where=a.where)
