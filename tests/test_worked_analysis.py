@@ -89,6 +89,83 @@ def test_init_variances_match_torch_init():
     assert w.std().item() == pytest.approx(float(k["std"]), rel=0.02)
 
 
+# (result key, torch.nn.init function, its keyword arguments, normal or uniform)
+TORCH_INITS = [
+    ("xavier_fan_in", "kaiming_normal_", {"nonlinearity": "linear"}, "normal"),
+    ("xavier_fan_in", "kaiming_uniform_", {"nonlinearity": "linear"}, "uniform"),
+    ("xavier", "xavier_normal_", {}, "normal"),
+    ("xavier", "xavier_uniform_", {}, "uniform"),
+    ("kaiming", "kaiming_normal_", {"mode": "fan_in", "nonlinearity": "relu"}, "normal"),
+    ("kaiming", "kaiming_uniform_", {"mode": "fan_in", "nonlinearity": "relu"}, "uniform"),
+    ("kaiming_fan_out", "kaiming_normal_", {"mode": "fan_out", "nonlinearity": "relu"},
+     "normal"),
+    ("kaiming_fan_out", "kaiming_uniform_", {"mode": "fan_out", "nonlinearity": "relu"},
+     "uniform"),
+]
+
+
+@pytest.mark.parametrize("n_in, n_out", [(300, 100), (64, 512), (7, 7)])
+def test_init_forms_equal_torch_documented_constants(n_in, n_out):
+    """Each form against the closed forms torch.nn.init documents: xavier_uniform_ bound
+    gain*sqrt(6/(fan_in+fan_out)), xavier_normal_ std gain*sqrt(2/(fan_in+fan_out)),
+    kaiming_uniform_ bound gain*sqrt(3/fan_mode), kaiming_normal_ std gain/sqrt(fan_mode),
+    with gain 1 (linear) and sqrt(2) (relu) from torch.nn.init.calculate_gain, and the fans
+    of a Linear weight [n_out, n_in] from torch."""
+    torch = pytest.importorskip("torch")
+    d = solve(kind="init_variance", n_in=n_in, n_out=n_out)
+    fan_in, fan_out = torch.nn.init._calculate_fan_in_and_fan_out(torch.empty(n_out, n_in))
+    assert (fan_in, fan_out) == (n_in, n_out)
+    lin, rel = (torch.nn.init.calculate_gain(g) for g in ("linear", "relu"))
+    want = {"xavier_fan_in": (lin / np.sqrt(fan_in), lin * np.sqrt(3 / fan_in)),
+            "xavier": (lin * np.sqrt(2 / (fan_in + fan_out)),
+                       lin * np.sqrt(6 / (fan_in + fan_out))),
+            "kaiming": (rel / np.sqrt(fan_in), rel * np.sqrt(3 / fan_in)),
+            "kaiming_fan_out": (rel / np.sqrt(fan_out), rel * np.sqrt(3 / fan_out))}
+    for key, (std, bound) in want.items():
+        got = d.result[key]
+        assert float(got["std"]) == pytest.approx(std, rel=1e-12), key
+        assert float(got["uniform_bound"]) == pytest.approx(bound, rel=1e-12), key
+        assert float(got["variance"]) == pytest.approx(std ** 2, rel=1e-12), key
+        assert got["variance"].is_Rational and got["std"] ** 2 == got["variance"], key
+
+
+@pytest.mark.parametrize("key, fn, kwargs, law", TORCH_INITS,
+                         ids=[f"{k}-{f}" for k, f, _, _ in TORCH_INITS])
+def test_init_forms_match_a_large_torch_draw(key, fn, kwargs, law):
+    torch = pytest.importorskip("torch")
+    n_in, n_out = 400, 1000
+    d = solve(kind="init_variance", n_in=n_in, n_out=n_out)
+    got = {k: float(v) for k, v in d.result[key].items()}
+    torch.manual_seed(sum(map(ord, key + fn)))
+    w = torch.empty(n_out, n_in, dtype=torch.float64)  # 400,000 draws
+    getattr(torch.nn.init, fn)(w, **kwargs)
+    assert w.var().item() == pytest.approx(got["variance"], rel=0.01)
+    assert w.mean().item() == pytest.approx(0, abs=4 * got["std"] / np.sqrt(w.numel()))
+    if law == "uniform":
+        assert w.abs().max().item() <= got["uniform_bound"]
+        assert w.abs().max().item() == pytest.approx(got["uniform_bound"], rel=1e-3)
+
+
+def test_init_derivation_states_each_form():
+    d = solve(kind="init_variance", n_in=256, n_out=128)
+    notes = [s.note for sec in d.sections for s in sec.steps]
+    for call in ("xavier_normal_", "xavier_uniform_", "mode='fan_in'", "mode='fan_out'",
+                 "nonlinearity='linear'", "the slides' Xavier"):
+        assert any(call in n for n in notes), call
+    assert d.result["xavier_fan_in"]["variance"] == sp.Rational(1, 256)
+    assert d.result["kaiming_fan_out"]["variance"] == sp.Rational(2, 128)
+
+
+def test_init_with_fan_in_only_keeps_fan_out_symbolic():
+    d = solve(kind="init_variance", n_in=100, depth=3)
+    n_out = sp.Symbol("n_out", positive=True)
+    assert d.result["kaiming"]["variance"] == sp.Rational(1, 50)
+    assert sp.simplify(d.result["xavier"]["variance"] - 2 / (n_out + 100)) == 0
+    assert sp.simplify(d.result["kaiming_fan_out"]["uniform_bound"] - sp.sqrt(6 / n_out)) == 0
+    factors = [s.rhs[0] for sec in d.sections for s in sec.steps if "factor" in str(s.lhs)]
+    assert factors == [10 ** 6, 1, 50 ** 3]  # (100 * 1)^3; (100 * (2/100) / 2)^3; (100/2)^3
+
+
 def test_kaiming_keeps_relu_signal_variance_monte_carlo():
     d = solve(kind="init_variance", n_in=200, init="kaiming")
     std = float(d.result["kaiming"]["std"])
@@ -179,6 +256,11 @@ def test_mlp_with_matrices_against_torch():
     ({"kind": "conv_collapse", "kernels": [[1, 2]]}, ShapeError, "kernels"),
     ({"kind": "conv_collapse", "kernels": [[1], [1]], "kernel_sizes": [1, 1]}, InputError,
      "t.yaml"),
+    ({"kind": "init_variance", "n_in": 0}, ShapeError, "n_in"),
+    ({"kind": "init_variance", "n_in": -3, "n_out": 4}, ShapeError, "n_in"),
+    ({"kind": "init_variance", "n_in": 4, "n_out": 0}, ShapeError, "n_out"),
+    ({"kind": "init_variance", "n_in": 2.5}, InputError, "n_in"),
+    ({"kind": "init_variance", "init": "lecun"}, InputError, "init"),
 ])
 def test_bad_analysis_input(spec, error, where):
     with pytest.raises(error) as info:

@@ -256,9 +256,18 @@ def _flat(nested):
 
 
 # -- initialisation --------------------------------------------------------------------------
+_INIT_NOTE = ("Weights and inputs are independent with zero mean, so Var(w x) = Var(w) Var(x) "
+              "and the variances of a sum of independent terms add. n_in (fan-in) is the "
+              "number of inputs of a unit, n_out (fan-out) the number of units an input feeds; "
+              "PyTorch stores a Linear weight as [n_out, n_in], so fan_in is its second size.")
+#: the result keys, each a textbook form: (variance as a function of n_in, n_out, what it is)
+_FORMS = ("xavier_fan_in", "xavier", "kaiming", "kaiming_fan_out")
+
+
 @problem_kind("init_variance")
 def init_variance(spec, where):
-    """Xavier/Glorot and Kaiming/He: the weight variance that keeps signals at unit scale."""
+    """Xavier/Glorot and Kaiming/He: the weight variance that keeps signals at unit scale,
+    in each textbook form, with its normal std and uniform bound (as torch.nn.init)."""
     check_keys(spec, {"kind", "title", "n_in", "n_out", "init", "depth"}, where)
     which = key_choice(spec, "init", where, ("xavier", "kaiming", "both"), "both")
     n_in_v, n_out_v = key_int(spec, "n_in", where), key_int(spec, "n_out", where)
@@ -268,13 +277,17 @@ def init_variance(spec, where):
     subs = {k: v for k, v in ((n_in, n_in_v), (n_out, n_out_v)) if v is not None}
     d = Derivation(title=get(spec, "title", where, default="Initialisation variance"),
                    kind="init_variance")
-    d.note("Weights and inputs are independent with zero mean, so Var(w x) = Var(w) Var(x) "
-           "and the variances of a sum of independent terms add.")
+    d.note(_INIT_NOTE)
+    d.note("Each variance is shown as a normal N(0, sigma_w^2) (std sigma_w) and as a uniform "
+           "U(-a, a) (a = sqrt(3) sigma_w, since a uniform's variance is a^2/3), the "
+           "formulas torch.nn.init uses: xavier_normal_ std = sqrt(2/(fan_in + fan_out)), "
+           "xavier_uniform_ a = sqrt(6/(fan_in + fan_out)), kaiming_normal_ std = "
+           "sqrt(2/fan), kaiming_uniform_ a = sqrt(6/fan) (gain 1 and sqrt(2) for ReLU).")
     result = {}
     if which in ("xavier", "both"):
-        result["xavier"] = _xavier(d, n_in, n_out, s2, subs, depth)
+        result.update(_xavier(d, n_in, n_out, s2, subs, depth))
     if which in ("kaiming", "both"):
-        result["kaiming"] = _kaiming(d, n_in, s2, subs, depth)
+        result.update(_kaiming(d, n_in, n_out, s2, subs, depth))
     d.result = result
     return d
 
@@ -285,57 +298,82 @@ def _summary(var, subs):
     return {k: tidy(v.subs(subs)) for k, v in values.items()}
 
 
-def _summary_steps(var, subs, prefix):
+def _summary_steps(var, subs, normal, uniform):
+    """sigma_w and the uniform bound a of variance ``var``, each named by its torch call."""
     out = _summary(var, subs)
-    steps = [Step(sp.Symbol("sigma_w"), [sp.sqrt(var), *([out["std"]] if subs else [])],
-                  "normal initialisation N(0, sigma_w^2)"),
-             Step(sp.Symbol("a"), [sp.sqrt(3 * var), *with_approx(out["uniform_bound"])] if subs
-                  else [sp.sqrt(3 * var)], "uniform U(-a, a): a^2 / 3 = sigma_w^2")]
+    numbers = bool(subs) and not out["variance"].free_symbols
+    steps = [Step(sp.Symbol("sigma_w"), [sp.sqrt(var), *(with_approx(out["std"]) if numbers
+                                                         else [])],
+                  f"normal N(0, sigma_w^2): {normal}"),
+             Step(sp.Symbol("a"), [sp.sqrt(3 * var), *(with_approx(out["uniform_bound"])
+                                                       if numbers else [])],
+                  f"uniform U(-a, a), a^2 / 3 = sigma_w^2: {uniform}")]
     return steps, out
+
+
+def _variance_step(s2, var, subs, why):
+    value = tidy(var.subs(subs))
+    return Step(s2, [var, *([value] if subs and not value.free_symbols else [])], why)
 
 
 def _xavier(d, n_in, n_out, s2, subs, depth):
     var_x = Variance(sp.Symbol("x"))
     i, j = sp.symbols("i j", integer=True, positive=True)
     loss = sp.Symbol("L")
+    fan_in, glorot = 1 / n_in, 2 / (n_in + n_out)
     steps = [
         Step(Variance(sp.Symbol("y_j")), [
             sp.Sum(Variance(times(sp.Indexed("w", j, i), sp.Indexed("x", i))), (i, 1, n_in)),
             n_in * s2 * var_x], "forward pass, y = W x"),
-        Step(s2, [sp.solve(sp.Eq(n_in * s2, 1), s2)[0]],
-             "keep Var(y) = Var(x): n_in sigma_w^2 = 1"),
+        _variance_step(s2, sp.solve(sp.Eq(n_in * s2, 1), s2)[0], subs,
+                       "keep Var(y) = Var(x): n_in sigma_w^2 = 1 (the slides' Xavier, "
+                       "W = randn(n_in, n_out) / sqrt(n_in); also called LeCun)"),
+    ]
+    more, out_fan_in = _summary_steps(fan_in, subs, "randn / sqrt(n_in); kaiming_normal_ "
+                                      "with nonlinearity='linear'",
+                                      "kaiming_uniform_ with nonlinearity='linear'")
+    steps += more + [
         Step(Variance(sp.Derivative(loss, sp.Symbol("x_i"))),
              [times(n_out, s2, Variance(sp.Derivative(loss, sp.Symbol("y"))))],
              "backward pass: the gradient is a sum over the n_out outputs"),
-        Step(s2, [sp.solve(sp.Eq(n_out * s2, 1), s2)[0]],
-             "keep the gradient variance: n_out sigma_w^2 = 1"),
-    ]
-    var = 2 / (n_in + n_out)
-    steps.append(Step(s2, [var, *([tidy(var.subs(subs))] if subs else [])],
-                      "Xavier/Glorot: the harmonic compromise of the two conditions"))
-    more, out = _summary_steps(var, subs, "xavier")
-    steps += more + _depth_steps(n_in * s2, s2, var, subs, depth)
+        _variance_step(s2, sp.solve(sp.Eq(n_out * s2, 1), s2)[0], subs,
+                       "keep the gradient variance: n_out sigma_w^2 = 1"),
+        _variance_step(s2, glorot, subs, "Xavier/Glorot: the harmonic mean of the two "
+                       "conditions' variances 1/n_in and 1/n_out")]
+    more, out = _summary_steps(glorot, subs, "xavier_normal_", "xavier_uniform_")
+    steps += more + _depth_steps(n_in * s2, s2, glorot, subs, depth)
     d.sections.append(Section("Xavier / Glorot (linear or tanh units)", steps))
-    return out
+    return {"xavier_fan_in": out_fan_in, "xavier": out}
 
 
-def _kaiming(d, n_in, s2, subs, depth):
+def _kaiming(d, n_in, n_out, s2, subs, depth):
     var_z = Variance(sp.Symbol("z"))
-    x_i, z_i = sp.symbols("x_i z_i")
+    x_i, z_i, loss = sp.symbols("x_i z_i L")
     steps = [
         Step(Expectation(x_i ** 2), [Expectation(relu(z_i) ** 2), var_z / 2],
              "z symmetric about 0: half its mass is zeroed, the other half keeps its square"),
         Step(Variance(sp.Symbol("y_j")), [times(n_in, s2, Expectation(x_i ** 2)),
                                           n_in * s2 * var_z / 2]),
-        Step(s2, [sp.solve(sp.Eq(n_in * s2 / 2, 1), s2)[0],
-                  *([tidy((2 / n_in).subs(subs))] if subs else [])],
-             "keep Var(y) = Var(z): n_in sigma_w^2 / 2 = 1 (Kaiming/He, fan-in mode)"),
+        _variance_step(s2, sp.solve(sp.Eq(n_in * s2 / 2, 1), s2)[0], subs,
+                       "keep Var(y) = Var(z): n_in sigma_w^2 / 2 = 1 (Kaiming/He, fan_in "
+                       "mode: the forward signal keeps its scale)"),
     ]
-    var = 2 / n_in
-    more, out = _summary_steps(var, subs, "kaiming")
-    steps += more + _depth_steps(n_in * s2 / 2, s2, var, subs, depth)
+    more, out = _summary_steps(2 / n_in, subs, "kaiming_normal_(mode='fan_in', "
+                               "nonlinearity='relu')", "kaiming_uniform_(mode='fan_in', "
+                               "nonlinearity='relu')")
+    steps += more + [
+        Step(Variance(sp.Derivative(loss, z_i)),
+             [times(sp.Rational(1, 2), n_out, s2, Variance(sp.Derivative(loss, sp.Symbol("y"))))],
+             "backward pass: a sum over n_out outputs, then ReLU' passes half the units"),
+        _variance_step(s2, sp.solve(sp.Eq(n_out * s2 / 2, 1), s2)[0], subs,
+                       "keep the gradient variance: n_out sigma_w^2 / 2 = 1 (Kaiming/He, "
+                       "fan_out mode: the backward signal keeps its scale)")]
+    more, out_fan_out = _summary_steps(2 / n_out, subs, "kaiming_normal_(mode='fan_out', "
+                                       "nonlinearity='relu')", "kaiming_uniform_(mode="
+                                       "'fan_out', nonlinearity='relu')")
+    steps += more + _depth_steps(n_in * s2 / 2, s2, 2 / n_in, subs, depth)
     d.sections.append(Section("Kaiming / He (ReLU units)", steps))
-    return out
+    return {"kaiming": out, "kaiming_fan_out": out_fan_out}
 
 
 def _depth_steps(gain, s2, var, subs, depth):
@@ -346,6 +384,8 @@ def _depth_steps(gain, s2, var, subs, depth):
     if depth is not None and subs.get(sp.Symbol("n_in", positive=True)) is not None:
         for name, value in (("chosen", var), ("sigma_w^2 = 1", sp.Integer(1))):
             factor = tidy((gain.subs(s2, value) ** depth).subs(subs))
+            if factor.free_symbols:  # a size the problem did not give (n_out for Glorot)
+                continue
             steps.append(Step(Word(f"factor after {depth} layers"),
                               [*with_approx(factor)], f"with {name}"))
     return steps
