@@ -1,10 +1,18 @@
-"""Optimizer steps by hand: SGD, momentum (both forms), Nesterov, AdaGrad, RMSProp, Adam(W).
+"""Optimizer steps by hand: SGD, momentum (three forms), Nesterov, AdaGrad, RMSProp, Adam(W).
 
 Gradients are given (``grads``: one row per step) or computed from a function of the
 parameters (``function`` + ``variables``, e.g. a quadratic). Updates follow PyTorch's
-``torch.optim`` equations (so the numbers can be checked against it); each option that
-changes the equations is a key, stated in the derivation's notes. Element-wise
-operations (squares, square roots, division) act on each parameter separately.
+``torch.optim`` equations by default (so the numbers can be checked against it); each
+option that changes the equations (a course's convention: Adam without bias correction,
+the CS231n momentum, decoupled weight decay, an L2 penalty without the 1/2) is a key,
+stated in the derivation's notes. Element-wise operations (squares, square roots,
+division) act on each parameter separately.
+
+Values may be symbols declared under ``symbols: [eta, w, g1, g2]`` (``lr: eta``, ``theta:
+[w]``, ``grads: [[g1], [g2]]``): they are read by the whitelist parser
+(:class:`derive.scalar.parse.Parser`) as real symbols, an undeclared name is an error, and
+every step is then worked symbolically. A run can continue from a given state (``state: {m: ..., v:
+..., t: 3}`` or ``start_step: 4``), so "take step 4 from here" questions work.
 """
 from __future__ import annotations
 
@@ -12,16 +20,15 @@ import sympy as sp
 
 from derive.derivation import Derivation, Section, Step
 from derive.errors import InputError, ShapeError
-from derive.scalar.parse import check_identifier, parse
+from derive.scalar.parse import CONSTANTS, FUNCTIONS, Parser, check_identifier, parse
 from derive.problem import check_keys, get, problem_kind
-from derive.stepforms import Grad, minus, over, plus, power, root, substitute, times
-from derive.worked.common import (EXACT_NOTE, all_exact, array, key_bool, key_choice, key_int, key_number,
-                     said, symbol, tidy, with_approx)
-from derive.worked.schedules import Schedule
-
-# the symbols of the update equations
-ETA, LAMBDA, EPS, RHO, BETA, MU = sp.symbols("eta lambda epsilon rho beta mu")
-BETA1, BETA2 = sp.symbols("beta_1 beta_2")
+from derive.stepforms import Grad, minus, over, plus, root, substitute, times
+from derive.worked.common import (EXACT_NOTE, all_exact, array, dims, key_bool, key_choice,
+                                  key_int, number, said, shape, symbol, tidy, tolist,
+                                  with_approx)
+from derive.worked.optimizer_rules import (EPS, ETA, LAMBDA, MU, NOTES, UPDATES, shown,
+                                           state_names)
+from derive.worked.schedules import KEYS as SCHEDULE_KEYS, Schedule
 
 _DEFAULTS = {  # PyTorch's defaults where a problem is silent
     "momentum": sp.Rational(9, 10), "rho": sp.Rational(99, 100), "beta1": sp.Rational(9, 10),
@@ -29,44 +36,140 @@ _DEFAULTS = {  # PyTorch's defaults where a problem is silent
 }
 _EPS = {"adagrad": sp.Float(1e-10), "rmsprop": sp.Float(1e-8), "adam": sp.Float(1e-8),
         "adamw": sp.Float(1e-8)}
+_ADAM = {"beta1", "beta2", "eps", "eps_inside_sqrt", "bias_correction", "second_moment"}
 #: Keys each optimizer reads on top of the common ones.
 _KEYS = {
     "sgd": set(), "momentum": {"momentum", "momentum_form"},
     "nesterov": {"momentum", "nesterov_form"},
     "adagrad": {"eps", "eps_inside_sqrt", "initial_accumulator"},
     "rmsprop": {"rho", "eps", "eps_inside_sqrt"},
-    "adam": {"beta1", "beta2", "eps", "eps_inside_sqrt"},
-    "adamw": {"beta1", "beta2", "eps", "eps_inside_sqrt"},
+    "adam": _ADAM, "adamw": _ADAM,
 }
 _COMMON = {"kind", "title", "optimizer", "lr", "theta", "grads", "function", "variables",
-           "steps", "weight_decay", "schedule"}
+           "steps", "weight_decay", "weight_decay_form", "penalty", "schedule", "state",
+           "start_step", "symbols"}
+_TITLES = {"sgd": "SGD", "momentum": "SGD with momentum", "nesterov": "Nesterov momentum",
+           "adagrad": "AdaGrad", "rmsprop": "RMSProp", "adam": "Adam", "adamw": "AdamW"}
+SYMBOLIC_NOTE = ("{names} are symbols (declared under 'symbols'), so every step is worked "
+                 "symbolically; they stand for real numbers, so sqrt(g^2) = |g|.")
 
 
 @problem_kind("optimizer")
 def optimizer(spec, where):
-    """``k`` optimizer steps from ``theta``, every intermediate shown."""
+    """``k`` optimizer steps from ``theta`` (or from a given state), every intermediate shown."""
     name = key_choice(spec, "optimizer", where, tuple(_KEYS), None)
     check_keys(spec, _COMMON | _KEYS[name], where)
     run = _Run(spec, where, name)
-    d = Derivation(title=get(spec, "title", where, default=f"{_TITLES[name]}: "
-                                                           f"{run.k} step(s) by hand"),
-                   kind="optimizer")
+    d = Derivation(title=get(spec, "title", where, default=_title(run)), kind="optimizer")
     run.describe(d)
     theta = run.theta0
     history = [theta]
-    for t in range(1, run.k + 1):
+    for t in range(run.first, run.first + run.k):
         steps = []
-        g = run.gradient(theta, t, steps)
-        theta = _UPDATES[name](run, theta, g, t, steps)
+        lr = run.rate(t, steps)
+        ahead = run.lookahead(theta, t, steps)
+        g = run.gradient(theta, t, steps, at=ahead)
+        base = run.decay(theta, t, lr, steps)
+        theta = UPDATES[name](run, base, g, t, lr, steps)
         history.append(theta)
         d.sections.append(Section(f"Step t = {t}", steps))
     d.meta["trajectory"] = history
+    d.meta["state"] = dict(run.state, t=run.first + run.k - 1)
     d.result = theta[0] if run.scalar else theta
+    if name in ("adam", "adamw") and not run.second_moment and not run.bias_correction:
+        d.sections.append(_ema_check(spec, where, d))
     return d
 
 
-_TITLES = {"sgd": "SGD", "momentum": "SGD with momentum", "nesterov": "Nesterov momentum",
-           "adagrad": "AdaGrad", "rmsprop": "RMSProp", "adam": "Adam", "adamw": "AdamW"}
+def _title(run):
+    """``Adam without bias correction: steps 4 to 5 by hand`` and the like."""
+    name = _TITLES[run.name]
+    if run.name == "momentum" and run.form != "sum":
+        name += " (CS231n form)" if run.form == "cs231n" else " (EMA form)"
+    if run.name in ("adam", "adamw"):
+        missing = [w for w, on in (("bias correction", run.bias_correction),
+                                   ("second moment", run.second_moment)) if not on]
+        name += " without " + " or ".join(missing) if missing else ""
+    if run.decoupled and run.name != "adamw":
+        name += ", decoupled weight decay"
+    if run.first > 1:
+        last = run.first + run.k - 1
+        return f"{name}: step{'s' if run.k > 1 else ''} {run.first}" \
+               f"{f' to {last}' if run.k > 1 else ''} by hand"
+    return f"{name}: {run.k} step(s) by hand"
+
+
+def _ema_check(spec, where, d):
+    """The same problem run as SGD + momentum in the EMA form (beta = beta1): its iterates,
+    which must equal Adam's without bias correction or second moment."""
+    keys = {k: v for k, v in spec.items() if k not in _ADAM | {"optimizer", "state", "title"}}
+    keys.update(optimizer="momentum", momentum_form="ema")
+    if "beta1" in spec:
+        keys["momentum"] = spec["beta1"]
+    if "m" in spec.get("state", {}):
+        keys["state"] = {"u": spec["state"]["m"], **{k: v for k, v in spec["state"].items()
+                                                     if k == "t"}}
+    ema = optimizer(keys, where)
+    if ema.meta["trajectory"] != d.meta["trajectory"]:  # loud: the note would be false
+        raise AssertionError("Adam without second moment differs from EMA momentum")
+    first = len(d.meta["trajectory"]) - 1
+    start = int(d.meta["state"]["t"]) - first + 1
+    return Section("Check: the same iterates by SGD + momentum (EMA form, beta = beta1)", [
+        Step(symbol("theta", t), [_val(theta)], "by SGD + momentum (EMA): the same as Adam's")
+        for t, theta in zip(range(start, start + first), ema.meta["trajectory"][1:])])
+
+
+# -- reading values that may be symbols ------------------------------------------------------
+def declared_symbols(spec, where):
+    """The names declared under ``symbols: [eta, w, g1]``, as real SymPy symbols ({} when
+    absent); a name must be an identifier, not a function or constant of the parser."""
+    out = {}
+    for i, name in enumerate(get(spec, "symbols", where, types=list, default=[])):
+        at = f"{where}: symbols[{i}]"
+        check_identifier(name, at)
+        if name in out:
+            raise InputError(f"symbol {name!r} is declared twice", where=at)
+        if name in FUNCTIONS or name in CONSTANTS:
+            raise InputError(f"{name!r} is a function or constant of the expression language; "
+                             "choose another name", where=at)
+        out[name] = sp.Symbol(name, real=True)
+    return out
+
+
+def value(raw, where, symbols):
+    """A number, or text read by the whitelist parser in the declared ``symbols`` (an
+    undeclared name is an error naming it, so a typo is not taken for a symbol)."""
+    if not isinstance(raw, str) or not symbols:
+        return number(raw, where)
+    parser = Parser(names=symbols, unknown="symbol", where=where)
+    expr = parser.parse(raw)
+    if parser.mentioned:
+        raise InputError(f"symbol {next(iter(parser.mentioned))!r} is used but not declared "
+                         f"(declared: {', '.join(symbols)}; add it to 'symbols: [...]')",
+                         where=where)
+    return expr
+
+
+def values(raw, where, ndim, name, symbols):
+    """A rectangular (nested) list of :func:`value` entries; its rank one of ``ndim``."""
+    def leaves(item, at):
+        if isinstance(item, (list, tuple)):
+            return [leaves(x, f"{at}[{i}]") for i, x in enumerate(item)]
+        return value(item, at, symbols)
+    out = leaves(raw, where)
+    array(tolist(raw, lambda _: 0), where, ndim=ndim, name=name)  # shape checks only
+    return out
+
+
+def _symbolic(*items):
+    """True if any number in the (nested) arguments holds a symbol."""
+    for a in items:
+        if isinstance(a, (list, tuple)):
+            if _symbolic(*a):
+                return True
+        elif isinstance(a, sp.Basic) and a.free_symbols:
+            return True
+    return False
 
 
 class _Run:
@@ -74,35 +177,119 @@ class _Run:
 
     def __init__(self, spec, where, name):
         self.name, self.where, self.spec = name, where, spec
-        theta = array(get(spec, "theta", where), f"{where}: theta", ndim=(0, 1), name="theta")
+        self.declared = declared_symbols(spec, where)
+        theta = self._values(get(spec, "theta", where), f"{where}: theta", (0, 1), "theta")
         self.scalar = not isinstance(theta, list)
         self.theta0 = [theta] if self.scalar else theta
-        self.lr = key_number(spec, "lr", where)
-        if self.lr is None:
+        self.n = len(self.theta0)
+        if "lr" not in spec:
             raise InputError("missing required key 'lr'", where=where)
+        self.lr = value(spec["lr"], f"{where}: lr", self.declared)
+        self.hp = {k: self._value(k, v) for k, v in _DEFAULTS.items() if k in _KEYS[name]}
+        self.form = key_choice(spec, "momentum_form", where, ("sum", "ema", "cs231n"), "sum")
+        self.nesterov_form = key_choice(spec, "nesterov_form", where, ("pytorch", "lookahead"),
+                                        "pytorch")
+        self.bias_correction = key_bool(spec, "bias_correction", where, True)
+        self.second_moment = key_bool(spec, "second_moment", where, True)
+        self._gradient_source(spec, where)
+        self._weight_decay(spec, where)
+        self._state(spec, where)
+        self.symbolic = _symbolic(self.theta0, self.lr, list(self.hp.values()), self.wd,
+                                  getattr(self, "grads", None), list(self.state.values()))
+        self.eps = self._eps(spec, where)
+        self.eps_inside = key_bool(spec, "eps_inside_sqrt", where, False)
         self.schedule = None
         if "schedule" in spec:
             sched = get(spec, "schedule", where, types=dict)
+            check_keys(sched, {"schedule"} | SCHEDULE_KEYS, f"{where}: schedule")
             self.schedule = Schedule(sched, f"{where}: schedule", self.lr)
-        self.wd = key_number(spec, "weight_decay", where,
-                             sp.Rational(1, 100) if name == "adamw" else sp.Integer(0))
-        self.hp = {k: key_number(spec, k, where, v) for k, v in _DEFAULTS.items()
-                   if k in _KEYS[name]}
-        self.eps = key_number(spec, "eps", where, _EPS.get(name))
-        self.eps_inside = key_bool(spec, "eps_inside_sqrt", where, False)
-        self.form = key_choice(spec, "momentum_form", where, ("sum", "ema"), "sum")
-        self.nesterov_form = key_choice(spec, "nesterov_form", where, ("pytorch", "lookahead"),
-                                        "pytorch")
-        self._gradient_source(spec, where)
-        self.state = {}
+        self.prev = None  # the symbol the update starts from (theta_{t-1} or theta'_{t-1})
+
+    def _value(self, key, default):
+        if key not in self.spec:
+            return default
+        return value(self.spec[key], f"{self.where}: {key}", self.declared)
+
+    def _values(self, raw, where, ndim, name):
+        return values(raw, where, ndim, name, self.declared)
+
+    def _eps(self, spec, where):
+        if not self.second_moment:
+            for key in ("eps", "eps_inside_sqrt", "beta2"):
+                if key in spec:
+                    raise InputError(f"{key} has no role with second_moment: false (there is no "
+                                     "second moment to divide by)", where=f"{where}: {key}")
+            return None
+        default = EPS if self.symbolic and self.name in _EPS else _EPS.get(self.name)
+        return self._value("eps", default)
+
+    def _weight_decay(self, spec, where):
+        """Weight decay: coupled (``g + lambda theta``, or ``+ 2 lambda theta`` with the
+        penalty ``lambda ||theta||^2``) or decoupled (``theta <- (1 - eta lambda) theta``)."""
+        default = sp.Rational(1, 100) if self.name == "adamw" else sp.Integer(0)
+        self.wd = self._value("weight_decay", default)
+        form = key_choice(spec, "weight_decay_form", where, ("coupled", "decoupled"),
+                          "decoupled" if self.name == "adamw" else "coupled")
+        if self.name == "adamw" and form == "coupled":
+            raise InputError("adamw is Adam with decoupled weight decay; for the coupled (L2) "
+                             "form use optimizer: adam", where=f"{where}: weight_decay_form")
+        for key in ("weight_decay_form", "penalty"):
+            if key in spec and self.wd == 0:
+                raise InputError(f"{key} has no role without weight_decay",
+                                 where=f"{where}: {key}")
+        if form == "decoupled" and "penalty" in spec:
+            raise InputError("penalty sets the L2 gradient of coupled weight decay; decoupled "
+                             "decay has no gradient term", where=f"{where}: penalty")
+        penalty = key_choice(spec, "penalty", where, ("lambda/2", "lambda"), "lambda/2")
+        self.decoupled = form == "decoupled" and self.wd != 0
+        self.coupled = form == "coupled" and self.wd != 0
+        self.penalty = 2 if penalty == "lambda" else 1
+
+    def _state(self, spec, where):
+        """The state after step ``first - 1``: given in ``state`` (and/or ``start_step``)."""
+        raw = get(spec, "state", where, types=dict, default={})
+        names = state_names(self)
+        at = f"{where}: state"
+        check_keys(raw, set(names) | {"t"}, at)
+        t = key_int(raw, "t", at, None, minimum=0)
+        start = key_int(spec, "start_step", where, None, minimum=1)
+        if t is not None and start is not None and start != t + 1:
+            raise InputError(f"start_step {start} contradicts state t = {t} (the next step is "
+                             f"t + 1 = {t + 1})", where=f"{where}: start_step")
+        self.first = start if start is not None else (t + 1 if t is not None else 1)
+        self.state = {k: self._state_entry(raw[k], f"{at}.{k}") for k in names if k in raw}
+        missing = [k for k in names if k not in raw]
+        if self.first > 1 and missing:
+            raise InputError(f"missing {missing[0]} (its value after step {self.first - 1}, "
+                             f"where this run starts)", where=at)
+        if "G" in raw and "initial_accumulator" in spec:
+            raise InputError("give G_0 once: state.G or initial_accumulator",
+                             where=f"{where}: initial_accumulator")
+        if self.name in ("adam", "adamw") and self.bias_correction and self.state:
+            if t is None and start is None:
+                raise InputError("t (the number of steps already taken) is needed: the bias "
+                                 "correction divides by 1 - beta1^t", where=at)
+            if self.first == 1 and any(x != 0 for v in self.state.values() for x in v):
+                raise InputError("non-zero moments at t = 0: bias correction assumes m_0 = "
+                                 "v_0 = 0 (give t >= 1, or bias_correction: false)", where=at)
+
+    def _state_entry(self, raw, where):
+        entry = self._values(raw, where, (0, 1), where.rsplit(": ", 1)[-1])
+        entry = [entry] if not isinstance(entry, list) else entry
+        if isinstance(raw, list) == self.scalar or len(entry) != self.n:
+            want = "a number" if self.scalar else f"{self.n} entries"
+            raise ShapeError(f"must have the shape of theta ({want}), got "
+                             f"{dims(shape(entry if isinstance(raw, list) else 0))}",
+                             where=where)
+        return entry
 
     def _gradient_source(self, spec, where):
         if ("grads" in spec) == ("function" in spec):
             raise InputError("give exactly one of 'grads' (one row per step) and 'function'",
                              where=where)
-        n = len(self.theta0)
+        n = self.n
         if "grads" in spec:
-            grads = array(spec["grads"], f"{where}: grads", ndim=(1, 2), name="grads")
+            grads = self._values(spec["grads"], f"{where}: grads", (1, 2), "grads")
             rows = grads if isinstance(grads[0], list) else [[g] for g in grads]
             if not isinstance(rows[0], list) or len(rows[0]) != n:
                 raise ShapeError(f"each row of grads must have {n} entr{'y' if n == 1 else 'ies'}"
@@ -136,62 +323,120 @@ class _Run:
             raise InputError("missing required key 'steps' (how many updates to take)",
                              where=where)
 
-    # -- pieces every update uses -----------------------------------------------------
+    # -- what the derivation states ----------------------------------------------------
     def describe(self, d):
-        if all_exact(self.theta0, self.lr, self.eps, self.wd, list(self.hp.values()),
-                     getattr(self, "grads", None)):
+        if self.symbolic:
+            d.note(SYMBOLIC_NOTE.format(names=", ".join(self.declared)))
+        elif all_exact(self.theta0, self.lr, self.eps, self.wd, list(self.hp.values()),
+                       getattr(self, "grads", None), list(self.state.values())):
             d.note(EXACT_NOTE)
-        d.note(_NOTES[self.name](self))
+        d.note(NOTES[self.name](self))
         if self.schedule is not None:
             d.note(f"Learning rate from the {self.schedule.describe()}; step t uses "
                    "its value at t - 1.")
-        if self.wd != 0 and self.name != "adamw":
-            d.note(f"Weight decay {said(self.wd)} is added to the gradient (L2): g <- g + "
-                   "lambda * theta, as torch.optim does.")
+            if self.schedule.milestone_note():
+                d.note(self.schedule.milestone_note())
+        self._describe_decay(d)
+        if self.first > 1:
+            d.note(f"The run continues from the state after step {self.first - 1} (given), "
+                   f"so its first step is t = {self.first}.")
         if self.function is not None:
             f = sp.Symbol("f")
             d.sections.append(Section("Gradient of the objective", [
                 Step(f, [self.function]),
                 *[Step(sp.Derivative(f, s), [e]) for s, e in zip(self.symbols, self.grad_exprs)]]))
-        d.sections.append(Section("Start", [Step(symbol("theta", 0), [_val(self.theta0)])]))
+        start = [Step(symbol("theta", self.first - 1), [_val(self.theta0)])]
+        start += [Step(symbol(k, self.first - 1), [_val(v)], "given")
+                  for k, v in self.state.items()]
+        d.sections.append(Section("Start", start))
+
+    def _describe_decay(self, d):
+        wd = said(self.wd)
+        if self.coupled:
+            form = ("lambda * theta: the gradient of the penalty (lambda/2) ||theta||^2, as "
+                    "torch.optim's weight_decay" if self.penalty == 1 else
+                    "2 lambda * theta: the gradient of the penalty lambda ||theta||^2 "
+                    "(penalty: lambda)")
+            d.note(f"Coupled (L2) weight decay lambda = {wd} is added to the gradient: "
+                   f"g <- g + {form}.")
+        elif self.decoupled:
+            same = (" For plain SGD this is the same update as coupled decay with the penalty "
+                    "(lambda/2) ||theta||^2." if self.name == "sgd" else
+                    " Unlike coupled (L2) decay, the decay does not pass through the "
+                    "optimizer's state or scaling.")
+            d.note(f"Decoupled weight decay lambda = {wd} (as AdamW, and SGDW): theta'_{{t-1}}"
+                   f" = (1 - eta_t lambda) theta_{{t-1}} first (eta_t the step's learning "
+                   "rate, as torch.optim.AdamW), then the update starts from theta'_{t-1}; "
+                   "the gradient is the loss's only." + same)
+
+    # -- pieces every update uses -----------------------------------------------------
+    def buffer(self, name):
+        """The state ``name`` before this step (zeros at the start unless given)."""
+        if name in self.state:
+            return self.state[name]
+        init = self.hp["initial_accumulator"] if name == "G" else sp.Integer(0)
+        return [init] * self.n
+
+    def lookahead(self, theta, t, steps):
+        """Nesterov's lookahead point theta_{t-1} + mu v_{t-1} (None in every other form)."""
+        if self.name != "nesterov" or self.nesterov_form != "lookahead":
+            return None
+        mu, v = self.hp["momentum"], self.buffer("v")
+        return self.vstep(steps, symbol("thetatilde", t),
+                          plus(symbol("theta", t - 1), MU * symbol("v", t - 1)),
+                          lambda i: (plus(theta[i], times(mu, v[i])), theta[i] + mu * v[i]))
 
     def gradient(self, theta, t, steps, at=None):
-        """g_t (given, or the function's gradient at ``at`` / theta), with weight decay."""
+        """g_t (given, or the function's gradient at ``at`` / theta), with coupled decay."""
         g_t = symbol("g", t)
+        point = theta if at is None else at
+        arg = symbol("theta", t - 1) if at is None else symbol("thetatilde", t)
         if self.function is None:
-            g = self.grads[t - 1]
+            g = self.grads[t - self.first]
             steps.append(Step(g_t, [_val(g)], "given"))
         else:
-            point = theta if at is None else at
             subs = dict(zip(self.symbols, point))
-            g = [tidy(e.subs(subs)) for e in self.grad_exprs]
-            arg = symbol("theta", t - 1) if at is None else symbol("thetatilde", t)
+            g = [_tidy(e.subs(subs)) for e in self.grad_exprs]
             steps.append(Step(g_t, [Grad(sp.Symbol("f"), arg),
                                     _val([substitute(e, subs) for e in self.grad_exprs]),
                                     _val(g)]))
-        if self.wd != 0 and self.name != "adamw":
-            g = self.vstep(steps, g_t, plus(g_t, LAMBDA * symbol("theta", t - 1)),
-                           lambda i: (plus(g[i], times(self.wd, theta[i])),
-                                      g[i] + self.wd * theta[i]), len(g))
+        if self.coupled:
+            c, wd = self.penalty, self.wd
+            decay = LAMBDA * arg if c == 1 else 2 * LAMBDA * arg
+            g = self.vstep(steps, g_t, plus(g_t, decay),
+                           lambda i: (plus(g[i], times(*([c] if c != 1 else []), wd, point[i])),
+                                      g[i] + c * wd * point[i]))
         return g
+
+    def decay(self, theta, t, lr, steps):
+        """theta'_{t-1} = (1 - eta lambda) theta_{t-1} under decoupled decay, else theta."""
+        self.prev = symbol("theta", t - 1)
+        if not self.decoupled:
+            return theta
+        out = self.vstep(steps, symbol("thetaprime", t - 1),
+                         times(minus(1, ETA * LAMBDA), self.prev),
+                         lambda i: (times(minus(1, times(shown(lr), self.wd)), theta[i]),
+                                    (1 - lr * self.wd) * theta[i]))
+        self.prev = symbol("thetaprime", t - 1)
+        return out
 
     def rate(self, t, steps):
         """The learning rate of step ``t`` (a schedule is shown as its own step)."""
         if self.schedule is None:
             return self.lr
-        value, form = self.schedule.lr_at(t - 1)
-        value = tidy(value)
-        steps.append(Step(symbol("eta", t), [form, *with_approx(value)],
+        value_, form = self.schedule.lr_at(t - 1)
+        value_ = _tidy(value_)
+        shown_ = [value_] if value_.free_symbols else with_approx(value_)
+        steps.append(Step(symbol("eta", t), [form, *shown_],
                           f"{self.schedule.name} schedule at t = {t - 1}"))
-        return value
+        return value_
 
-    @staticmethod
-    def vstep(steps, lhs, symbolic, entry, n):
+    def vstep(self, steps, lhs, symbolic, entry):
         """Append ``lhs = symbolic = (substituted...) = (values...)``; return the values."""
-        forms, values = zip(*(entry(i) for i in range(n)))
-        values = [tidy(v) for v in values]
-        steps.append(Step(lhs, [symbolic, _val(list(forms)), _val(values)]))
-        return values
+        forms, vals = zip(*(entry(i) for i in range(self.n)))
+        vals = [_tidy(v) for v in vals]
+        steps.append(Step(lhs, [symbolic, _val(list(forms)), _val(vals)]))
+        return vals
 
     def div(self, num, root_of, i, what):
         """``num / (sqrt(root_of) + eps)`` (or ``sqrt(root_of + eps)``), refusing 0 / 0."""
@@ -209,176 +454,23 @@ class _Run:
 
     def scaled(self, lr, num, acc):
         """``lr num / (sqrt(acc) + eps)`` with the numbers, as written."""
-        return times(_shown(lr), over(num, self.den(acc, self.eps)))
+        return times(shown(lr), over(num, self.den(acc, self.eps)))
 
 
-def _val(values):
+def _tidy(v):
+    """:func:`tidy`, and for a symbolic value the shortest of it and its common factors
+    taken out (``(1 - beta_1)(beta_1 g_1 + g_2)``, as an answer writes a moment)."""
+    tidied = tidy(v)
+    if not isinstance(v, sp.Basic) or not v.free_symbols or sp.count_ops(v) > 40:
+        return tidied
+    forms = [sp.factor_terms(v), sp.factor_terms(sp.cancel(v)), sp.factor_terms(tidied), tidied]
+    return min(forms, key=sp.count_ops)
+
+
+def _val(vals):
     """One parameter's value, or the parameters as a column vector."""
-    return values[0] if len(values) == 1 else sp.Matrix(values)
-
-
-def _shown(lr):
-    """The learning rate as a step shows it: a float schedule's value as one decimal."""
-    if lr.has(sp.Float) and not lr.is_Float:
-        return sp.Float(sp.N(lr, 15), 15)
-    return lr
+    return vals[0] if len(vals) == 1 else sp.Matrix(vals)
 
 
 def _shape(rows):
     return f"{len(rows)}x{len(rows[0])}" if isinstance(rows[0], list) else f"{len(rows)}"
-
-
-# -- the update rules, one function each --------------------------------------------------
-def _sgd(run, theta, g, t, steps):
-    lr = run.rate(t, steps)
-    return run.vstep(steps, symbol("theta", t), minus(symbol("theta", t - 1), ETA * symbol("g", t)),
-                     lambda i: (minus(theta[i], times(_shown(lr), g[i])), theta[i] - lr * g[i]),
-                     len(theta))
-
-
-def _momentum(run, theta, g, t, steps):
-    mu, lr = run.hp["momentum"], run.rate(t, steps)
-    v = run.state.get("v", [sp.Integer(0)] * len(theta))
-    g_t = symbol("g", t)
-    if run.form == "ema":
-        sym = "u"
-        v = run.vstep(steps, symbol("u", t),
-                      plus(BETA * symbol("u", t - 1), times(minus(1, BETA), g_t)),
-                      lambda i: (plus(times(mu, v[i]), times(1 - mu, g[i])),
-                                 mu * v[i] + (1 - mu) * g[i]), len(theta))
-    else:
-        sym = "v"
-        v = run.vstep(steps, symbol("v", t), plus(RHO * symbol("v", t - 1), g_t),
-                      lambda i: (plus(times(mu, v[i]), g[i]), mu * v[i] + g[i]), len(theta))
-    run.state["v"] = v
-    return run.vstep(steps, symbol("theta", t), minus(symbol("theta", t - 1), ETA * symbol(sym, t)),
-                     lambda i: (minus(theta[i], times(_shown(lr), v[i])), theta[i] - lr * v[i]),
-                     len(theta))
-
-
-def _nesterov(run, theta, g, t, steps):
-    mu = run.hp["momentum"]
-    v = run.state.get("v", [sp.Integer(0)] * len(theta))
-    theta_t, theta_prev, v_t, v_prev = (symbol("theta", t), symbol("theta", t - 1),
-                                        symbol("v", t), symbol("v", t - 1))
-    if run.nesterov_form == "lookahead":
-        steps.pop()  # the gradient is taken at the lookahead point instead
-        ahead = run.vstep(steps, symbol("thetatilde", t), plus(theta_prev, MU * v_prev),
-                          lambda i: (plus(theta[i], times(mu, v[i])), theta[i] + mu * v[i]),
-                          len(theta))
-        g = run.gradient(theta, t, steps, at=ahead)
-        lr = run.rate(t, steps)
-        v = run.vstep(steps, v_t, minus(MU * v_prev, ETA * symbol("g", t)),
-                      lambda i: (minus(times(mu, v[i]), times(_shown(lr), g[i])),
-                                 mu * v[i] - lr * g[i]), len(theta))
-        run.state["v"] = v
-        return run.vstep(steps, theta_t, plus(theta_prev, v_t),
-                         lambda i: (plus(theta[i], v[i]), theta[i] + v[i]), len(theta))
-    lr = run.rate(t, steps)
-    v = run.vstep(steps, v_t, plus(MU * v_prev, symbol("g", t)),
-                  lambda i: (plus(times(mu, v[i]), g[i]), mu * v[i] + g[i]), len(theta))
-    run.state["v"] = v
-    return run.vstep(steps, theta_t, minus(theta_prev, times(ETA, plus(symbol("g", t), MU * v_t))),
-                     lambda i: (minus(theta[i], times(_shown(lr), plus(g[i], times(mu, v[i])))),
-                                theta[i] - lr * (g[i] + mu * v[i])), len(theta))
-
-
-def _adagrad(run, theta, g, t, steps):
-    lr = run.rate(t, steps)
-    G = run.state.get("G", [run.hp["initial_accumulator"]] * len(theta))
-    G = run.vstep(steps, symbol("G", t), plus(symbol("G", t - 1), symbol("g", t) ** 2),
-                  lambda i: (plus(G[i], power(g[i], 2)), G[i] + g[i] ** 2), len(theta))
-    run.state["G"] = G
-    return _scaled_step(run, theta, g, G, t, lr, steps, "G", "the accumulator G")
-
-
-def _rmsprop(run, theta, g, t, steps):
-    rho, lr = run.hp["rho"], run.rate(t, steps)
-    s = run.state.get("s", [sp.Integer(0)] * len(theta))
-    s = run.vstep(steps, symbol("s", t),
-                  plus(RHO * symbol("s", t - 1), times(minus(1, RHO), symbol("g", t) ** 2)),
-                  lambda i: (plus(times(rho, s[i]), times(1 - rho, power(g[i], 2))),
-                             rho * s[i] + (1 - rho) * g[i] ** 2), len(theta))
-    run.state["s"] = s
-    return _scaled_step(run, theta, g, s, t, lr, steps, "s", "the average s")
-
-
-def _scaled_step(run, theta, g, acc, t, lr, steps, sym, what):
-    """theta - lr * g / (sqrt(acc) + eps): the AdaGrad / RMSProp update."""
-    return run.vstep(steps, symbol("theta", t),
-                     minus(symbol("theta", t - 1),
-                           times(ETA, over(symbol("g", t), run.den(symbol(sym, t))))),
-                     lambda i: (minus(theta[i], run.scaled(lr, g[i], acc[i])),
-                                theta[i] - lr * run.div(g[i], acc[i], i, what)), len(theta))
-
-
-def _adam(run, theta, g, t, steps):
-    b1, b2, lr = run.hp["beta1"], run.hp["beta2"], run.rate(t, steps)
-    n = len(theta)
-    g_t = symbol("g", t)
-    decoupled = run.name == "adamw" and run.wd != 0
-    if decoupled:
-        theta = run.vstep(steps, symbol("thetaprime", t - 1),
-                          times(minus(1, ETA * LAMBDA), symbol("theta", t - 1)),
-                          lambda i: (times(minus(1, times(_shown(lr), run.wd)), theta[i]),
-                                     (1 - lr * run.wd) * theta[i]), n)
-    m = run.state.get("m", [sp.Integer(0)] * n)
-    v = run.state.get("v", [sp.Integer(0)] * n)
-    m = run.vstep(steps, symbol("m", t),
-                  plus(BETA1 * symbol("m", t - 1), times(minus(1, BETA1), g_t)),
-                  lambda i: (plus(times(b1, m[i]), times(1 - b1, g[i])),
-                             b1 * m[i] + (1 - b1) * g[i]), n)
-    v = run.vstep(steps, symbol("v", t),
-                  plus(BETA2 * symbol("v", t - 1), times(minus(1, BETA2), g_t ** 2)),
-                  lambda i: (plus(times(b2, v[i]), times(1 - b2, power(g[i], 2))),
-                             b2 * v[i] + (1 - b2) * g[i] ** 2), n)
-    run.state.update(m=m, v=v)
-    m_hat = run.vstep(steps, symbol("mhat", t), over(symbol("m", t), minus(1, BETA1 ** t)),
-                      lambda i: (over(m[i], minus(1, power(b1, t))), m[i] / (1 - b1 ** t)), n)
-    v_hat = run.vstep(steps, symbol("vhat", t), over(symbol("v", t), minus(1, BETA2 ** t)),
-                      lambda i: (over(v[i], minus(1, power(b2, t))), v[i] / (1 - b2 ** t)), n)
-    prev = symbol("thetaprime" if decoupled else "theta", t - 1)
-    return run.vstep(steps, symbol("theta", t),
-                     minus(prev, times(ETA, over(symbol("mhat", t), run.den(symbol("vhat", t))))),
-                     lambda i: (minus(theta[i], run.scaled(lr, m_hat[i], v_hat[i])),
-                                theta[i] - lr * run.div(m_hat[i], v_hat[i], i, "v-hat")), n)
-
-
-_UPDATES = {"sgd": _sgd, "momentum": _momentum, "nesterov": _nesterov, "adagrad": _adagrad,
-            "rmsprop": _rmsprop, "adam": _adam, "adamw": _adam}
-
-
-def _eps_note(run):
-    where = "inside" if run.eps_inside else "outside (as torch.optim)"
-    return f" eps = {said(run.eps)}, {where} the square root."
-
-
-_NOTES = {
-    "sgd": lambda r: "SGD: theta_t = theta_{t-1} - eta g_t.",
-    "momentum": lambda r: (
-        f"Momentum, {'EMA' if r.form == 'ema' else 'sum (PyTorch / heavy-ball)'} form with "
-        f"coefficient {said(r.hp['momentum'])}: "
-        + ("u_t = beta u_{t-1} + (1 - beta) g_t, theta_t = theta_{t-1} - eta u_t. "
-           "The EMA form needs a learning rate 1/(1 - beta) times larger to match the sum form."
-           if r.form == "ema" else
-           "v_t = rho v_{t-1} + g_t, theta_t = theta_{t-1} - eta v_t (v_0 = 0).")),
-    "nesterov": lambda r: (
-        f"Nesterov momentum mu = {said(r.hp['momentum'])}, "
-        + ("lookahead form (Sutskever et al.): the gradient is taken at theta + mu v."
-           if r.nesterov_form == "lookahead" else
-           "PyTorch form: v_t = mu v_{t-1} + g_t, theta_t = theta_{t-1} - eta (g_t + mu v_t); "
-           "it is the lookahead form rewritten so that only the gradient at theta is needed.")),
-    "adagrad": lambda r: ("AdaGrad: G_t = G_{t-1} + g_t^2 "
-                          f"(G_0 = {said(r.hp['initial_accumulator'])}), "
-                          "theta_t = theta_{t-1} - eta g_t / (sqrt(G_t) + eps)." + _eps_note(r)),
-    "rmsprop": lambda r: (f"RMSProp with rho = {said(r.hp['rho'])}: "
-                          "s_t = rho s_{t-1} + (1 - rho) g_t^2, "
-                          "theta_t = theta_{t-1} - eta g_t / (sqrt(s_t) + eps)." + _eps_note(r)),
-    "adam": lambda r: (f"Adam with beta1 = {said(r.hp['beta1'])}, "
-                       f"beta2 = {said(r.hp['beta2'])} and bias "
-                       "correction m_hat = m / (1 - beta1^t), v_hat = v / (1 - beta2^t)."
-                       + _eps_note(r)),
-    "adamw": lambda r: (f"AdamW: decoupled weight decay lambda = {said(r.wd)} shrinks theta by "
-                        f"(1 - eta lambda) before the Adam step (beta1 = {said(r.hp['beta1'])}, "
-                        f"beta2 = {said(r.hp['beta2'])})." + _eps_note(r)),
-}
