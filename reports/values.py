@@ -105,7 +105,9 @@ def array_tex(v, names=None, approx=True):
         return r"\text{array of shape } (%s)" % ", ".join(map(str, rows.shape))
     exact = bmatrix(rows, lambda e: entry_tex(e, names))
     if approx and any(classify(e) == "exact" and approximate(e) is not None for e in rows.flat):
-        return exact + r" \approx " + bmatrix(rows, lambda e: decimal_tex(sp.N(e)))
+        # an entry with symbols has no decimal: it is shown exact in the decimal matrix too
+        return exact + r" \approx " + bmatrix(rows, lambda e: decimal_tex(sp.N(e)) if
+                                               classify(e) != "expr" else entry_tex(e, names))
     return exact
 
 

@@ -306,3 +306,14 @@ def test_architecture_bad_symbols_are_one_line(spec, where, words, error):
         solve(kind="architecture", **spec)
     message = str(err.value)
     assert f"t.yaml: {where}:" in message and words in message and "\n" not in message
+
+
+def test_a_result_mixing_letters_and_radicals_renders_in_every_format():
+    reports = pytest.importorskip("reports")
+    d = solve(kind="batchnorm", mode="eval", symbols=["a", "m", "v"], X=[["a", 1], [2, 3]],
+              running_mean=["m", 0], running_var=["v", 1], eps="1/100")
+    assert d.result[0][1] == 10 * sp.sqrt(101) / 101
+    md = reports.render(d, "md")
+    result = md[md.index("## Result"):]
+    assert r"\approx" in result and "0.995037" in result and result.count("v + ") == 4
+    assert "0.995037" in reports.render(d, "tex") and reports.render(d, "html")
