@@ -154,7 +154,8 @@ def state_names(run):
 # -- the notes: each optimizer's equations and options, in words ----------------------------
 def _eps_note(run):
     where = "inside" if run.eps_inside else "outside (as torch.optim)"
-    return f" eps = {said(run.eps)}, {where} the square root."
+    kept = " (not given: kept as a symbol)" if run.eps == EPS else ""
+    return f" eps = {said(run.eps)}{kept}, {where} the square root."
 
 
 def _momentum_note(r):

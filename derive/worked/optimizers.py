@@ -20,12 +20,13 @@ import sympy as sp
 
 from derive.derivation import Derivation, Section, Step
 from derive.errors import InputError, ShapeError
-from derive.scalar.parse import CONSTANTS, FUNCTIONS, Parser, check_identifier, parse
+from derive.scalar.parse import check_identifier, parse
 from derive.problem import check_keys, get, problem_kind
 from derive.stepforms import Grad, minus, over, plus, root, substitute, times
-from derive.worked.common import (EXACT_NOTE, all_exact, array, dims, key_bool, key_choice,
-                                  key_int, number, said, shape, symbol, tidy, tolist,
-                                  with_approx)
+from derive.worked.common import (EXACT_NOTE, all_exact, declared_symbols, dims, key_bool,
+                                  key_choice, key_int, said, shape, symbol, symbolic,
+                                  symbolic_array, tidy_symbolic, value)
+from derive.worked.common import shown as value_forms
 from derive.worked.optimizer_rules import (EPS, ETA, LAMBDA, MU, NOTES, UPDATES, shown,
                                            state_names)
 from derive.worked.schedules import KEYS as SCHEDULE_KEYS, Schedule
@@ -119,65 +120,12 @@ def _ema_check(spec, where, d):
         for t, theta in zip(range(start, start + first), ema.meta["trajectory"][1:])])
 
 
-# -- reading values that may be symbols ------------------------------------------------------
-def declared_symbols(spec, where):
-    """The names declared under ``symbols: [eta, w, g1]``, as real SymPy symbols ({} when
-    absent); a name must be an identifier, not a function or constant of the parser."""
-    out = {}
-    for i, name in enumerate(get(spec, "symbols", where, types=list, default=[])):
-        at = f"{where}: symbols[{i}]"
-        check_identifier(name, at)
-        if name in out:
-            raise InputError(f"symbol {name!r} is declared twice", where=at)
-        if name in FUNCTIONS or name in CONSTANTS:
-            raise InputError(f"{name!r} is a function or constant of the expression language; "
-                             "choose another name", where=at)
-        out[name] = sp.Symbol(name, real=True)
-    return out
-
-
-def value(raw, where, symbols):
-    """A number, or text read by the whitelist parser in the declared ``symbols`` (an
-    undeclared name is an error naming it, so a typo is not taken for a symbol)."""
-    if not isinstance(raw, str) or not symbols:
-        return number(raw, where)
-    parser = Parser(names=symbols, unknown="symbol", where=where)
-    expr = parser.parse(raw)
-    if parser.mentioned:
-        raise InputError(f"symbol {next(iter(parser.mentioned))!r} is used but not declared "
-                         f"(declared: {', '.join(symbols)}; add it to 'symbols: [...]')",
-                         where=where)
-    return expr
-
-
-def values(raw, where, ndim, name, symbols):
-    """A rectangular (nested) list of :func:`value` entries; its rank one of ``ndim``."""
-    def leaves(item, at):
-        if isinstance(item, (list, tuple)):
-            return [leaves(x, f"{at}[{i}]") for i, x in enumerate(item)]
-        return value(item, at, symbols)
-    out = leaves(raw, where)
-    array(tolist(raw, lambda _: 0), where, ndim=ndim, name=name)  # shape checks only
-    return out
-
-
-def _symbolic(*items):
-    """True if any number in the (nested) arguments holds a symbol."""
-    for a in items:
-        if isinstance(a, (list, tuple)):
-            if _symbolic(*a):
-                return True
-        elif isinstance(a, sp.Basic) and a.free_symbols:
-            return True
-    return False
-
-
 class _Run:
     """The problem read once: parameters, gradient source, hyper-parameters and state."""
 
     def __init__(self, spec, where, name):
         self.name, self.where, self.spec = name, where, spec
-        self.declared = declared_symbols(spec, where)
+        self.declared = declared_symbols(spec, where, real=True)
         theta = self._values(get(spec, "theta", where), f"{where}: theta", (0, 1), "theta")
         self.scalar = not isinstance(theta, list)
         self.theta0 = [theta] if self.scalar else theta
@@ -194,8 +142,9 @@ class _Run:
         self._gradient_source(spec, where)
         self._weight_decay(spec, where)
         self._state(spec, where)
-        self.symbolic = _symbolic(self.theta0, self.lr, list(self.hp.values()), self.wd,
-                                  getattr(self, "grads", None), list(self.state.values()))
+        self.symbolic = bool(symbolic(self.theta0, self.lr, list(self.hp.values()), self.wd,
+                                      getattr(self, "grads", None),
+                                      list(self.state.values())))
         self.eps = self._eps(spec, where)
         self.eps_inside = key_bool(spec, "eps_inside_sqrt", where, False)
         self.schedule = None
@@ -211,7 +160,7 @@ class _Run:
         return value(self.spec[key], f"{self.where}: {key}", self.declared)
 
     def _values(self, raw, where, ndim, name):
-        return values(raw, where, ndim, name, self.declared)
+        return symbolic_array(raw, where, self.declared, ndim, name)
 
     def _eps(self, spec, where):
         if not self.second_moment:
@@ -396,7 +345,7 @@ class _Run:
             steps.append(Step(g_t, [_val(g)], "given"))
         else:
             subs = dict(zip(self.symbols, point))
-            g = [_tidy(e.subs(subs)) for e in self.grad_exprs]
+            g = [tidy_symbolic(e.subs(subs)) for e in self.grad_exprs]
             steps.append(Step(g_t, [Grad(sp.Symbol("f"), arg),
                                     _val([substitute(e, subs) for e in self.grad_exprs]),
                                     _val(g)]))
@@ -425,16 +374,15 @@ class _Run:
         if self.schedule is None:
             return self.lr
         value_, form = self.schedule.lr_at(t - 1)
-        value_ = _tidy(value_)
-        shown_ = [value_] if value_.free_symbols else with_approx(value_)
-        steps.append(Step(symbol("eta", t), [form, *shown_],
+        value_ = tidy_symbolic(value_)
+        steps.append(Step(symbol("eta", t), [form, *value_forms(value_)],
                           f"{self.schedule.name} schedule at t = {t - 1}"))
         return value_
 
     def vstep(self, steps, lhs, symbolic, entry):
         """Append ``lhs = symbolic = (substituted...) = (values...)``; return the values."""
         forms, vals = zip(*(entry(i) for i in range(self.n)))
-        vals = [_tidy(v) for v in vals]
+        vals = [tidy_symbolic(v) for v in vals]
         steps.append(Step(lhs, [symbolic, _val(list(forms)), _val(vals)]))
         return vals
 
@@ -455,16 +403,6 @@ class _Run:
     def scaled(self, lr, num, acc):
         """``lr num / (sqrt(acc) + eps)`` with the numbers, as written."""
         return times(shown(lr), over(num, self.den(acc, self.eps)))
-
-
-def _tidy(v):
-    """:func:`tidy`, and for a symbolic value the shortest of it and its common factors
-    taken out (``(1 - beta_1)(beta_1 g_1 + g_2)``, as an answer writes a moment)."""
-    tidied = tidy(v)
-    if not isinstance(v, sp.Basic) or not v.free_symbols or sp.count_ops(v) > 40:
-        return tidied
-    forms = [sp.factor_terms(v), sp.factor_terms(sp.cancel(v)), sp.factor_terms(tidied), tidied]
-    return min(forms, key=sp.count_ops)
 
 
 def _val(vals):
