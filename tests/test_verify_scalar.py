@@ -176,7 +176,8 @@ def test_mlp_correct(mlp, answer):
     ("w1_11", "x1", "chain_not_applied"),
     ("z1", "a1*(1 - a1)", "chain_not_applied"),
     ("x1", "(yhat - y)*w2_11*a1*(1 - a1)*w1_11", "missing_edge"),  # x1 feeds z1 and z2
-    ("w1_11", "(yhat - y)*w2_11*x1", "other"),
+    ("w1_11", "(yhat - y)*w2_11*x1", "missing_local_partial"),  # sigma'(z1) left out
+    ("w1_11", "(yhat - y)*x1", "other"),  # two partials left out: no single mistake
 ])
 def test_mlp_wrong(mlp, wrt, answer, kind):
     assert judged(mlp, wrt, answer) == ("wrong", kind)

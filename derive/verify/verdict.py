@@ -25,7 +25,8 @@ from derive.notebook import Shown
 
 #: The diagnoses a wrong answer can get, most specific first.
 DIAGNOSES = ("sign", "factor", "transpose", "swapped_operands", "elementwise_vs_matrix",
-             "missing_edge", "missing_batch_sum", "chain_not_applied", "other")
+             "missing_edge", "missing_batch_sum", "chain_not_applied",
+             "missing_local_partial", "other")
 
 #: One line per diagnosis for people.
 EXPLAIN = {
@@ -38,6 +39,8 @@ EXPLAIN = {
     "missing_batch_sum": "the sum over the batch is missing",
     "chain_not_applied": "a local partial was given where the adjoint was asked "
                          "(the chain rule was not applied)",
+    "missing_local_partial": "the chain stops at an upstream adjoint: a local partial "
+                             "(e.g. σ'(z) after a sigmoid) was not multiplied in",
     "other": "no common mistake fits",
 }
 

@@ -10,17 +10,23 @@ the diagnosis. Nothing is guessed from the answer's syntax, so ``-(yhat - y)`` a
 Order matters only when two hypotheses give the same numbers. A missing contribution is
 preferred over "a local partial was given" when the dropped edges leave exactly the
 local partial (the adjoint of the output is 1, so both describe the answer ``t`` for
-``dy/dw`` in the RNN); a constant factor comes last among the specific kinds because a
-dropped edge or a partial can happen to be proportional to the adjoint.
+``dy/dw`` in the RNN); "a local partial was given" comes before its mirror image, "a
+local partial was left out" (the sweep run with one edge's partial taken as 1: the
+answer ``dl/dyhat`` for ``dl/dz`` after a sigmoid stops at the upstream adjoint); a
+constant factor comes last among the specific kinds because a dropped edge or a partial
+can happen to be proportional to the adjoint. A bare number, compared at the problem's
+values only, is matched as the judge accepts it: to about 4 significant digits.
 """
 from __future__ import annotations
 
 from fractions import Fraction
+from types import SimpleNamespace
 
-from derive.verify.scalar.points import close
+from derive.verify.scalar.points import RTOL, Replay, close
 from derive.verify.verdict import ratio_text
 
 TINY = 1e-12
+NUMBER_RTOL = 5e-4  # the judge's: a bare number may be rounded to about 4 digits
 
 
 def diagnose(replay, node, answer, target, overrides=None, pts=None):
@@ -46,6 +52,11 @@ def diagnose(replay, node, answer, target, overrides=None, pts=None):
     overrides = overrides or [None] * len(replay)
     a = [answer[p] for p in pts]
     t = [target[p] for p in pts]
+    rounded = len(pts) == 1  # a bare number, perhaps rounded by hand
+
+    def _matches(xs, ys):
+        return _close_all(xs, ys, NUMBER_RTOL if rounded else RTOL)
+
     if _matches(a, [-v for v in t]) and any(abs(v) > TINY for v in t):
         return "sign", "the answer is the negative of the expected value"
     for drop, text in _dropped_edges(replay, node):
@@ -55,14 +66,18 @@ def diagnose(replay, node, answer, target, overrides=None, pts=None):
     for values, text in _local_partials(replay, node, pts):
         if not _matches(values, t) and _matches(a, values):
             return "chain_not_applied", text
+    for k, text in _partials_left_out(replay, node):
+        values = [_sweep_unit_partial(replay, p, k, overrides[p]).get(node, 0.0) for p in pts]
+        if not _matches(values, t) and _matches(a, values):
+            return "missing_local_partial", text
     ratio = _constant_ratio(a, t, simple=len(pts) == 1)
     if ratio is not None:
         return "factor", f"off by a constant factor: the answer is {ratio} times the expected value"
     return "other", ""
 
 
-def _matches(xs, ys):
-    return all(close(complex(x), complex(y)) for x, y in zip(xs, ys))
+def _close_all(xs, ys, rtol):
+    return all(close(complex(x), complex(y), rtol=rtol) for x, y in zip(xs, ys))
 
 
 def _dropped_edges(replay, node):
@@ -103,6 +118,37 @@ def _local_partials(replay, node, pts):
         values = [replay.sweep(p, output=mid).get(node, 0.0) for p in pts]
         yield values, (f"this is d{mid}/d{node}: the chain stops at {mid} instead of "
                        f"going on to {out}")
+
+
+def _partials_left_out(replay, node):
+    """(edge, sentence) for every edge on a path from ``node`` to the output: its local
+    partial, left out of the chain, is the hypothesis. ``node``'s own edges first (the
+    answer is then the upstream adjoint itself when ``node`` has one edge)."""
+    edges, below = replay.d.edges, set(replay.downstream(node))
+    own = replay.out_edges[node]
+    inner = [k for m in replay.downstream(node) if m != node for k in replay.out_edges[m]
+             if edges[k].dst in below]
+    for k in own:
+        dst = edges[k].dst
+        if len(own) == 1:
+            yield k, (f"this is d{replay.d.output}/d{dst}, the adjoint of {dst}: the chain "
+                      f"stops there, the local partial d{dst}/d{node} is not multiplied in")
+        else:
+            yield k, (f"the local partial d{dst}/d{node} is not multiplied into the "
+                      f"contribution through {dst}")
+    for k in inner:
+        e = edges[k]
+        yield k, (f"the local partial d{e.dst}/d{e.src} is left out of the chain from "
+                  f"{node} to {replay.d.output}")
+
+
+def _sweep_unit_partial(replay, p, k, override):
+    """The reverse sweep at point ``p`` with edge ``k``'s local partial taken as 1."""
+    part = list(replay.partials[p])
+    part[k] = 1.0
+    view = SimpleNamespace(d=replay.d, order=replay.order, out_edges=replay.out_edges,
+                           partials={p: part})
+    return Replay.sweep(view, p, override=override)
 
 
 def _constant_ratio(a, t, simple=False):

@@ -249,7 +249,8 @@ class TensorChecker:
         return "other", ""
 
     def _edge_hypotheses(self, node):
-        """Sums of some of ``node``'s edge contributions; contributions with ū_dst -> 1."""
+        """Sums of some of ``node``'s edge contributions; contributions with ū_dst -> 1;
+        the upstream adjoint ū_dst alone (its local partial left out)."""
         edges = [e for e in self.d.edges if e.src == node]
         if len(edges) > 1:
             for skip in edges:
@@ -263,6 +264,11 @@ class TensorChecker:
                    "local derivative was given where the adjoint was asked)",
                    lambda env: sum(display_value(e.contribution, _ones_for_bars(env))
                                    for e in edges))
+        if len(edges) == 1:  # the chain stops at the upstream adjoint
+            dst = edges[0].dst
+            yield ("missing_local_partial", f"this is the adjoint of {dst}: the chain stops "
+                   f"there, the local partial d{dst}/d{node} is not multiplied in",
+                   lambda env: env[dst + BAR_SUFFIX])
 
     # -- tables ----------------------------------------------------------------------------
     def table(self, answers, student=None):
