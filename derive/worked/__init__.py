@@ -19,9 +19,11 @@ module                kinds
 ``analysis``          linear_collapse, conv_collapse, init_variance
 ``jacobians``         rnn_jacobian, mlp_jacobian
 ``classic``           perceptron, knn, decoding
+``graph_by_hand``     gnn
 ====================  =========================================================
 """
 from derive.worked import regularisation  # noqa: F401  (regularised_loss)
 from derive.worked import (analysis, architecture, attention_by_hand, classic,  # noqa: F401
                            conv_by_hand, dropout, jacobians, losses_by_hand, norms_by_hand,
                            optimizers, schedules)  # (each module registers its problem kinds)
+from derive.worked import graph_by_hand  # noqa: F401,E402  (gnn)
