@@ -215,6 +215,37 @@ def test_only_a_dependence_the_graph_lost_is_named(ab):
     assert "node.realize_cached_data()" in report.headline
 
 
+class RowMax(TensorOp):
+    """A scatter-style gradient: written into zeros at each row's argmax."""
+
+    def compute(self, a):
+        return a.max(axis=1)
+
+    def gradient(self, out_grad, node):
+        a = node.inputs[0]
+        grad = np.zeros_like(a)
+        grad[np.arange(a.shape[0]), np.argmax(a, axis=1)] = out_grad
+        return grad
+
+
+class RowMaxViaNumpy(RowMax):
+    def gradient(self, out_grad, node):
+        a = node.inputs[0].numpy()
+        grad = np.zeros_like(a)
+        grad[np.arange(a.shape[0]), np.argmax(a, axis=1)] = out_grad.numpy()
+        return grad
+
+
+def test_scatter_gradients_stay_in_the_graph_unless_taken_out(ab):
+    a, _ = ab
+    assert gradcheck(RowMax, inputs=[a])
+    report = gradcheck(RowMaxViaNumpy, inputs={"a": a})
+    assert report.inputs[0].failures == 0 and not report
+    assert "a.numpy(), out_grad.numpy()" in report.headline
+    # the routing does not move under a small change of a: only out_grad is lost
+    assert "does not depend on out_grad through the graph" in report.inputs[0].detached
+
+
 def test_top_level_import():
     assert dv.gradcheck is gradcheck
 

@@ -50,6 +50,12 @@ class Traced(np.ndarray):
         result = func(*_unwrap(args), **_unwrap(kwargs))
         return _wrap(result, deps, log)
 
+    def __setitem__(self, index, value):
+        # a value written in flows into the array (scatter-style gradients)
+        deps, _ = _gather((index, value))
+        self.deps = self.deps | deps
+        super().__setitem__(_unwrap(index), _unwrap(value))
+
     def realize_cached_data(self):
         """needle's: the value as a plain array (outside the graph)."""
         return self._leave("realize_cached_data()")
