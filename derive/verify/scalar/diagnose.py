@@ -131,8 +131,8 @@ def _partials_left_out(replay, node):
     for k in own:
         dst = edges[k].dst
         if len(own) == 1:
-            yield k, (f"this is d{replay.d.output}/d{dst}, the adjoint of {dst}: the chain "
-                      f"stops there, the local partial d{dst}/d{node} is not multiplied in")
+            yield k, (f"this is d{replay.d.output}/d{dst}, the adjoint of {dst}; the local "
+                      f"partial d{dst}/d{node} is not multiplied in")
         else:
             yield k, (f"the local partial d{dst}/d{node} is not multiplied into the "
                       f"contribution through {dst}")

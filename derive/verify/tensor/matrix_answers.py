@@ -266,8 +266,8 @@ class TensorChecker:
                                    for e in edges))
         if len(edges) == 1:  # the chain stops at the upstream adjoint
             dst = edges[0].dst
-            yield ("missing_local_partial", f"this is the adjoint of {dst}: the chain stops "
-                   f"there, the local partial d{dst}/d{node} is not multiplied in",
+            yield ("missing_local_partial", f"this is the adjoint of {dst}; the local "
+                   f"partial d{dst}/d{node} is not multiplied in",
                    lambda env: env[dst + BAR_SUFFIX])
 
     # -- tables ----------------------------------------------------------------------------
