@@ -153,3 +153,45 @@ def test_bad_input_is_one_line_naming_the_key(spec, key, words):
     text = str(err.value)
     assert "\n" not in text and words in text
     assert text.startswith(f"t.yaml: {key}" if key != "t.yaml" else "t.yaml:")
+
+
+# -- update rules written out (the midterm's question 10(c)) ------------------------------------
+FIG6 = [[1, 2], [2, 3], [2, 4], [3, 4], [3, 5]]  # the figure is missing from the text: assumed
+
+
+def expected_rule(node, edges):
+    """The exam's rule for ``node``, its sum over neighbours written out independently."""
+    heard = sorted({j for i, j in edges if i == node} | {i for i, j in edges if j == node})
+    terms = " + ".join(rf"\tanh{{\left(W_{{2}} s^{{(l-1)}}_{{{j}}} \right)}}" for j in heard)
+    return rf"s^{{(l-1)}}_{{{node}}} + W_{{1}} \frac{{{terms}}}{{{len(heard)}}}"
+
+
+def test_exam_update_rule_for_nodes_2_and_3_written_out():
+    d = solve(update="residual_tanh", edges=FIG6, show=[2, 3])
+    assert list(d.result) == ["node 2", "node 3"]
+    for node in (2, 3):
+        assert latex(d.result[f"node {node}"]) == expected_rule(node, FIG6)
+    first = d.sections[-1].steps[0]
+    assert latex(first.lhs) == "s^{l}_{2}" and "n_{2}" in latex(first.rhs[0])
+    assert "residual" in " ".join(d.notes)
+
+
+def test_gcn_rule_with_self_loops_names_nodes_from_one():
+    d = solve(edges=[[1, 2], [2, 3]], aggregation="mean", include_self=True)
+    assert latex(d.result["node 1"]) == r"\sigma{\left(\frac{h_{1} W + h_{2} W}{2} \right)}"
+    assert latex(d.result["node 2"]) == (r"\sigma{\left(\frac{h_{1} W + h_{2} W + h_{3} W}{3}"
+                                         r" \right)}")
+
+
+@pytest.mark.parametrize("spec, key, words", [
+    ({"edges": FIG6, "show": [0]}, "show[0]", "numbered 1..5"),
+    ({"edges": FIG6, "show": [6]}, "show[0]", "numbered 1..5"),
+    ({"edges": [[1, 2]], "nodes": 2, "show": [1], "update": "gat"}, "update", "gcn"),
+    ({"edges": [[1, 3]], "nodes": 2}, "edges[0]", "node 3 does not exist"),
+    ({"edges": FIG6, "update": "residual_tanh", "activation": "relu"}, "activation", "no outer"),
+])
+def test_bad_rule_input_is_one_line_naming_the_key(spec, key, words):
+    with pytest.raises(InputError) as err:
+        solve(**spec)
+    text = str(err.value)
+    assert "\n" not in text and words in text and text.startswith(f"t.yaml: {key}")

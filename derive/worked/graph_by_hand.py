@@ -20,6 +20,10 @@ Then ``Z = M W`` with ``M = P H`` and ``H' = σ(Z)``. Given ``G = ∂L/∂H'``::
 
 so node j's gradient collects ``p_ij m̄_i`` from every node i that hears j (``Pᵀ``, not
 ``P``: under mean aggregation the two differ).
+
+Without numbers (no ``H``, ``W``) each node's update rule is written out with every sum over
+its neighbours expanded: ``gcn`` (the layer above) or ``residual_tanh``, the midterm's
+``s^l_i = s^(l-1)_i + W_1 (1/n_i) Σ_j tanh(W_2 s^(l-1)_j)``.
 """
 from __future__ import annotations
 
@@ -31,11 +35,14 @@ from derive.functions import sigmoid
 from derive.problem import check_keys, get, problem_kind
 from derive.stepforms import approx, over, plus, root, times, written
 from derive.worked.common import (EXACT_NOTE, all_exact, array, dims, key_bool, key_choice,
-                                  shape, symbol, tidy)
+                                  key_int, shape, symbol, tidy)
 
 AGGREGATIONS = ("sum", "mean", "symmetric")
-_KEYS = {"kind", "title", "edges", "adjacency", "directed", "H", "W", "aggregation",
-         "include_self", "activation", "upstream"}
+_GRAPH_KEYS = {"kind", "title", "edges", "adjacency", "directed", "aggregation", "include_self"}
+_KEYS = _GRAPH_KEYS | {"H", "W", "activation", "upstream"}
+_RULE_KEYS = _GRAPH_KEYS | {"nodes", "update", "show", "activation"}
+#: the update rules written out symbolically (no H, W given)
+UPDATES = ("gcn", "residual_tanh")
 
 #: name -> (σ at a number, σ' at a number, how σ' is written)
 _ACT = {
@@ -52,6 +59,8 @@ SIGMA, SIGMA_PRIME = sp.Function("sigma"), sp.Function("sigmaprime")
 @problem_kind("gnn")
 def gnn(spec, where):
     """``H' = σ(P H W)`` on the graph of ``edges`` (1-based) or ``adjacency``, with gradients."""
+    if "H" not in spec and "W" not in spec:
+        return _rules(spec, where)
     check_keys(spec, _KEYS, where)
     H = _matrix_key(spec, "H", where)
     W = _matrix_key(spec, "W", where)
@@ -90,7 +99,7 @@ def _matrix_key(spec, key, where):
     return sp.Matrix(array(get(spec, key, where), f"{where}: {key}", ndim=2, name=key))
 
 
-def _adjacency(spec, where, n):
+def _adjacency(spec, where, n, counted=lambda n: f"H has {n} rows"):
     """The 0/1 adjacency (N x N, A[i, j] = 1 when j sends to i) from ``edges`` or ``adjacency``."""
     if ("edges" in spec) == ("adjacency" in spec):
         raise InputError("give the graph as 'edges' (1-based node pairs) or as 'adjacency' "
@@ -101,7 +110,8 @@ def _adjacency(spec, where, n):
             raise InputError("'directed' applies to 'edges'; an adjacency matrix says it "
                              "itself (A_ij = 1 when j sends to i)", where=f"{where}: directed")
         return _adjacency_matrix(spec["adjacency"], f"{where}: adjacency", n)
-    return _edge_list(get(spec, "edges", where, types=list), f"{where}: edges", n, directed)
+    return _edge_list(get(spec, "edges", where, types=list), f"{where}: edges", n, directed,
+                      counted)
 
 
 def _adjacency_matrix(value, where, n):
@@ -110,7 +120,7 @@ def _adjacency_matrix(value, where, n):
     if rows != cols:
         raise ShapeError(f"the adjacency must be square (N x N), got {dims((rows, cols))}",
                          where=where)
-    if rows != n:
+    if n is not None and rows != n:
         raise ShapeError(f"the adjacency is {dims((rows, cols))} but H has {n} rows (one per "
                          "node)", where=where.rsplit(": ", 1)[0] + ": H")
     for i, row in enumerate(A):
@@ -121,9 +131,13 @@ def _adjacency_matrix(value, where, n):
     return sp.Matrix(A)
 
 
-def _edge_list(edges, where, n, directed):
+def _edge_list(edges, where, n, directed, counted=lambda n: f"H has {n} rows"):
     if not edges:
         raise InputError("no edges: give at least one pair [i, j] of node numbers", where=where)
+    if n is None:  # no states given: N is the largest node number named
+        n = max((v for pair in edges if isinstance(pair, list) for v in pair
+                 if isinstance(v, int) and not isinstance(v, bool)), default=1)
+        counted = (lambda n: f"the largest node named is {n}")
     A = sp.zeros(n, n)
     for k, pair in enumerate(edges):
         at = f"{where}[{k}]"
@@ -135,7 +149,7 @@ def _edge_list(edges, where, n, directed):
                 raise InputError(f"node numbers are integers 1..{n}, got {node!r:.40}", where=at)
             if not 1 <= node <= n:
                 raise InputError(f"node {node} does not exist: nodes are numbered 1..{n} "
-                                 f"(1-based; H has {n} rows)", where=at)
+                                 f"(1-based; {counted(n)})", where=at)
         i, j = pair
         A[j - 1, i - 1] = 1  # i sends to j
         if not directed:
@@ -297,6 +311,102 @@ def _transform(d, M, W, act, P, hat):
         "The same W transforms every node (weights are shared across nodes): z_i = m_i W, "
         "h'_i = sigma(z_i). Per node, h'_i = sigma(sum over j of p_ij h_j W).")))
     return Z, out
+
+
+# -- update rules written out (no numbers) ----------------------------------------------------
+def _rules(spec, where):
+    """Each node's update rule with every sum over its neighbours written out."""
+    check_keys(spec, _RULE_KEYS, where)
+    update = key_choice(spec, "update", where, UPDATES, "gcn")
+    agg = key_choice(spec, "aggregation", where, AGGREGATIONS,
+                     "mean" if update == "residual_tanh" else "sum")
+    include_self = key_bool(spec, "include_self", where, False)
+    if update == "residual_tanh" and "activation" in spec:
+        raise InputError("residual_tanh has no outer activation (tanh acts on each message)",
+                         where=f"{where}: activation")
+    act = key_choice(spec, "activation", where, tuple(_ACT), "relu")
+    n = key_int(spec, "nodes", where)
+    if n is not None and "edges" not in spec:
+        raise InputError("'nodes' goes with 'edges'; an adjacency has one row per node",
+                         where=f"{where}: nodes")
+    A = _adjacency(spec, where, n, lambda n: f"nodes: {n}")
+    N = A.shape[0]
+    show = _shown_nodes(spec, where, N)
+    d = Derivation(title=get(spec, "title", where, types=str,
+                             default=f"Graph-network update rules ({agg} aggregation)"),
+                   kind="gnn")
+    d.note("Nodes are numbered 1..N; A_ij = 1 when node j sends its state to node i.")
+    graph_key = "edges" if "edges" in spec else "adjacency"
+    P, _ = _propagation(d, A, agg, include_self, where, graph_key)
+    if update == "gcn":
+        d.note(f"sigma = {act}. The same W is used at every node.")
+    else:
+        d.note("The update adds W_1 times the aggregate of tanh(W_2 m_ij) to the node's own "
+               "state (a residual connection), with node j's state as the message m_ij; "
+               "W_1 and W_2 are shared by every node.")
+    steps, rules = [], {}
+    for i in show:
+        heard = [j for j in range(N) if P[i, j] != 0]
+        lhs, forms = _rule(update, i, heard, P, agg, include_self)
+        steps.append(Step(lhs, forms, f"node {i + 1} hears "
+                          + (", ".join(str(j + 1) for j in heard) or "no node")))
+        rules[f"node {i + 1}"] = forms[-1]
+    d.sections.append(Section("Update rules, every sum written out", steps, text=_RULE_TEXT[
+        update].format(agg={"sum": "the sum", "mean": "the mean",
+                            "symmetric": "the symmetric-normalised sum"}[agg])))
+    d.result = rules
+    d.meta.update(aggregation=agg, include_self=include_self, update=update)
+    return d
+
+
+_RULE_TEXT = {
+    "gcn": "h'_i = sigma(sum over j in N(i) of p_ij h_j W), with {agg} over the nodes i hears.",
+    "residual_tanh": "Node i's new state is its state at the layer before plus W_1 times "
+                     "{agg}, over the nodes j it hears, of tanh(W_2 times node j's state at "
+                     "the layer before) (the state itself is the message).",
+}
+
+
+def _shown_nodes(spec, where, n):
+    """The 0-based nodes to write out (``show`` is 1-based; all nodes when absent)."""
+    value = get(spec, "show", where, types=list, default=None)
+    if value is None:
+        return list(range(n))
+    for k, node in enumerate(value):
+        if isinstance(node, bool) or not isinstance(node, int) or not 1 <= node <= n:
+            raise InputError(f"nodes are numbered 1..{n} (1-based), got {node!r:.40}",
+                             where=f"{where}: show[{k}]")
+    return [node - 1 for node in value]
+
+
+def _rule(update, i, heard, P, agg, hat):
+    """(lhs, [with degree symbols, with numbers]) for node ``i``'s update."""
+    _, _, deg = _names(hat)
+    if update == "residual_tanh" and not hat:
+        deg = "n"  # the exam's n_i: the number of node i's neighbours
+    nc = (lambda name: sp.Symbol(name, commutative=False))
+    if update == "gcn":
+        term = (lambda j: nc(f"h_{j + 1}") * nc("W"))
+        lhs, wrap = sp.Symbol(f"h'_{i + 1}"), SIGMA
+    else:
+        term = (lambda j: sp.tanh(nc("W_2") * nc(f"s^(l-1)_{j + 1}")))
+        lhs = sp.Symbol(f"s^l_{i + 1}")
+
+        def wrap(aggregate):
+            return plus(nc(f"s^(l-1)_{i + 1}"),
+                        written(sp.Mul(nc("W_1"), aggregate, evaluate=False)))
+    if not heard:
+        return lhs, [wrap(sp.Integer(0))]
+    terms = [term(j) for j in heard]
+    if agg == "sum":
+        return lhs, [wrap(plus(*terms))]
+    if agg == "mean":
+        return lhs, [wrap(over(plus(*terms), symbol(deg, i + 1))),
+                     wrap(over(plus(*terms), len(heard)))]
+    return lhs, [wrap(plus(*[times(over(1, root(times(symbol(deg, i + 1), symbol(deg, j + 1)))),
+                                   t) for j, t in zip(heard, terms)])),
+                 wrap(plus(*[times(P[i, j], t) if P[i, j] != 1 else t
+                             for j, t in zip(heard, terms)]))]
 
 
 # -- the backward pass ---------------------------------------------------------------------------
