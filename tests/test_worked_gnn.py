@@ -195,3 +195,54 @@ def test_bad_rule_input_is_one_line_naming_the_key(spec, key, words):
         solve(**spec)
     text = str(err.value)
     assert "\n" not in text and words in text and text.startswith(f"t.yaml: {key}")
+
+
+# -- the MessagePassing layer with self-loops -----------------------------------------------
+def message_passing_numpy(A, s, m, W1, W2):
+    """s'_i = s_i + W1 · mean over j with A_ij = 1 of tanh(W2 · m_ij), loops in NumPy."""
+    out = s.copy()
+    for i in range(len(A)):
+        heard = [j for j in range(len(A)) if A[i][j]]
+        out[i] += W1 @ np.mean([np.tanh(W2 @ m[i, j]) for j in heard], axis=0)
+    return out
+
+
+@pytest.mark.parametrize("messages", ["edges", "states"])
+def test_message_passing_include_self_matches_numpy_and_finite_differences(messages):
+    import derive as dt
+    from derive.layers.graphnet import MessagePassing
+
+    A = [[0, 1, 0], [1, 0, 1], [0, 1, 0]]
+    layer = MessagePassing(A, features=2, hidden=3, message_size=2, messages=messages,
+                           include_self=True)
+    rng = np.random.default_rng(3)
+    v = {"s": rng.normal(size=(3, 2)), "W1": rng.normal(size=(2, 3)),
+         "W2": rng.normal(size=(3, 2))}
+    if messages == "edges":
+        v["m"] = rng.normal(size=(3, 3, 2))
+    looped = np.array(A) + np.eye(3)
+
+    def twin(vals):
+        m = vals["m"] if messages == "edges" else np.broadcast_to(vals["s"], (3, 3, 2))
+        return message_passing_numpy(looped, vals["s"], m, vals["W1"], vals["W2"])
+
+    G = rng.normal(size=(3, 2))
+    out, grads = dt.evaluate(layer, v, upstream=G)
+    np.testing.assert_allclose(out, twin(v), rtol=1e-12)
+    for name in v:
+        t = rng.normal(size=v[name].shape)
+        up, down = ({**v, name: v[name] + sign * 1e-6 * t} for sign in (1, -1))
+        numeric = (np.sum(G * twin(up)) - np.sum(G * twin(down))) / 2e-6
+        assert np.sum(grads[name] * t) == pytest.approx(numeric, rel=1e-6, abs=1e-8), name
+    assert any("include_self" in n for n in layer.derive().notes)
+
+
+def test_message_passing_include_self_on_a_looped_node_is_one_line():
+    from derive.layers.graphnet import MessagePassing
+
+    with pytest.raises(InputError, match="node 0 already has a self-loop"):
+        MessagePassing([[1, 1], [1, 0]], include_self=True)
+    with pytest.raises(InputError, match="include_self must be true or false"):
+        MessagePassing([[0, 1], [1, 0]], include_self="yes")
+    # an isolated node is no longer isolated once it hears itself
+    MessagePassing([[0, 0], [0, 0]], include_self=True)

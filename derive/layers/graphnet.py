@@ -16,7 +16,9 @@ The adjacency and the degrees are data given with the layer (``meta["value"]``),
 with no neighbours is caught when the layer is made: under mean or max aggregation its
 aggregate is undefined, which is an error unless ``isolated="zero"`` is passed (then the
 aggregate of no messages is 0, as PyTorch Geometric's scatter-mean gives).
-``expand=True`` adds the derivation written out node by node.
+``include_self=True`` adds a self-loop at every node (``A + I``): node i's own message
+``m_ii`` (its own state with ``messages="states"``) is aggregated with its neighbours', and
+``n_i`` counts it. ``expand=True`` adds the derivation written out node by node.
 """
 from __future__ import annotations
 
@@ -46,6 +48,18 @@ def adjacency_array(adjacency, where):
     return arr
 
 
+def self_loops(A, include_self, where):
+    """``include_self`` checked: a bool, and no node already looped (it would count twice)."""
+    if not isinstance(include_self, bool):
+        raise InputError(f"include_self must be true or false, got {include_self!r:.40}",
+                         where=where)
+    looped = [int(i) for i in np.flatnonzero(np.diag(A))]
+    if include_self and looped:
+        raise InputError(f"node {looped[0]} already has a self-loop in the adjacency, so "
+                         "include_self would count its own message twice", where=where)
+    return include_self
+
+
 class MessagePassing(Layer):
     """``s'_i = s_i + W1 · (1/n_i) Σ_{j∈N(i)} tanh(W2 · m_ij)`` (and max / sum variants).
 
@@ -57,9 +71,12 @@ class MessagePassing(Layer):
 
     def __init__(self, adjacency=((0, 1, 1), (1, 0, 0), (1, 1, 0)), features="d", hidden="d_h",
                  message_size="d_m", aggregation="mean", messages="edges", isolated="error",
-                 expand=False):
+                 expand=False, include_self=False):
         where = self.title
         self.A = adjacency_array(adjacency, where)
+        self.include_self = self_loops(self.A, include_self, where)
+        if include_self:
+            self.A = self.A + np.eye(self.A.shape[0])
         if aggregation not in AGGREGATIONS:
             raise InputError(f"aggregation must be one of {', '.join(AGGREGATIONS)}, got "
                              f"{aggregation!r}", where=where)
@@ -84,8 +101,9 @@ class MessagePassing(Layer):
         return self.A.shape[0]
 
     def options(self):
+        extra = {"include_self": True} if self.include_self else {}
         return {"nodes": self.nodes, "aggregation": self.aggregation,
-                "messages": self.messages}
+                "messages": self.messages, **extra}
 
     def param_shapes(self):
         return {"W1": (self.features, self.hidden), "W2": (self.hidden, self.message_size)}
@@ -115,6 +133,9 @@ class MessagePassing(Layer):
         out = g.define(g.unique(f"{self.out_base}{tag}"), s.shape,
                        lambda i, k: s[i, k] + g.sum(self.hidden, lambda q: W1[k, q] * agg[i, q]),
                        layer=layer, text=f"{s.name} + {agg.name} @ W1.T")
+        if self.include_self:
+            g.notes.append("Self-loops (include_self): every node aggregates its own message "
+                           "m_ii with its neighbours' (A + I), and n_i counts it.")
         if self.isolated == "zero":
             g.notes.append("A node with no neighbours aggregates no messages; its aggregate is "
                            "taken to be 0 (n_i is set to 1 so the mean of nothing is 0).")
