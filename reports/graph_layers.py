@@ -26,8 +26,8 @@ def layers(nodes, edges):
     its first consumer (so a target ``y`` or a weight used late appears where it is used).
     """
     inputs = {n.name: list(n.inputs) for n in nodes}
-    for e in edges:
-        if e.src not in inputs[e.dst]:
+    for e in edges:  # (an edge into a step a long sequence's record leaves out is not drawn)
+        if e.dst in inputs and e.src not in inputs[e.dst]:
             inputs[e.dst].append(e.src)
     depth = {}
     for n in nodes:  # Derivation nodes are in topological order

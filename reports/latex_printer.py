@@ -343,7 +343,26 @@ def latex(expr, names=None, **settings):
     """
     if isinstance(expr, str):
         return expr
-    return DeriveLatexPrinter({"names": names or None, **settings}).doprint(expr)
+    try:
+        key = (expr, tuple(sorted(names.items())) if names else None,
+               tuple(sorted(settings.items())))
+        hash(key)
+    except TypeError:  # something unhashable: printed, not remembered
+        key = None
+    tex = _PRINTED.get(key) if key is not None else None
+    if tex is None:
+        tex = DeriveLatexPrinter({"names": names or None, **settings}).doprint(expr)
+        if key is not None:
+            if len(_PRINTED) >= MAX_PRINTED:
+                _PRINTED.clear()
+            _PRINTED[key] = tex
+    return tex
+
+
+# A document prints each formula more than once (its table, its worked section, the
+# read-back of what it printed); SymPy objects compare structurally (2.0*x != 2*x), so
+# an object equal to one printed before prints the same.
+_PRINTED, MAX_PRINTED = {}, 50_000
 
 
 def symbol_tex(name, names=None, adjoint=False):

@@ -78,7 +78,7 @@ class Layer:
         opts = ", ".join(f"{k}={v}" for k, v in self.options().items())
         return f"{self.title}({opts})"
 
-    def derive(self, wrt=None, values=None, upstream=None):
+    def derive(self, wrt=None, values=None, upstream=None, all_steps=False):
         """The Derivation of every parameter's and input's gradient (index form, deltas,
         matrix form; scatters and gathers where the layer reads through computed indices),
         or of the definition alone, with the reason, when the layer has no gradient."""
@@ -89,7 +89,7 @@ class Layer:
                                self.no_gradient.replace("{title}", self.title))
             d.meta["layer"] = self.key
             return d
-        d = derive_graph(self.graph(), wrt, values, upstream, kind="layer")
+        d = derive_graph(self.graph(), wrt, values, upstream, kind="layer", all_steps=all_steps)
         window = getattr(self, "k", None)
         if isinstance(window, int) and not isinstance(window, bool):
             d.meta["window"] = window  # the range of a pooling offset its forms print

@@ -167,11 +167,14 @@ class RNN(RNNCell):
                              f"{self.input_size}] do not match: {layer} reads T = {self.steps} "
                              "steps", where=f"node {x.name}")
         p = self.add_params(g, tag)
-        states = [h]
+        states, steps = [h], []
         for t in range(1, self.steps + 1):
+            before = set(g.nodes)
             xt = step_input(g, x, t, tag, layer)
             states.append(self.step(g, xt, states[-1], p, f"{tag}_{t}" if tag else str(t),
                                     layer, name=g.unique(f"h{tag}_{t}" if tag else f"h{t}")))
+            steps.append(g.step_names(before))
+        g.repeats.append((layer, steps))
         names = [None if s is None else s.name for s in states]
         if h is not None or self.steps > 1:  # from zeros, one step has no recurrence
             g.checks.append(lambda view: bptt_section(view, self, names, p["W_hh"].name))

@@ -15,7 +15,9 @@ derived adjoint of the initial state at a random point.
   b_h)``; ``reset="after"`` is PyTorch's ``h̃ = tanh(W_xh x + b_h + r ⊙ (W_hh h + b_hh))``;
   ``h_t = z ⊙ h_{t-1} + (1 − z) ⊙ h̃``.
 
-``output="all"`` gives ``hs: [B, T, h]``, ``"last"`` gives ``h_T``.
+``output="all"`` gives ``hs: [B, T, h]``, ``"last"`` gives ``h_T``, ``"state"`` the final
+state stacked as the cell stacks it: ``[h_T; c_T]: [B, 2, h]`` for the LSTM (``[B, 1, h]``
+for the GRU), which ``Network.unstack(state, ["h_T", "c_T"])`` splits into named outputs.
 :func:`unstack_weights` turns stacked weights (``W_x: [4h, d]`` in the layer's gate order,
 PyTorch's ``weight_ih_l0``) into the layer's per-gate parameters.
 
@@ -49,8 +51,8 @@ class _Sequence:
         if not isinstance(self.steps, int):
             raise InputError(f"the sequence length must be a number to unroll the "
                              f"{self.title}", where=self.title)
-        if output not in ("all", "last"):
-            raise InputError(f"output must be 'all' or 'last', got {output!r}",
+        if output not in ("all", "last", "state"):
+            raise InputError(f"output must be 'all', 'last' or 'state', got {output!r}",
                              where=self.title)
         if h0 not in ("input", "zeros"):
             raise InputError(f"h0 must be 'input' or 'zeros', got {h0!r}", where=self.title)
@@ -89,17 +91,31 @@ class _Sequence:
         x, states = self._initial(inputs, layer)
         p = self.add_params(g, tag)
         chain = [tuple(None if s is None else s.name for s in states)]
+        steps = []
         for t in range(1, self.steps + 1):
+            before = set(g.nodes)
             suffix = f"{tag}_{t}" if tag else str(t)
             xt = step_input(g, x, t, tag, layer)
             states = self.step(g, xt, states, p, suffix, layer)
             chain.append(tuple(s.name for s in states))
+            steps.append(g.step_names(before))
+        g.repeats.append((layer, steps))
         g.notes.append(self.note())
+        out = self._output(g, x, chain, tag, layer)
         if chain[0][0] is not None or self.steps > 1:
-            g.checks.append(lambda view: bptt_section(view, self, chain, p))
+            g.checks.append(lambda view: bptt_section(view, self, chain, p, out.name))
+        return out
+
+    def _output(self, g, x, chain, tag, layer):
         h = [c[0] for c in chain[1:]]
         if self.output == "last":
             return g.tensor(h[-1])
+        if self.output == "state":
+            final = [g.tensor(n) for n in chain[-1]]
+            return g.define(g.unique(f"state{tag}"), (x.shape[0], len(final), self.hidden_size),
+                            lambda n, s, k: sp.Add(*[sp.KroneckerDelta(s, j) * v[n, k]
+                                                     for j, v in enumerate(final)]),
+                            layer=layer, text="stack(" + ", ".join(chain[-1]) + ")")
         hs = [g.tensor(n) for n in h]
         return g.define(g.unique(f"{self.out_base}{tag}"),
                         (x.shape[0], self.steps, self.hidden_size),
@@ -310,7 +326,7 @@ class GRU(_Sequence, GRUCell):
 Diag = type("diag", (sp.Function,), {"is_commutative": False})
 
 
-def bptt_section(view, layer, chain, p):
+def bptt_section(view, layer, chain, p, out=None):
     """``∂s_T/∂s_0 = J_T ⋯ J_1`` shown, and checked against the derived adjoint of s_0."""
     from derive.derivation import Section, Step
 
@@ -332,7 +348,7 @@ def bptt_section(view, layer, chain, p):
             "further than a plain RNN.")
     if s:
         text += " The initial state is 0, so the product starts at s_1."
-    err = _check_chain(view, layer, chain[s:], p)
+    err = _check_chain(view, layer, chain[s:], p) if out in (None, view.p.output) else None
     if err is not None:
         steps[-1].note += f"; s̄{s} = {chain_text} holds: max |difference| = {err:.1e}"
     return Section(f"{layer.title}: backprop through time", steps, text=text)
@@ -352,9 +368,12 @@ def _check_chain(view, layer, chain, p, seed=0):
         return None
     upstream = np.zeros(shape)
     last = rng.normal(size=shape[-1])
-    upstream[..., -1, :] = last
     if layer.output == "last":
         upstream[...] = last
+    elif layer.output == "state":
+        upstream[:, 0, :] = last  # on h_T ([h_T; c_T]), as the product below starts
+    else:
+        upstream[..., -1, :] = last
     try:
         arrays = prog.run(values, upstream)
         params = {name: values[t.name] for name, t in p.items()}

@@ -40,12 +40,14 @@ class Model:
         """Parameter names and shapes, in order."""
         return {n.name: n.shape for n in self.graph().leaves("param")}
 
-    def derive(self, wrt=None, values=None, upstream=None):
+    def derive(self, wrt=None, values=None, upstream=None, all_steps=False):
         """The Derivation of every parameter's gradient (index and matrix form); with conv,
-        pooling, recurrent, attention or graph layers also their scatter / gather forms."""
+        pooling, recurrent, attention or graph layers also their scatter / gather forms.
+        ``all_steps``: print every step of a long sequence (derive.tensor.record)."""
         from derive.tensor.record import derive_graph
 
-        return derive_graph(self.graph(), wrt, values, upstream, kind="model")
+        return derive_graph(self.graph(), wrt, values, upstream, kind="model",
+                            all_steps=all_steps)
 
     def program(self, wrt=None):
         """The kernel Program (see :mod:`derive.tensor`)."""

@@ -31,14 +31,21 @@ from derive.tensor.matrix import recognise
 from derive.tensor.scatter import scatter_section
 
 MAX_INLINE_OPS = 300  # in_inputs is dropped (None) beyond this size: it would not help
+SHOWN_STEPS = 2  # of a long unrolled sequence, the first and last steps a document shows
 
 
 def derive_graph(graph, wrt=None, values=None, upstream=None, kind="tensor_graph",
-                 title=None):
-    """The Derivation of ``graph``'s output with respect to ``wrt`` (see module docs)."""
+                 title=None, all_steps=False):
+    """The Derivation of ``graph``'s output with respect to ``wrt`` (see module docs).
+
+    Of a sequence unrolled over more than ``2 * SHOWN_STEPS + 1`` steps, the record shows
+    the first and last :data:`SHOWN_STEPS` steps (``all_steps=True``: every step): the
+    steps between are the same formulas with t shifted, and an exam answer writes them
+    once. The program (kernels, ``evaluate``) runs every step either way."""
     program, s = build_program(graph, wrt)
     arrays = program.run(values, upstream) if values is not None else None
-    view = View(graph, s, program, arrays, kind)
+    hidden, elided = ({}, []) if all_steps else elided_steps(graph)
+    view = View(graph, s, program, arrays, kind, hidden)
     d = Derivation(title=title or graph.title, kind=kind, output=graph.output, wrt=list(s.wrt),
                    program=program,
                    meta={"shapes": view.shapes(),
@@ -50,8 +57,10 @@ def derive_graph(graph, wrt=None, values=None, upstream=None, kind="tensor_graph
         adj = d.adjoint(name) if name in s.adjoints else None
         d.gradients[name] = Gradient(name, adj.in_nodes if adj else sp.S.Zero,
                                      adj.value if adj else None, graph.nodes[name].shape)
-    for text in s.conventions + graph.notes + view.general_notes():
+    for text in s.conventions + graph.notes + view.general_notes() + elided:
         d.note(text)
+    if hidden:
+        d.meta["elided"] = sorted(hidden)
     d.sections = view.sections()
     for check in graph.checks:
         d.sections.append(check(view))
@@ -59,6 +68,25 @@ def derive_graph(graph, wrt=None, values=None, upstream=None, kind="tensor_graph
     if routes is not None:
         d.sections.append(routes)
     return d
+
+
+def elided_steps(graph):
+    """({node name: step}, notes) for the middle steps of every long unrolled sequence."""
+    hidden, notes = {}, []
+    for layer, steps in getattr(graph, "repeats", ()):
+        T = len(steps)
+        if T <= 2 * SHOWN_STEPS + 1:
+            continue
+        first, last = SHOWN_STEPS + 1, T - SHOWN_STEPS
+        for t in range(first, last + 1):
+            hidden.update({name: t for name in steps[t - 1]})
+        shown = ", ".join(map(str, list(range(1, first)) + list(range(last + 1, T + 1))))
+        notes.append(
+            f"{layer}: steps {first} to {last} are step {first - 1}'s formulas with t "
+            f"shifted (nodes {steps[first - 1][0]} to {steps[last - 1][-1]}); this document "
+            f"shows steps {shown} of {T}. Every step is derived and runs in the program "
+            "(evaluate, kernels); derive(all_steps=True) prints them all.")
+    return hidden, notes
 
 
 def derive_forward(graph, values=None, reason="", kind="layer", title=None):
@@ -82,8 +110,9 @@ def derive_forward(graph, values=None, reason="", kind="layer", title=None):
 class View:
     """The display forms of one sweep (index and matrix), computed once each."""
 
-    def __init__(self, graph, sweep, program, arrays, kind):
+    def __init__(self, graph, sweep, program, arrays, kind, hidden=None):
         self.g, self.s, self.p, self.arrays, self.kind = graph, sweep, program, arrays, kind
+        self.hidden = hidden or {}  # nodes of elided steps: derived, not shown
         out = graph.nodes[graph.output]
         self.seed = {sp.Symbol(out.name + BAR_SUFFIX): sp.S.One} if not out.shape else {}
         self.tensors = program.tensors
@@ -117,7 +146,7 @@ class View:
     def nodes(self):
         out = []
         for n in self.g.nodes.values():
-            if n.meta.get("update"):
+            if n.meta.get("update") or n.name in self.hidden:
                 continue
             definition = None if n.rhs is None else self.show(n.rhs, n.indices)
             out.append(Node(n.name, definition, tuple(n.inputs), _role(n.role), self.value(n.name),
@@ -128,6 +157,8 @@ class View:
         env = self.env() if self.arrays is not None else None
         out = []
         for e in self.s.edges:
+            if e.src in self.hidden:
+                continue
             K, own = self.s.indices[e.src], self.g.nodes[e.dst].indices
             nk, ni = names_for(K, own)
             partial = element_form(e.partial, own + K, ni + nk)
@@ -140,6 +171,8 @@ class View:
     def adjoints(self):
         out = []
         for name in self.s.order[1:]:
+            if name in self.hidden:
+                continue
             consumers = [e.dst for e in self.s.edges if e.src == name]
             as_sum = sp.Add(*[sp.Mul(bar_symbol(c), sp.Derivative(sp.Symbol(c), sp.Symbol(name)),
                                      evaluate=False) for c in consumers], evaluate=False)
@@ -172,7 +205,8 @@ class View:
     def general_notes(self):
         notes = ["Shapes: " + ", ".join(f"{n.name}: {shape_str(n.shape)}"
                                         for n in self.g.nodes.values()
-                                        if not n.meta.get("update")) + "."]
+                                        if not n.meta.get("update")
+                                        and n.name not in self.hidden) + "."]
         if any(len(n.shape) == 1 for n in self.g.nodes.values()):
             notes.append("In matrix form a 1-D tensor is a row vector (1 x n); "
                          "⊙ is the elementwise product and 1 a vector of ones.")
@@ -182,13 +216,14 @@ class View:
     def sections(self):
         out = [self.forward_section()]
         for name in self.s.order[1:]:
-            out.append(self.adjoint_section(name))
+            if name not in self.hidden:
+                out.append(self.adjoint_section(name))
         return out
 
     def forward_section(self):
         steps = []
         for n in self.g.nodes.values():
-            if n.rhs is None or n.meta.get("update"):
+            if n.rhs is None or n.meta.get("update") or n.name in self.hidden:
                 continue
             rhs, _ = pretty(n.rhs, n.indices)
             forms = [rhs]

@@ -18,18 +18,35 @@ from derive.tensor.index import (Conventions, Fresh, IndexOp, canonical, elimina
 from derive.tensor.matrix import recognise
 from derive.tensor.modes import eval_program, prediction_node
 from derive.tensor.program import Assignment, Program, TensorInfo
+from derive.tensor.renaming import shape_of
 from derive.tensor.scatter import scatterise
 
 
-@dataclass
 class EdgeRecord:
-    """Edge ``src -> dst``: the element partial and the contribution to ``src``'s adjoint."""
+    """Edge ``src -> dst``: the element partial and the contribution to ``src``'s adjoint.
 
-    src: str
-    dst: str
-    partial: sp.Expr  # ∂dst[I]/∂src[K] (free: dst.indices + K), deltas kept where needed
-    contribution: sp.Expr  # Σ_I dst_bar[I] ∂dst[I]/∂src[K] (free: K)
-    raw: sp.Expr = None  # the partial as differentiated, before delta elimination
+    * ``partial``: ∂dst[I]/∂src[K] (free: dst.indices + K), deltas kept where needed;
+    * ``contribution``: Σ_I dst_bar[I] ∂dst[I]/∂src[K] (free: K);
+    * ``raw``: the partial as differentiated, before delta elimination.
+
+    The partials are for display; an edge derived as a renamed copy of an earlier one
+    (see :func:`_edge`) renames them when they are first read."""
+
+    def __init__(self, src, dst, partial, contribution, raw=None, rename=None):
+        self.src, self.dst, self.contribution = src, dst, contribution
+        self._forms, self._rename = [partial, raw], rename
+
+    def _form(self, k):
+        if self._rename is not None:
+            self._forms = [self._rename(f) for f in self._forms]
+            self._rename = None
+        return self._forms[k]
+
+    partial = property(lambda self: self._form(0))
+    raw = property(lambda self: self._form(1))
+
+    def __repr__(self):
+        return f"EdgeRecord({self.src} -> {self.dst}: {self.contribution})"
 
 
 @dataclass
@@ -44,6 +61,7 @@ class Sweep:
     edges: list = field(default_factory=list)
     aliases: dict = field(default_factory=dict)  # name -> name whose adjoint it equals
     conventions: list = field(default_factory=list)
+    derived: dict = field(default_factory=dict)  # edge shape -> its results (placeholders)
 
     def bar_element(self, name, indices=None):
         node = self.graph.nodes[name]
@@ -96,16 +114,34 @@ def sweep(graph, wrt=None):
 
 
 def _edge(s, consumer, node, K, conv):
+    """``consumer``'s contribution to ``node``'s adjoint. An edge of the same shape as one
+    derived before (the same step of an unrolled sequence, renamed) is not derived again:
+    the earlier result is renamed (derive.tensor.renaming)."""
     c_bar = s.bar_element(consumer.name, consumer.indices)
-    try:
-        contrib, partial = vjp(consumer.rhs, consumer.indices, c_bar, node.symbol, K, conv)
-    except NotDifferentiableError as exc:
-        raise NotDifferentiableError(
-            f"no gradient of '{consumer.name}' ({consumer.text or consumer.layer}) with "
-            f"respect to '{node.name}': {exc.message}", where=f"node {consumer.name}") from None
-    raw = partial
-    partial = simplify_index(eliminate(partial)) if partial != 0 else partial
-    s.edges.append(EdgeRecord(node.name, consumer.name, partial, contrib, raw))
+    shape = shape_of([consumer.rhs, c_bar, node.symbol, *consumer.indices, *K],
+                     s.graph.nodes)
+    done = s.derived.get(shape.key)
+    if done is None:
+        before = len(conv.used)
+        rhs, p_bar, target = shape.forward[:3]
+        n = 3 + len(consumer.indices)
+        try:
+            contrib, partial = vjp(rhs, tuple(shape.forward[3:n]), p_bar, target,
+                                   tuple(shape.forward[n:]), conv)
+        except NotDifferentiableError as exc:
+            raise NotDifferentiableError(
+                f"no gradient of '{consumer.name}' ({consumer.text or consumer.layer}) with "
+                f"respect to '{node.name}': {exc.message}", where=f"node {consumer.name}") \
+                from None
+        raw = partial
+        partial = simplify_index(eliminate(partial)) if partial != 0 else partial
+        done = s.derived[shape.key] = (contrib, partial, raw, conv.used[before:])
+    for text in done[3]:
+        if text not in conv.used:
+            conv.used.append(text)
+    contrib = shape.restore(done[0])
+    s.edges.append(EdgeRecord(node.name, consumer.name, done[1], contrib, done[2],
+                              shape.restore))
     return contrib
 
 
@@ -138,20 +174,28 @@ def substitute_aliases(expr, aliases):
 # -- reuse of forward values ----------------------------------------------------------------
 
 
+class ForwardPatterns:
+    """The definitions backward expressions may reuse, looked up by what they read."""
+
+    def __init__(self, graph):
+        self.memo = {}  # expression -> the tensors it reads (shared by every lookup)
+        self.by_key = {}
+        for n in graph.nodes.values():
+            if n.rhs is not None and not isinstance(n.rhs, (sp.Indexed, sp.Symbol)) \
+                    and not n.rhs.is_Number:
+                self.by_key.setdefault(_pattern_key(n.rhs, self.memo), []).append(n)
+
+    def reuse(self, expr):
+        return _reuse(expr, self.by_key, self.memo) if self.by_key else expr
+
+
 def reuse_forward(expr, graph):
     """Replace sub-expressions equal to a forward node's definition by that node.
 
     ``exp(z[n,j] - LSE_k z[n,k])`` becomes ``p[n,j]`` when ``p`` is that softmax; the
     backward pass then reads stored activations instead of recomputing them.
     """
-    patterns = {}
-    for n in graph.nodes.values():
-        if n.rhs is not None and not isinstance(n.rhs, (sp.Indexed, sp.Symbol)) \
-                and not n.rhs.is_Number:
-            patterns.setdefault(_pattern_key(n.rhs, {}), []).append(n)
-    if not patterns:
-        return expr
-    return _reuse(expr, patterns, {})
+    return ForwardPatterns(graph).reuse(expr)
 
 
 def _pattern_key(e, memo):
@@ -234,12 +278,13 @@ def build_program(graph, wrt=None, reuse=True, matrix=True, scatter=True):
     updates = [_assign(n.meta["update"], n.indices, n.rhs, tensors, matrix)
                for n in graph.nodes.values() if n.meta.get("update")]
     backward = []
+    patterns = ForwardPatterns(graph) if reuse else None
     for name in s.order[1:]:
         if name in s.aliases:
             continue
         rhs = substitute_aliases(s.adjoints[name], s.aliases)
         if reuse:
-            rhs = reuse_forward(rhs, graph)
+            rhs = patterns.reuse(rhs)
         backward.append(_assign(name + BAR_SUFFIX, s.indices[name], rhs, tensors, matrix))
     grads = {w: s.aliases.get(w, w) + BAR_SUFFIX for w in s.wrt}
     random = {n.name: dict(n.meta["random"], name=n.name) for n in graph.nodes.values()

@@ -114,6 +114,13 @@ class TensorGraph:
         self.notes = []
         self.checks = []  # (title, callable(derivation) -> Section) from layers
         self.latex_names = {}
+        # per unrolled sequence: (its layer, the node names each step t = 1..T defined);
+        # a document shows the first and last steps of a long one (derive.tensor.record)
+        self.repeats = []
+
+    def step_names(self, before):
+        """The names defined since ``before`` (a copy of the node names taken earlier)."""
+        return [n for n in self.nodes if n not in before]
 
     # -- building ---------------------------------------------------------------------------
     def unique(self, base):
