@@ -201,12 +201,13 @@ def _propagation(d, A, agg, include_self, where, graph_key):
                              "by a degree of 0 (add an edge or include_self: true)",
                              where=f"{where}: {graph_key}")
         steps.append(Step(sp.MatrixSymbol(d_name, n, n), [sp.diag(*degrees)],
-                          f"degrees {deg}_i = number of nodes node i hears"))
+                          "degrees: the number of nodes node i hears"
+                          + (" (itself included)" if include_self else "")))
     P = _propagation_matrix(A, degrees, agg)
     steps.append(Step(sp.MatrixSymbol("P", n, n), [_propagation_form(agg, n, a_name, d_name), P],
                       {"sum": "sum aggregation", "mean": "mean aggregation: row i divided by "
-                       f"{deg}_i", "symmetric": f"symmetric normalisation: p_ij = a_ij / "
-                       f"sqrt({deg}_i {deg}_j)"}[agg]))
+                       "node i's degree", "symmetric": "symmetric normalisation: a_ij divided "
+                       "by the square root of the degrees of nodes i and j"}[agg]))
     d.sections.append(Section("The graph and its propagation matrix", steps, text=(
         "The layer computes H' = sigma(P H W): P says how much of node j's state reaches "
         "node i." + (" include_self: true adds a self-loop at every node, so each node's "
