@@ -34,6 +34,26 @@ def _forward(w):
             a = jax.nn.relu(z + p["kb"][None, :, None, None])
             a = jax.lax.reduce_window(a, -jnp.inf, jax.lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
             return a.reshape(a.shape[0], -1) @ p["W"].T + p["b"]
+    elif m["kind"] == "lstm":
+        H = m["hidden"]
+
+        def f(p, x):
+            # the per-gate parameters stacked (gate order i, f, o, g); the input
+            # projections of all T steps in one product, the recurrence in lax.scan
+            Wx, Wh, b = (jnp.concatenate([p[f"{w}{q}"] for q in "ifog"])
+                         for w in ("W_x", "W_h", "b_"))
+            ax = jnp.swapaxes(x, 0, 1) @ Wx.T + b  # [T, B, 4H]
+
+            def cell(state, at):
+                h, c = state
+                a = at + h @ Wh.T
+                i, f_, o = (jax.nn.sigmoid(a[:, k * H:(k + 1) * H]) for k in range(3))
+                c = f_ * c + i * jnp.tanh(a[:, 3 * H:])
+                return (o * jnp.tanh(c), c), None
+
+            z = jnp.zeros((x.shape[0], H), x.dtype)
+            (h, _), _ = jax.lax.scan(cell, (z, z), ax)
+            return h @ p["Wo"].T + p["bo"]
     else:
         def f(p, x):
             def cell(h, xt):

@@ -300,7 +300,104 @@ class RNN:
         return total / len(order)
 
 
+# -- W6: LSTM, gates i, f, o (sigmoid) and g (tanh) stacked, c = f c + i g, h = o tanh(c) --
+@njit(cache=True, error_model="numpy")
+def lstm_epoch(X, y, order, bs, lr, t0, adam, Wx, Wh, b, Wo, bo, gWx, gWh, gb, gWo, gbo,
+               M, V):
+    """One epoch from h_0 = c_0 = 0; ``Wx: [4H, D]``, ``Wh: [4H, H]``, ``b: [4H]`` hold
+    the gates i, f, o, g in that order. Forward keeps every step's gates and cells; the
+    backward pass runs through time by hand, the Adam (or SGD) update fused in."""
+    N, (T, D) = order.shape[0], X.shape[1:]
+    H = Wh.shape[1]
+    G = 4 * H
+    dt = X.dtype
+    xb = np.empty((T, bs, D), dt)
+    h = np.zeros((T + 1, bs, H), dt)
+    c = np.zeros((T + 1, bs, H), dt)
+    gate = np.empty((T, bs, G), dt)  # activated gates of every step
+    rec = np.empty((bs, G), dt)
+    z = np.empty((bs, Wo.shape[0]), dt)
+    dz = np.empty((bs, Wo.shape[0]), dt)
+    dh = np.empty((bs, H), dt)
+    dc = np.empty((bs, H), dt)
+    da = np.empty((bs, G), dt)
+    tmp = np.empty((G, D), dt)
+    tmp2 = np.empty((G, H), dt)
+    yb = np.empty(bs, np.int64)
+    total, correct, t = 0.0, 0, t0
+    for s in range(0, N, bs):
+        n = min(bs, N - s)
+        for r in range(n):
+            for k in range(T):
+                xb[k, r] = X[order[s + r], k]
+            yb[r] = y[order[s + r]]
+        for k in range(T):
+            a = gate[k]
+            np.dot(xb[k, :n], Wx.T, a[:n])
+            np.dot(h[k, :n], Wh.T, rec[:n])
+            for r in range(n):
+                for j in range(G):
+                    v = a[r, j] + rec[r, j] + b[j]
+                    a[r, j] = 1.0 / (1.0 + np.exp(-v)) if j < 3 * H else np.tanh(v)
+                for j in range(H):
+                    cv = a[r, H + j] * c[k, r, j] + a[r, j] * a[r, 3 * H + j]
+                    c[k + 1, r, j] = cv
+                    h[k + 1, r, j] = a[r, 2 * H + j] * np.tanh(cv)
+        _dense_fwd(h[T, :n], Wo, bo, z[:n], False)
+        loss, cc = _softmax_ce(z[:n], yb, n, dz[:n])
+        total += loss
+        correct += cc
+        _dense_bwd(dz[:n], h[T, :n], gWo, gbo)
+        np.dot(dz[:n], Wo, dh[:n])
+        dc[:n] = 0.0
+        gWx[:] = 0.0
+        gWh[:] = 0.0
+        gb[:] = 0.0
+        for k in range(T - 1, -1, -1):
+            a = gate[k]
+            for r in range(n):
+                for j in range(H):
+                    i, f, o, g = a[r, j], a[r, H + j], a[r, 2 * H + j], a[r, 3 * H + j]
+                    tc = np.tanh(c[k + 1, r, j])
+                    dcv = dc[r, j] + dh[r, j] * o * (1.0 - tc * tc)
+                    da[r, j] = dcv * g * i * (1.0 - i)
+                    da[r, H + j] = dcv * c[k, r, j] * f * (1.0 - f)
+                    da[r, 2 * H + j] = dh[r, j] * tc * o * (1.0 - o)
+                    da[r, 3 * H + j] = dcv * i * (1.0 - g * g)
+                    dc[r, j] = dcv * f
+                for j in range(G):
+                    gb[j] += da[r, j]
+            np.dot(da[:n].T, xb[k, :n], tmp)
+            gWx += tmp
+            np.dot(da[:n].T, h[k, :n], tmp2)
+            gWh += tmp2
+            np.dot(da[:n], Wh, dh[:n])
+        t += 1
+        _update(Wx, gWx, M[0], V[0], t, lr, adam)
+        _update(Wh, gWh, M[1], V[1], t, lr, adam)
+        _update(b, gb, M[2], V[2], t, lr, adam)
+        _update(Wo, gWo, M[3], V[3], t, lr, adam)
+        _update(bo, gbo, M[4], V[4], t, lr, adam)
+    return total, correct
+
+
+class LSTM:
+    def __init__(self, w, params, X, y):
+        self.X, self.y, self.bs, self.lr, self.t = X, y, w.batch, w.lr, 0
+        self.adam = w.optimizer == "adam"
+        stack = lambda name: np.concatenate([params[f"{name}{q}"] for q in "ifog"])  # noqa: E731
+        self.P = (stack("W_x"), stack("W_h"), stack("b_"), params["Wo"].copy(),
+                  params["bo"].copy())
+        self.G, self.M, self.V = (tuple(np.zeros_like(a) for a in self.P) for _ in range(3))
+
+    def epoch(self, order):
+        total, _ = lstm_epoch(self.X, self.y, order, self.bs, self.lr, self.t, self.adam,
+                              *self.P, *self.G, self.M, self.V)
+        self.t += -(-len(order) // self.bs)
+        return total / len(order)
+
+
 def make(w, params, X, y):
     """A runner for workload ``w`` (None if this peer does not do it)."""
     kind = w.model["kind"]
-    return {"mlp": MLP, "cnn": CNN, "rnn": RNN}[kind](w, params, X, y)
+    return {"mlp": MLP, "cnn": CNN, "rnn": RNN, "lstm": LSTM}[kind](w, params, X, y)

@@ -82,12 +82,75 @@ def _rnn(p):
     return fb
 
 
+GATES = "ifog"  # the order the per-gate parameters are stacked in (kernels.bench.LSTM_GATES)
+
+
+def _sigmoid(a):
+    return 1 / (1 + np.exp(-a))
+
+
+def _stack_lstm(p, H):
+    """Stack the per-gate W_x*, W_h*, b_* into [4H, d], [4H, H], [4H] (gate order GATES)
+    and make ``p``'s per-gate entries views of them, so the in-place update of a view
+    updates the stacked arrays the forward pass reads."""
+    stacked = {}
+    for w in ("W_x", "W_h", "b_"):
+        stacked[w] = np.concatenate([p[f"{w}{q}"] for q in GATES])
+        for k, q in enumerate(GATES):
+            p[f"{w}{q}"] = stacked[w][k * H:(k + 1) * H]
+    return stacked
+
+
+def _lstm(p):
+    """Gates a = x_t W_xᵀ + h W_hᵀ + b (i, f, o sigmoid; g tanh), c = f c + i g,
+    h = o tanh(c) from h_0 = c_0 = 0; logits from h_T; backprop through time by hand."""
+    H = p["W_hi"].shape[0]
+    S = _stack_lstm(p, H)
+
+    def fb(x, y):
+        n, T, _ = x.shape
+        hs, cs, gates = [np.zeros((n, H), x.dtype)], [np.zeros((n, H), x.dtype)], []
+        for k in range(T):
+            a = x[:, k] @ S["W_x"].T + hs[-1] @ S["W_h"].T + S["b_"]
+            gt = np.empty_like(a)
+            gt[:, :3 * H] = _sigmoid(a[:, :3 * H])  # i, f, o
+            gt[:, 3 * H:] = np.tanh(a[:, 3 * H:])  # g
+            i, f, o, g = (gt[:, j * H:(j + 1) * H] for j in range(4))
+            cs.append(f * cs[-1] + i * g)
+            hs.append(o * np.tanh(cs[-1]))
+            gates.append(gt)
+        loss, dz = _softmax_ce(hs[-1] @ p["Wo"].T + p["bo"], y)
+        grads = {"Wo": dz.T @ hs[-1], "bo": dz.sum(axis=0)}
+        dh, dc = dz @ p["Wo"], np.zeros((n, H), x.dtype)
+        gS = {k: np.zeros_like(v) for k, v in S.items()}
+        da = np.empty((n, 4 * H), x.dtype)
+        for k in range(T - 1, -1, -1):
+            gt = gates[k]
+            i, f, o, g = (gt[:, j * H:(j + 1) * H] for j in range(4))
+            tc = np.tanh(cs[k + 1])
+            dc = dc + dh * o * (1 - tc ** 2)
+            da[:, :H] = dc * g * i * (1 - i)
+            da[:, H:2 * H] = dc * cs[k] * f * (1 - f)
+            da[:, 2 * H:3 * H] = dh * tc * o * (1 - o)
+            da[:, 3 * H:] = dc * i * (1 - g ** 2)
+            gS["W_x"] += da.T @ x[:, k]
+            gS["W_h"] += da.T @ hs[k]
+            gS["b_"] += da.sum(axis=0)
+            dh, dc = da @ S["W_h"], dc * f
+        for w, gw in gS.items():
+            for j, q in enumerate(GATES):
+                grads[f"{w}{q}"] = gw[j * H:(j + 1) * H]
+        return loss, grads
+    return fb
+
+
 class Runner:
     def __init__(self, w, params, X, y):
         self.p = {k: v.copy() for k, v in params.items()}
         m = w.model
         self.fb = (_mlp(self.p, len(m["sizes"]) - 1) if m["kind"] == "mlp" else
-                   _cnn(self.p) if m["kind"] == "cnn" else _rnn(self.p))
+                   _cnn(self.p) if m["kind"] == "cnn" else
+                   _lstm(self.p) if m["kind"] == "lstm" else _rnn(self.p))
         self.X, self.y, self.bs, self.lr = X, y, w.batch, w.lr
         self.adam, self.t = w.optimizer == "adam", 0
         self.m = {k: np.zeros_like(v) for k, v in self.p.items()}

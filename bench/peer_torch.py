@@ -30,7 +30,43 @@ def _module(w, params):
         lin = nn.Linear(m["filters"] * m["size"] ** 2 // 4, m["classes"])
         lin.weight, lin.bias = t("W"), t("b")
         return nn.Sequential(conv, nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), lin)
+    if m["kind"] == "lstm":
+        return _lstm_class()(m, params)
     return _rnn_class()(t)
+
+
+def _lstm_class():
+    import numpy as np
+    import torch
+    from torch import nn
+
+    class LSTM(nn.Module):
+        """nn.LSTM (h_0 = c_0 = 0) and a linear layer on h_T. The workload's per-gate
+        parameters are stacked in nn.LSTM's gate order i, f, g, o; its second bias
+        (bias_hh_l0) is held at zero and not trained: trained, it would get the same
+        gradient as bias_ih_l0 and Adam would move the gates' bias twice as far."""
+
+        def __init__(self, m, params):
+            super().__init__()
+            self.lstm = nn.LSTM(m["d"], m["hidden"], batch_first=True)
+            cat = lambda w: torch.from_numpy(  # noqa: E731
+                np.concatenate([params[f"{w}{q}"] for q in "ifgo"]))
+            with torch.no_grad():
+                self.lstm.weight_ih_l0.copy_(cat("W_x"))
+                self.lstm.weight_hh_l0.copy_(cat("W_h"))
+                self.lstm.bias_ih_l0.copy_(cat("b_"))
+                self.lstm.bias_hh_l0.zero_()
+            self.lstm.bias_hh_l0.requires_grad_(False)
+            self.out = nn.Linear(m["hidden"], m["classes"])
+            with torch.no_grad():
+                self.out.weight.copy_(torch.from_numpy(params["Wo"]))
+                self.out.bias.copy_(torch.from_numpy(params["bo"]))
+
+        def forward(self, x):  # x: [B, T, D]
+            _, (h, _) = self.lstm(x)
+            return self.out(h[-1])
+
+    return LSTM
 
 
 def _rnn_class():
@@ -61,7 +97,7 @@ class Runner:
         self.X, self.y = torch.from_numpy(X), torch.from_numpy(y)
         self.bs = w.batch
         cls = torch.optim.Adam if w.optimizer == "adam" else torch.optim.SGD
-        self.opt = cls(self.net.parameters(), lr=w.lr)
+        self.opt = cls([q for q in self.net.parameters() if q.requires_grad], lr=w.lr)
         self.loss = torch.nn.CrossEntropyLoss()
 
     def epoch(self, order):

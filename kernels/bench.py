@@ -88,7 +88,15 @@ WORKLOADS = {
                    "sequences, batch 32, Adam 1e-3",
                    {"kind": "rnn", "d": 8, "hidden": 64, "T": 20, "classes": 4}, _sequences,
                    "adam", 1e-3, 32),
+    "W6": Workload("W6", "LSTM (hidden 32, T=20, 8 inputs, 4 classes, h0 = c0 = 0), the W5 "
+                   "sequences, batch 32, Adam 1e-3",
+                   {"kind": "lstm", "d": 8, "hidden": 32, "T": 20, "classes": 4}, _sequences,
+                   "adam", 1e-3, 32),
 }
+
+#: an LSTM's gates in the order its per-gate parameters are stacked by the NumPy, numba
+#: and JAX peers (derive's default ``gate_order``; PyTorch's nn.LSTM stacks i, f, g, o)
+LSTM_GATES = "ifog"
 
 
 def initial_params(w, seed=0):
@@ -105,6 +113,13 @@ def initial_params(w, seed=0):
         flat = m["filters"] * (m["size"] // 2) ** 2
         shapes = {"K": (m["filters"], m["channels"], 3, 3), "kb": (m["filters"],),
                   "W": (m["classes"], flat), "b": (m["classes"],)}
+    elif m["kind"] == "lstm":
+        # one [hidden, d], [hidden, hidden] and [hidden] per gate, as derive's LSTM names them
+        shapes = {}
+        for q in LSTM_GATES:
+            shapes.update({f"W_x{q}": (m["hidden"], m["d"]), f"W_h{q}": (m["hidden"], m["hidden"]),
+                           f"b_{q}": (m["hidden"],)})
+        shapes.update({"Wo": (m["classes"], m["hidden"]), "bo": (m["classes"],)})
     else:
         shapes = {"Wx": (m["hidden"], m["d"]), "Wh": (m["hidden"], m["hidden"]),
                   "bh": (m["hidden"],), "Wo": (m["classes"], m["hidden"]), "bo": (m["classes"],)}
@@ -179,6 +194,9 @@ def derivekit_model(w, params):
     model = compile_net(net, dtype="float32", optimizer=w.optimizer, lr=w.lr)
     for name, value in params.items():
         model.params[names.get(name, name)][...] = value
+    if set(model.params) != {names.get(name, name) for name in params}:
+        raise ValueError(f"{w.name}: the workload's parameters {sorted(params)} do not map "
+                         f"onto the model's {sorted(model.params)}")
     return model
 
 
@@ -207,6 +225,14 @@ def derivekit_net(w):
                             dv.Linear(m["hidden"], m["classes"]),
                             loss=dv.SoftmaxCrossEntropy(), input_shape=(m["T"], m["d"]))
         return net, {"Wx": "W_xh1", "Wh": "W_hh1", "bh": "b1", "Wo": "W2", "bo": "b2"}
+    if m["kind"] == "lstm":
+        # h_0 = c_0 = 0; logits from h_T through a linear layer, as the peers do
+        net = dv.Sequential(dv.LSTM(m["d"], m["hidden"], steps=m["T"], output="last",
+                                    h0="zeros", gate_order=LSTM_GATES),
+                            dv.Linear(m["hidden"], m["classes"]),
+                            loss=dv.SoftmaxCrossEntropy(), input_shape=(m["T"], m["d"]))
+        names = {f"{w}{q}": f"{w}{q}1" for q in LSTM_GATES for w in ("W_x", "W_h", "b_")}
+        return net, {**names, "Wo": "W2", "bo": "b2"}
     raise NotImplementedError(f"{m['kind']} layers are not generated yet")
 
 

@@ -43,3 +43,81 @@ def test_runner_orders_balance_who_runs_after_whom(n):
     assert len(follows) == n * (n - 1)
     assert len(set(follows.values())) <= 1
     assert len(rows) == (n if n % 2 == 0 else 2 * n) or n == 1
+
+
+# -- W6, the LSTM: a tiny version of it run by every installed runner -------------------
+def _tiny_lstm(optimizer="adam", lr=1e-2):
+    """W6 with T = 3, hidden 4 and 64 sequences in batches of 24 (the last one 16 long)."""
+    import dataclasses
+
+    from kernels import data
+
+    ds = data.sequences(64, T=3, d=8, n_classes=4, seed=1, dtype=np.float32)
+    w = dataclasses.replace(bench.WORKLOADS["W6"], name="W6-tiny", batch=24,
+                            optimizer=optimizer, lr=lr, data=lambda: (ds.X, ds.y),
+                            model={"kind": "lstm", "d": 8, "hidden": 4, "T": 3, "classes": 4})
+    return w, ds.X, ds.y
+
+
+def _trajectory(make, epochs=2):
+    w, X, y = _tiny_lstm()
+    runner = make(w, bench.initial_params(w), X, y)
+    # the orders run_workload gives every runner
+    return [runner.epoch(np.random.default_rng([0, e]).permutation(len(X)).astype(np.int64))
+            for e in range(epochs)]
+
+
+@pytest.fixture(scope="module")
+def derivekit_lstm_losses(tmp_path_factory):
+    import os
+
+    old = os.environ.get("DERIVEKIT_CACHE")
+    os.environ["DERIVEKIT_CACHE"] = str(tmp_path_factory.getbasetemp() / "benchcache")
+    try:
+        return _trajectory(bench.DerivekitRunner)
+    finally:
+        if old is None:
+            os.environ.pop("DERIVEKIT_CACHE")
+        else:
+            os.environ["DERIVEKIT_CACHE"] = old
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("peer, needs", [("peer_numpy", None), ("peer_numba", "numba"),
+                                         ("peer_torch", "torch"), ("peer_jax", "jax")])
+def test_lstm_peers_follow_derivekits_loss_trajectory(peer, needs, derivekit_lstm_losses):
+    # same data, initial parameters (torch: restacked i, f, g, o), order and Adam steps:
+    # every epoch's mean loss is the same to float32 rounding
+    if needs:
+        pytest.importorskip(needs)
+    (mod,) = bench.load_peers([peer])
+    losses = _trajectory(mod.make)
+    assert losses[0] != pytest.approx(losses[1], abs=1e-3)  # training moved
+    assert losses == pytest.approx(derivekit_lstm_losses, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_lstm_gradient_is_torch_autograds():
+    # one epoch taken as one batch with SGD at rate 1: derivekit's step is its gradient of
+    # the mean loss, against torch autograd through the LSTM written out gate by gate
+    torch = pytest.importorskip("torch")
+    w, X, y = _tiny_lstm(optimizer="sgd", lr=1.0)
+    params = bench.initial_params(w)
+    model = bench.derivekit_model(w, params)
+    _, names = bench.derivekit_net(w)
+    assert set(names) == set(params)  # every workload parameter has its model parameter
+    model.run_epoch(X, y, np.arange(len(X), dtype=np.int64), np.ones(1), len(X))
+
+    p = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in params.items()}
+    x = torch.tensor(X, dtype=torch.float64)
+    h = c = torch.zeros(len(X), 4, dtype=torch.float64)
+    for t in range(3):
+        a = {q: x[:, t] @ p[f"W_x{q}"].T + h @ p[f"W_h{q}"].T + p[f"b_{q}"] for q in "ifog"}
+        c = torch.sigmoid(a["f"]) * c + torch.sigmoid(a["i"]) * torch.tanh(a["g"])
+        h = torch.sigmoid(a["o"]) * torch.tanh(c)
+    loss = torch.nn.functional.cross_entropy(h @ p["Wo"].T + p["bo"], torch.tensor(y))
+    loss.backward()
+    for k, v in p.items():
+        step = params[k].astype(np.float64) - model.params[names[k]]
+        assert np.abs(v.grad.numpy()).max() > 1e-3, k
+        np.testing.assert_allclose(step, v.grad.numpy(), atol=2e-6, rtol=1e-4, err_msg=k)
