@@ -112,6 +112,19 @@ def test_gradients_against_finite_differences(act):
         assert np.sum(as_float(grad) * t) == pytest.approx(numeric, rel=1e-7, abs=1e-8)
 
 
+def test_float_inputs_stay_floats_even_where_a_sum_cancels():
+    Hf = [[0.5, 1.0], [1.5, -2.0], [0.25, 0.0]]
+    d = solve(edges=[[1, 2], [2, 3]], H=Hf, W=[[0.1], [0.2]], activation="sigmoid",
+              aggregation="mean", include_self=True)
+    assert d.result["Z"][0][0] == 0  # 0.1 * 1 + 0.2 * (-0.5) cancels
+    assert all(isinstance(v, sp.Float) for row in d.result["output"] for v in row)
+    P = propagation(adjacency([[1, 2], [2, 3]], 3), "mean", True)
+    out, gW, gH = numpy_layer(P, np.array(Hf), np.array([[0.1], [0.2]]), np.ones((3, 1)),
+                              "sigmoid")
+    np.testing.assert_allclose(as_float(d.result["output"]), out, rtol=1e-13)
+    np.testing.assert_allclose(as_float(d.result["grad_H"]), gH, rtol=1e-12)
+
+
 def test_directed_edges_and_one_based_names():
     d = solve(edges=[[1, 2], [2, 3]], directed=True, H=[[1], [2], [3]], W=[[1]],
               activation="linear")

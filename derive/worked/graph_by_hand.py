@@ -75,8 +75,11 @@ def gnn(spec, where):
     d = Derivation(title=get(spec, "title", where, types=str,
                              default=f"A graph-network layer by hand ({agg} aggregation)"),
                    kind="gnn")
-    if all_exact(H.tolist(), W.tolist(), G.tolist()):
+    exact = all_exact(H.tolist(), W.tolist(), G.tolist())
+    if exact:
         d.note(EXACT_NOTE)
+    else:  # one float makes the layer a float computation: no exact value from a float sum
+        H, W, G = (X.applyfunc(lambda v: sp.Float(v, 15)) for X in (H, W, G))
     d.note("Nodes are numbered 1..N; A_ij = 1 when node j sends its state to node i, so "
            "row i of A H sums the states of node i's neighbours.")
     d.note(f"sigma = {act}: {_ACT[act][2]}.")
@@ -86,8 +89,10 @@ def gnn(spec, where):
     graph_key = "edges" if "edges" in spec else "adjacency"
     P, hat = _propagation(d, A, agg, include_self, where, graph_key)
     M = _aggregate(d, P, H, agg, hat)
-    Z, out = _transform(d, M, W, act, P, hat)
-    grad_W, grad_H = _gradients(d, P, H, W, M, Z, G, act, hat)
+    # a float sum that cancels is SymPy's exact 0: sigma of it is taken as a float again
+    at = (lambda z: z) if exact else (lambda z: sp.Float(z, 15))
+    Z, out = _transform(d, M, W, act, at)
+    grad_W, grad_H = _gradients(d, P, H, W, M, Z, G, act, at)
     d.result = {"P": _rows(P), "M": _rows(M), "Z": _rows(Z), "output": _rows(out),
                 "grad_W": _rows(grad_W), "grad_H": _rows(grad_H)}
     d.meta.update(aggregation=agg, include_self=include_self, activation=act)
@@ -286,12 +291,12 @@ def _written(expr):
     return written(expr) if isinstance(expr, (sp.MatAdd, sp.MatMul)) else expr
 
 
-def _transform(d, M, W, act, P, hat):
+def _transform(d, M, W, act, at):
     n, f = M.shape
     k = W.shape[1]
     phi = _ACT[act][0]
     Z = (M * W).applyfunc(tidy)
-    out = Z.applyfunc(lambda z: tidy(phi(z)))
+    out = Z.applyfunc(lambda z: tidy(at(phi(at(z)))))
     W_im = sp.ImmutableMatrix(W)
     steps = []
     for i in range(n):
@@ -411,10 +416,10 @@ def _rule(update, i, heard, P, agg, hat):
 
 
 # -- the backward pass ---------------------------------------------------------------------------
-def _gradients(d, P, H, W, M, Z, G, act, hat):
+def _gradients(d, P, H, W, M, Z, G, act, at):
     n, f = H.shape
     k = W.shape[1]
-    dphi = Z.applyfunc(lambda z: tidy(_ACT[act][1](z)))
+    dphi = Z.applyfunc(lambda z: tidy(at(_ACT[act][1](at(z)))))
     Zbar = G.multiply_elementwise(dphi).applyfunc(tidy)
     Wbar = (M.T * Zbar).applyfunc(tidy)
     Mbar = (Zbar * W.T).applyfunc(tidy)
