@@ -20,6 +20,7 @@ from derive.step_values import check_step_values
 
 from reports import html_out, json_out, latex_out, markdown_out, passes
 from reports.files import pdf_bytes, replace_atomically
+from reports.latex_printer import remembered
 from reports.parts import build
 
 FORMATS = ("tex", "md", "html", "json")
@@ -49,11 +50,12 @@ def render(d, fmt):
     if fmt not in _EMITTERS and fmt != "json":
         hint = "; a PDF is made by write()" if fmt == "pdf" else ""
         raise InputError(f"unknown format {fmt!r} (use {', '.join(FORMATS)}{hint})")
-    document = None if fmt == "json" else document_of(d)
-    check_printed_once(d, document)
-    if fmt == "json":
-        return json_out.dumps(d)
-    return _EMITTERS[fmt](document)
+    with remembered():
+        document = None if fmt == "json" else document_of(d)
+        check_printed_once(d, document)
+        if fmt == "json":
+            return json_out.dumps(d)
+        return _EMITTERS[fmt](document)
 
 
 def check_printed_once(d, document=None):

@@ -37,7 +37,9 @@ notation of a worked gradient differs:
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import contextlib
 import numbers
 import re
 
@@ -343,26 +345,36 @@ def latex(expr, names=None, **settings):
     """
     if isinstance(expr, str):
         return expr
-    try:
-        key = (expr, tuple(sorted(names.items())) if names else None,
-               tuple(sorted(settings.items())))
-        hash(key)
-    except TypeError:  # something unhashable: printed, not remembered
-        key = None
-    tex = _PRINTED.get(key) if key is not None else None
+    memo, key = _remembered[-1] if _remembered else None, None
+    if memo is not None:
+        try:
+            key = (expr, tuple(sorted(names.items())) if names else None,
+                   tuple(sorted(settings.items())))
+            hash(key)
+        except TypeError:  # something unhashable: printed, not remembered
+            key = None
+    tex = memo.get(key) if key is not None else None
     if tex is None:
         tex = DeriveLatexPrinter({"names": names or None, **settings}).doprint(expr)
         if key is not None:
-            if len(_PRINTED) >= MAX_PRINTED:
-                _PRINTED.clear()
-            _PRINTED[key] = tex
+            memo[key] = tex
     return tex
 
 
-# A document prints each formula more than once (its table, its worked section, the
-# read-back of what it printed); SymPy objects compare structurally (2.0*x != 2*x), so
-# an object equal to one printed before prints the same.
-_PRINTED, MAX_PRINTED = {}, 50_000
+_remembered = []
+
+
+@contextlib.contextmanager
+def remembered():
+    """Within the block, :func:`latex` prints an object equal to one it printed before
+    as it did then: a document prints each formula two or three times (its table, its
+    worked section, the read-back of what it printed). SymPy objects compare
+    structurally (``2.0*x != 2*x``); the memory lasts for the block (one document)."""
+    _remembered.append({})
+    try:
+        yield
+    finally:
+        _remembered.pop()
 
 
 def symbol_tex(name, names=None, adjoint=False):
