@@ -469,8 +469,7 @@ def _gradients(d, P, H, W, M, Z, G, act, at):
     text = ("Backward through H' = sigma(Z), Z = M W and M = P H, with the graph (P) fixed. "
             "Per node: zbar_i = hbar'_i * sigma'(z_i), Wbar = sum over i of m_i^T zbar_i, "
             "mbar_i = zbar_i W^T and hbar_j = sum over the nodes i that hear j of p_ij mbar_i.")
-    d.sections.append(Section("Gradients: Zbar, Wbar = H^T P^T Zbar, Hbar = P^T Zbar W^T",
-                              steps, text=text))
+    d.sections.append(Section("Gradients with respect to W and H", steps, text=text))
     return Wbar, Hbar
 
 
