@@ -36,6 +36,11 @@ def array(value, where, ndim=None, name="value"):
     Returns the nested list of SymPy numbers (a scalar for rank 0).
     """
     out = _read(value, where)
+    return _with_rank(out, ndim, name, where)
+
+
+def _with_rank(out, ndim, name, where):
+    """``out`` when its rank is ``ndim`` (an int, a tuple of them, or None: any)."""
     rank = len(shape(out))
     allowed = (ndim,) if isinstance(ndim, int) else ndim
     if allowed is not None and rank not in allowed:
@@ -238,13 +243,7 @@ def symbolic_array(raw, where, symbols, ndim=None, name="value"):
     if symbols is None:
         return array(raw, where, ndim, name)
     out = _read_leaves(raw, where, lambda v, at: value(v, at, symbols))
-    rank = len(shape(out))
-    allowed = (ndim,) if isinstance(ndim, int) else ndim
-    if allowed is not None and rank not in allowed:
-        want = " or ".join(str(r) for r in allowed)
-        raise ShapeError(f"{name} must have {want} dimension(s), got shape "
-                         f"{dims(shape(out))}", where=where)
-    return out
+    return _with_rank(out, ndim, name, where)
 
 
 def _read_leaves(raw, where, leaf):
