@@ -19,6 +19,7 @@ module                kinds
 ``analysis``          linear_collapse, conv_collapse, init_variance
 ``jacobians``         rnn_jacobian, mlp_jacobian
 ``classic``           perceptron, knn, decoding
+``claims``            claim (a statement proved, refuted or shown, with evidence)
 ``graph_by_hand``     gnn
 ====================  =========================================================
 """
@@ -27,3 +28,4 @@ from derive.worked import (analysis, architecture, attention_by_hand, classic,  
                            conv_by_hand, dropout, jacobians, losses_by_hand, norms_by_hand,
                            optimizers, schedules)  # (each module registers its problem kinds)
 from derive.worked import graph_by_hand  # noqa: F401,E402  (gnn)
+from derive.worked import claims  # noqa: F401,E402  (the claim kind and its registry)
