@@ -84,7 +84,10 @@ def chain_rule_tex(edge, names):
 
 def adjoint_row(d, adj, names):
     """The chain of equalities for one Adjoint."""
-    edges = d.edges_from(adj.name)
+    elided = adj.name in d.meta.get("elided_uses", ())
+    # some uses are in steps the document leaves out: the full sum over uses, not the
+    # listed edges' contributions, which would leave those terms out
+    edges = [] if elided else d.edges_from(adj.name)
     rhs = []
     if edges:
         rhs.append(signed_sum([chain_rule_tex(e, names) for e in edges]))
@@ -102,7 +105,9 @@ def adjoint_row(d, adj, names):
         rhs.append(Math(value_tex(adj.value, names)))
     if adj.shape:
         rhs.append(shape_math(adj.shape, names))
-    return Row(Math(symbol_tex(adj.name, names, adjoint=True)), rhs, _note(d, adj, edges, names))
+    note = "Some of its uses are in the steps this document leaves out (see the notes)." \
+        if elided else _note(d, adj, edges, names)
+    return Row(Math(symbol_tex(adj.name, names, adjoint=True)), rhs, note)
 
 
 def _note(d, adj, edges, names):

@@ -77,8 +77,9 @@ def tensor_forms(d, names=None):
             index.append((f"∂{e.dst}/∂{e.src} (local partial)", tex_of(e.partial)))
         add(f"contribution of {e.dst} to {e.src}_bar", e.contribution, None,
             tex_of(e.contribution))  # as contribution_tex(e, names, tensor=True) prints it
+    partial = set(d.meta.get("elided_uses", ()))  # uses in elided steps are not listed
     for src, into in edges.items():
-        if all(_is_matrix(e.contribution) for e in into):
+        if src not in partial and all(_is_matrix(e.contribution) for e in into):
             parts = [tex_of(e.contribution) for e in into]
             forms.append(MatrixForm(f"{src}_bar (adjoint, contributions added)",
                                     signed_sum(parts).tex, f"{src}_bar"))

@@ -61,6 +61,9 @@ def derive_graph(graph, wrt=None, values=None, upstream=None, kind="tensor_graph
         d.note(text)
     if hidden:
         d.meta["elided"] = sorted(hidden)
+        # tensors some of whose uses are in elided steps: their edge list is partial
+        d.meta["elided_uses"] = sorted({e.src for e in s.edges if e.dst in hidden
+                                        and e.src not in hidden})
     d.sections = view.sections()
     for check in graph.checks:
         d.sections.append(check(view))
@@ -157,7 +160,7 @@ class View:
         env = self.env() if self.arrays is not None else None
         out = []
         for e in self.s.edges:
-            if e.src in self.hidden:
+            if e.src in self.hidden or e.dst in self.hidden:
                 continue
             K, own = self.s.indices[e.src], self.g.nodes[e.dst].indices
             nk, ni = names_for(K, own)
@@ -238,8 +241,11 @@ class View:
     def adjoint_section(self, name):
         K = self.s.indices[name]
         steps = []
-        chain = []
+        chain, elided = [], 0
         for e in [e for e in self.s.edges if e.src == name]:
+            if e.dst in self.hidden:
+                elided += 1
+                continue
             dst = self.g.nodes[e.dst]
             nk, ni = names_for(K, dst.indices)
             lhs = sp.Derivative(indexed_lhs(dst.name, dst.indices, ni),
@@ -250,15 +256,20 @@ class View:
                               note="differentiate the definition; δ is the Kronecker delta"))
             bar_c = self.s.bar_element(dst.name, dst.indices)
             chain.append(ISum(bar_c * e.raw, *dst.indices) if dst.indices else bar_c * e.raw)
-        summed, _ = pretty(sp.Add(*chain).xreplace(self.seed), K)
         done, _ = pretty(self.adjoint_rhs(name), K)
-        forms = _dedupe([summed, done])
+        if elided:  # the sum over its uses would leave out the elided steps' terms
+            forms = [done]
+        else:
+            summed, _ = pretty(sp.Add(*chain).xreplace(self.seed), K)
+            forms = _dedupe([summed, done])
         node = recognise(self.adjoint_rhs(name), K, self.tensors)
         if node is not None and K:
             forms.append(display(self.adjoint_rhs(name), K, node, self.tensors))
         shape = shape_str(self.g.nodes[name].shape)
-        steps.append(Step(indexed_lhs(name + BAR_SUFFIX, K, pretty_names(K)), forms,
-                          note=f"chain rule over every use, deltas eliminated; shape {shape}"))
+        note = f"chain rule over every use, deltas eliminated; shape {shape}"
+        if elided:
+            note += f" ({elided} uses in the steps this document leaves out are alike)"
+        steps.append(Step(indexed_lhs(name + BAR_SUFFIX, K, pretty_names(K)), forms, note=note))
         return Section(f"Adjoint of {name}", steps)
 
 
