@@ -21,6 +21,7 @@ module                kinds
 ``classic``           perceptron, knn, decoding
 ``claims``            claim (a statement proved, refuted or shown, with evidence)
 ``graph_by_hand``     gnn
+``detection``         detection (YOLO v1: output, encode, iou, loss, nms)
 ====================  =========================================================
 """
 from derive.worked import regularisation  # noqa: F401  (regularised_loss)
@@ -29,3 +30,4 @@ from derive.worked import (analysis, architecture, attention_by_hand, classic,  
                            optimizers, schedules)  # (each module registers its problem kinds)
 from derive.worked import graph_by_hand  # noqa: F401,E402  (gnn)
 from derive.worked import claims  # noqa: F401,E402  (the claim kind and its registry)
+from derive.worked import detection  # noqa: F401,E402  (detection)
