@@ -106,12 +106,64 @@ class Step:
 
 
 @dataclass
+class Figure:
+    """A plot of a worked section: the PNG shown and the data it was drawn from.
+
+    ``png`` is the image every document shows (PDF, HTML, Markdown); ``data`` is what it
+    plots (a mapping of names to numbers or lists of numbers; JSON gives it instead of the
+    image). Draw one with :func:`plot_png`; ``width`` is its share of the text width in
+    the PDF.
+    """
+
+    title: str
+    png: bytes
+    data: dict = field(default_factory=dict)
+    caption: str = ""
+    width: float = 0.9
+
+    @property
+    def size(self):
+        """``(width, height)`` of the PNG in pixels, read from its header."""
+        return png_size(self.png)
+
+
+def png_size(png):
+    """``(width, height)`` of PNG bytes (ValueError when they are not a PNG)."""
+    if not isinstance(png, (bytes, bytearray)) or png[:8] != b"\x89PNG\r\n\x1a\n" \
+            or png[12:16] != b"IHDR":
+        raise ValueError("not a PNG image")
+    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+
+
+def plot_png(draw, size=(6.4, 3.6), dpi=150, ncols=1):
+    """PNG bytes of a matplotlib drawing: ``draw(axes)`` fills ``ncols`` axes side by side.
+
+    matplotlib is imported here, on first use (its object API on the Agg canvas: no
+    pyplot, no display, no global figure state), so loading derive stays quick.
+    """
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure as MplFigure
+
+    fig = MplFigure(figsize=size, dpi=dpi)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, ncols, squeeze=True)
+    draw(axes)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    return buf.getvalue()
+
+
+@dataclass
 class Section:
-    """A titled block of worked steps with optional prose before them."""
+    """A titled block of worked steps with optional prose before them, and figures after."""
 
     title: str
     steps: list = field(default_factory=list)
     text: str = ""
+    figures: list = field(default_factory=list)  # Figure, shown after the steps
 
 
 @dataclass(repr=False)

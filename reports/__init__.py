@@ -13,6 +13,7 @@ registers it as derive's renderer (:func:`register`): derive itself imports no r
 from __future__ import annotations
 
 import os
+import re
 
 from derive.errors import InputError
 from derive.tensor.printed import check_printed
@@ -21,7 +22,7 @@ from derive.step_values import check_step_values
 from reports import html_out, json_out, latex_out, markdown_out, passes
 from reports.files import pdf_bytes, replace_atomically
 from reports.latex_printer import remembered
-from reports.parts import build
+from reports.parts import build, plots
 
 FORMATS = ("tex", "md", "html", "json")
 SUFFIXES = {".tex": "tex", ".pdf": "pdf", ".md": "md", ".markdown": "md", ".html": "html",
@@ -47,6 +48,16 @@ def render(d, fmt):
     str
         A standalone LaTeX file, a Markdown page, an HTML page, or indented JSON.
     """
+    return render_with_files(d, fmt)[0]
+
+
+def render_with_files(d, fmt, prefix=None):
+    """The text of :func:`render` and the image files it refers to, ``{name: bytes}``.
+
+    Figures (plots of worked sections) are embedded in HTML, and in Markdown when no
+    ``prefix`` is given (a data URI); LaTeX, and Markdown with a ``prefix``, refer to image
+    files named ``prefix + "figure-N.png"``, to be written beside the document.
+    """
     if fmt not in _EMITTERS and fmt != "json":
         hint = "; a PDF is made by write()" if fmt == "pdf" else ""
         raise InputError(f"unknown format {fmt!r} (use {', '.join(FORMATS)}{hint})")
@@ -54,8 +65,16 @@ def render(d, fmt):
         document = None if fmt == "json" else document_of(d)
         check_printed_once(d, document)
         if fmt == "json":
-            return json_out.dumps(d)
-        return _EMITTERS[fmt](document)
+            return json_out.dumps(d), {}
+        for plot in plots(document):
+            plot.file = (prefix or "") + plot.file
+        if fmt == "md":
+            text = markdown_out.emit(document, embed=prefix is None)
+        else:
+            text = _EMITTERS[fmt](document)
+        files = {} if fmt == "html" or (fmt == "md" and prefix is None) else \
+            {p.file: p.png for p in plots(document)}
+        return text, files
 
 
 def check_printed_once(d, document=None):
@@ -101,7 +120,9 @@ def write(d, path, fmt=None):
 
     ``.pdf`` runs pdflatex in a temporary directory (UnsupportedError when it is not
     installed). The file appears complete or not at all: it is written next to its
-    destination under a temporary name and then renamed.
+    destination under a temporary name and then renamed. A ``.tex`` or ``.md`` with
+    figures gets its images beside it, ``<name>-figure-N.png`` (written first), so the
+    ``.tex`` compiles where it stands; HTML embeds them, a PDF holds them.
 
     Returns
     -------
@@ -109,9 +130,14 @@ def write(d, path, fmt=None):
     """
     fmt = format_of(path, fmt)
     if fmt == "pdf":
-        data = pdf_bytes(render(d, "tex"))
+        data = pdf_bytes(*render_with_files(d, "tex"))
     else:
-        data = render(d, fmt).encode("utf-8")
+        stem = os.path.splitext(os.path.basename(os.fspath(path)))[0]
+        text, files = render_with_files(d, fmt, re.sub(r"[^A-Za-z0-9_-]", "-", stem) + "-")
+        folder = os.path.dirname(os.fspath(path))
+        for name, png in files.items():
+            replace_atomically(os.path.join(folder, name), png)
+        data = text.encode("utf-8")
     replace_atomically(path, data)
     return path
 

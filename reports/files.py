@@ -24,8 +24,15 @@ TEX_PACKAGES = ("texlive-latex-base texlive-latex-recommended texlive-latex-extr
 _RERUN = re.compile(r"Rerun (LaTeX|to get)|Table widths have changed")
 
 
-def pdf_bytes(source):
+#: what an image file beside the document may be called (the names reports gives them)
+_IMAGE_NAME = re.compile(r"[A-Za-z0-9_-]+\.png")
+
+
+def pdf_bytes(source, files=None):
     """Compile LaTeX ``source`` with pdflatex; the PDF as bytes.
+
+    ``files`` maps the names of the images the source includes (``figure-1.png``) to their
+    bytes; they are written beside the source in the temporary directory.
 
     Raises
     ------
@@ -40,6 +47,11 @@ def pdf_bytes(source):
     with tempfile.TemporaryDirectory(prefix="derivekit-tex-") as tmp:
         with open(os.path.join(tmp, "doc.tex"), "w", encoding="utf-8") as fh:
             fh.write(source)
+        for name, data in (files or {}).items():
+            if not _IMAGE_NAME.fullmatch(name) or name.startswith("doc."):
+                raise DeriveError(f"refusing to write the image file {name!r:.60}")
+            with open(os.path.join(tmp, name), "wb") as fh:
+                fh.write(data)
         for _ in range(MAX_RUNS):
             log = _run(exe, tmp)
             if not _RERUN.search(log):

@@ -9,6 +9,7 @@ inline SVG (``reports.svg_graph``) when the PDF draws it; its edge table follows
 """
 from __future__ import annotations
 
+import base64
 import html
 
 from derive.latexsubset import MATH_COMMANDS, refusal
@@ -17,6 +18,7 @@ from reports.document_model import (Equations, Graph, Heading, Items, Prose, Tab
                                     segments)
 from reports.latex_out import chain
 from reports.mathml import mathml
+from reports.parts import Plot
 from reports.svg_graph import svg
 
 STYLE = """
@@ -43,6 +45,9 @@ p.note { color: #57606a; font-style: italic; margin-bottom: 0; }
 .tex-fallback code { background: #fff8c5; padding: 0 .2em; }
 .tex-fallback small { color: #9a6700; }
 .figure { overflow-x: auto; margin: .8rem 0; }
+figure.plot { margin: 1rem 0; text-align: center; }
+figure.plot img { max-width: 100%; height: auto; }
+figure.plot figcaption { color: #57606a; font-size: .95em; }
 svg.graph { max-width: 100%; height: auto; display: block; margin: 0 auto; }
 svg.graph .gedges { fill: #1f2328; stroke: #1f2328; stroke-width: 1.2; }
 svg.graph .gedges path { fill: none; }
@@ -109,7 +114,23 @@ def heading(block):
     return f"<h{level}>{prose(block.text)}</h{level}>"
 
 
+def plot(block):
+    """A figure: the PNG embedded as a data URI (the page stays one offline file)."""
+    data = base64.b64encode(block.png).decode("ascii")
+    width, height = block.size
+    caption = f"<strong>{prose(block.title.rstrip('.'))}.</strong>"
+    if block.caption:
+        caption += " " + prose(block.caption)
+    # at most 800 px wide on the page (the text column); a dense screen uses every pixel
+    shown = round(width * min(1.0, 800 / width))
+    return (f'<figure class="plot"><img src="data:image/png;base64,{data}" '
+            f'alt="{html.escape(block.title)}" width="{shown}" '
+            f'height="{round(height * shown / width)}">\n'
+            f"<figcaption>{caption}</figcaption></figure>")
+
+
 RULES = {
+    Plot: plot,
     Heading: heading,
     Prose: lambda b: f"<p>{prose(b.text)}</p>",
     Items: items,

@@ -8,10 +8,16 @@ Schema of one derivation (every key always present; empty lists / null when abse
       "edges": [{"from", "to", "partial", "contribution", "value"}],
       "adjoints": [{"name", "as_sum", "in_nodes", "in_inputs", "value"}],
       "gradients": {name: {"expression", "value"}},
-      "sections": [{"title", "text", "steps": [{"lhs", "rhs": [...], "note"}]}],
+      "sections": [{"title", "text", "steps": [{"lhs", "rhs": [...], "note"}],
+                    "figures": [{"title", "caption", "data", "size"}]}],
       "notes": [str],
       "result": ...
     }
+
+``figures`` is present only in a section that has figures (plots): each is the data it
+plots (``data``: names to numbers or lists of numbers, encoded as values below) and the
+image's ``size`` ``[width, height]`` in pixels; the image itself is in the documents
+(PDF, HTML, Markdown), not in the JSON.
 
 A list of derivations is ``{"problems": [<one derivation>, ...]}``.
 
@@ -110,7 +116,22 @@ def _adjoint(a):
 def _section(s):
     steps = [{"lhs": expression(st.lhs), "rhs": [_side(r) for r in st.rhs], "note": st.note}
              for st in s.steps]
-    return {"title": s.title, "text": s.text, "steps": steps}
+    out = {"title": s.title, "text": s.text, "steps": steps}
+    if getattr(s, "figures", None):
+        out["figures"] = [{"title": f.title, "caption": f.caption, "data": _data(f.data),
+                           "size": list(f.size)} for f in s.figures]
+    return out
+
+
+def _data(v):
+    """What a figure plots: mappings and lists kept, numbers as values, words as they are."""
+    if isinstance(v, dict):
+        return {str(k): _data(x) for k, x in v.items()}
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (list, tuple)) and any(isinstance(x, (dict, str, list, tuple)) for x in v):
+        return [_data(x) for x in v]
+    return value(v)
 
 
 def _side(r):

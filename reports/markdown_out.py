@@ -5,10 +5,12 @@ Jupyter render ``aligned``, not a bare ``align``). The graph is shown as its edg
 """
 from __future__ import annotations
 
+import base64
 import re
 
 from reports.document_model import Equations, Graph, Heading, Items, Prose, Table, lay_out, segments
 from reports.latex_out import chain
+from reports.parts import Plot
 
 # Not [ and ]: "\[" would open display math in Jupyter (math is found before Markdown).
 _MD_SPECIALS = re.compile(r"([\\`*_<>|])")
@@ -50,6 +52,18 @@ def equations(block):
     return "\n\n".join(out)
 
 
+def plot(block, embed):
+    """A figure: its image (the file beside the page, or the PNG itself as a data URI when
+    the page stands alone) and its caption in italics."""
+    src = ("data:image/png;base64," + base64.b64encode(block.png).decode("ascii")
+           if embed else block.file)
+    alt = re.sub(r"[\[\]\\]", "", block.title)
+    caption = "*%s.*" % prose(block.title.rstrip("."))
+    if block.caption:
+        caption += " " + prose(block.caption)
+    return f"![{alt}]({src})\n\n{caption}"
+
+
 RULES = {
     Heading: lambda b: "#" * min(b.level, 6) + " " + prose(b.text),
     Prose: lambda b: prose(b.text),
@@ -60,6 +74,11 @@ RULES = {
 }
 
 
-def emit(doc):
-    """The Markdown text of a Document."""
-    return "\n\n".join(["# " + prose(doc.title)] + lay_out(doc, RULES, "md")) + "\n"
+def emit(doc, embed=True):
+    """The Markdown text of a Document.
+
+    Figures are data URIs when ``embed`` (a page shown on its own, as in Jupyter), else
+    links to their files (``Plot.file``), which ``reports.write`` puts beside the page.
+    """
+    rules = {**RULES, Plot: lambda b: plot(b, embed)}
+    return "\n\n".join(["# " + prose(doc.title)] + lay_out(doc, rules, "md")) + "\n"

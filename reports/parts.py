@@ -9,6 +9,8 @@ graph" when the graph is too large to draw and its edge table stands alone).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import sympy as sp
 
 from derive.latexsubset import check_display_names
@@ -23,15 +25,43 @@ from reports.values import array_tex, classify, text_math, value_tex
 ROLE_WORDS = {"input": "input", "param": "parameter"}
 
 
+@dataclass
+class Plot:
+    """A figure of a worked section (derive.derivation.Figure) as a block.
+
+    ``file`` is the name the image has beside a written document (``figure-1.png``,
+    numbered in reading order by :func:`build`; ``write`` puts the document's name in
+    front); LaTeX and a written Markdown file link it, HTML embeds ``png`` itself.
+    """
+
+    title: str
+    caption: str
+    png: bytes
+    width: float
+    size: tuple
+    file: str = ""
+
+
+def plots(doc):
+    """Every Plot of a Document, in reading order."""
+    return [b for b in doc.blocks if isinstance(b, Plot)]
+
+
 def build(derivations):
     """The Document of one Derivation, or of a list of them (one part per problem)."""
     if not isinstance(derivations, (list, tuple)):
-        return Document(derivations.title, problem_blocks(derivations, level=2))
+        return _numbered(Document(derivations.title, problem_blocks(derivations, level=2)))
     if len(derivations) == 1:
         return build(derivations[0])
     doc = Document(_collection_title(derivations))
     for d in derivations:
         doc.blocks += [Heading(d.title, 2)] + problem_blocks(d, level=3)
+    return _numbered(doc)
+
+
+def _numbered(doc):
+    for n, plot in enumerate(plots(doc), 1):
+        plot.file = f"figure-{n}.png"
     return doc
 
 
@@ -141,6 +171,8 @@ def section_blocks(section, names, level):
             for s in section.steps]
     if rows:
         blocks.append(Equations(rows))
+    blocks += [Plot(f.title, f.caption, f.png, f.width, f.size)
+               for f in getattr(section, "figures", ())]
     return headed(section.title, level, blocks)
 
 
