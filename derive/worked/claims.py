@@ -122,3 +122,5 @@ def _register_existing():
 
 
 _register_existing()
+
+from derive.worked import claims_proofs  # noqa: F401,E402  (the claims decided by derivation)
