@@ -31,3 +31,4 @@ from derive.worked import (analysis, architecture, attention_by_hand, classic,  
 from derive.worked import graph_by_hand  # noqa: F401,E402  (gnn)
 from derive.worked import claims  # noqa: F401,E402  (the claim kind and its registry)
 from derive.worked import detection  # noqa: F401,E402  (detection)
+from derive.worked import claims_plots  # noqa: F401,E402  (claims shown with plots)
