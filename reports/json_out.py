@@ -15,7 +15,7 @@ Schema of one derivation (every key always present; empty lists / null when abse
     }
 
 ``figures`` is present only in a section that has figures (plots): each is the data it
-plots (``data``: names to numbers or lists of numbers, encoded as values below) and the
+plots (``data``: names to numbers or lists of numbers, encoded as ``result`` is) and the
 image's ``size`` ``[width, height]`` in pixels; the image itself is in the documents
 (PDF, HTML, Markdown), not in the JSON.
 
@@ -118,20 +118,11 @@ def _section(s):
              for st in s.steps]
     out = {"title": s.title, "text": s.text, "steps": steps}
     if getattr(s, "figures", None):
-        out["figures"] = [{"title": f.title, "caption": f.caption, "data": _data(f.data),
+        out["figures"] = [{"title": f.title, "caption": f.caption, "data": result(f.data),
                            "size": list(f.size)} for f in s.figures]
     return out
 
 
-def _data(v):
-    """What a figure plots: mappings and lists kept, numbers as values, words as they are."""
-    if isinstance(v, dict):
-        return {str(k): _data(x) for k, x in v.items()}
-    if isinstance(v, str):
-        return v
-    if isinstance(v, (list, tuple)) and any(isinstance(x, (dict, str, list, tuple)) for x in v):
-        return [_data(x) for x in v]
-    return value(v)
 
 
 def _side(r):
