@@ -5,7 +5,10 @@
   proves why (no line separates it) and detects the cycle.
 * ``knn``: distances (L1, L2 or both) from a query to every training point, the k nearest,
   and the majority vote (a tie goes to the class of the nearest tied neighbour).
-* ``decoding``: greedy, beam and exhaustive search on a given tree of log-probabilities.
+* ``decoding``: greedy, beam and exhaustive search on a given tree of log-probabilities;
+  with a ``target`` sequence, teacher forcing (training: the ground-truth previous token is
+  fed at each step, the loss is the sum of -log p of the target tokens) beside free running
+  (inference: the model's own previous prediction is fed, as greedy decoding does).
 """
 from __future__ import annotations
 
@@ -14,11 +17,12 @@ import sympy as sp
 from derive.derivation import Derivation, Section, Step
 from derive.errors import InputError, ShapeError
 from derive.problem import check_keys, get, problem_kind
-from derive.stepforms import Word, minus, plus, power, root, times
+from derive.stepforms import Word, minus, plus, power, root, times, written
 from derive.worked.common import (EXACT_NOTE, all_exact, array, key_choice, key_int, key_number, matrix,
                      products, said, symbol, tidy, with_approx)
 
 W, B, ETA, X_, Y_, YHAT = sp.symbols("w b eta x y yhat")
+_P = sp.Function("p")  # a token's probability given the prefix before it
 
 _GATES = {
     "AND": [0, 0, 0, 1], "OR": [0, 1, 1, 1], "NAND": [1, 1, 1, 0], "NOR": [1, 0, 0, 0],
@@ -201,9 +205,11 @@ def _classify(d, X, labels, q, k, metric, j, n_q):
 @problem_kind("decoding")
 def decoding(spec, where):
     """Greedy, beam and exhaustive search on a tree of next-token log-probabilities."""
-    check_keys(spec, {"kind", "title", "tree", "beam"}, where)
+    check_keys(spec, {"kind", "title", "tree", "beam", "target", "start"}, where)
     tree = _tree(get(spec, "tree", where, types=dict), f"{where}: tree")
     width = key_int(spec, "beam", where, 2)
+    target = _target(spec, where, tree)
+    start = str(get(spec, "start", where, types=(str, int), default="<sos>"))
     d = Derivation(title=get(spec, "title", where, default="Greedy, beam and exhaustive search"),
                    kind="decoding")
     d.note("A sequence's score is the sum of its tokens' log-probabilities (the log of the "
@@ -220,7 +226,36 @@ def decoding(spec, where):
     d.result = {name: {"sequence": seq, "score": score}
                 for name, (seq, score) in (("greedy", greedy), ("beam", beam),
                                            ("exhaustive", best))}
+    if target is not None:
+        d.result["teacher_forcing"] = _teacher_forcing(d, tree, target, start)
+        d.result["free_running"] = _free_running(d, greedy[0], target, start)
     return d
+
+
+def _target(spec, where, tree):
+    """The ``target`` tokens, checked to be a path of the tree (None when absent)."""
+    if "target" not in spec:
+        return None
+    raw = get(spec, "target", where, types=list)
+    at = f"{where}: target"
+    if not raw:
+        raise InputError("the target sequence is empty", where=at)
+    tokens, node = [], tree
+    for t, token in enumerate(raw):
+        if isinstance(token, bool) or not isinstance(token, (str, int)):
+            raise InputError(f"a token is a word, got {token!r:.30}", where=f"{at}[{t}]")
+        token = str(token)
+        if node is None:
+            raise InputError(f"the target has {len(raw)} tokens but the tree's sequence "
+                             f"{' '.join(tokens)} ends after {t} (its last token is a leaf)",
+                             where=at)
+        if token not in node:
+            after = f"after {' '.join(tokens)}" if tokens else "at the start"
+            raise InputError(f"{token!r} is not a next token {after} (the tree has "
+                             f"{', '.join(node)})", where=f"{at}[{t}]")
+        tokens.append(token)
+        node = node[token][1]
+    return tokens
 
 
 def _tree(node, where):
@@ -308,3 +343,57 @@ def _exhaustive(d, tree):
 
 def _sequence(seq):
     return Word(" ".join(seq))
+
+
+def _teacher_forcing(d, tree, target, start):
+    """Training: at step t the decoder is fed the true token y_(t-1), whatever it predicted."""
+    steps, node, losses, predictions = [], tree, [], []
+    fed = [start] + target[:-1]
+    for t, (given, token) in enumerate(zip(fed, target), 1):
+        best = max(node, key=lambda k: node[k][0])
+        logp = node[token][0]
+        losses.append(sp.log(1 / logp.args[0]) if isinstance(logp, sp.log) else tidy(-logp))
+        predictions.append(best)
+        steps += [
+            Step(symbol("w", t), [Word(given)], "fed: " + (
+                "the start token" if t == 1 else f"the true previous token y_{t - 1}")),
+            Step(Word(f"prediction {t}"),
+                 [sp.Dict({Word(k): lp for k, (lp, _) in node.items()}), Word(best)],
+                 "the log-probabilities of the next token, then the most probable"),
+            Step(symbol("ell", t), [sp.Mul(-1, sp.log(_P(Word(token))), evaluate=False),
+                                    written(sp.Mul(-1, logp, evaluate=False)),
+                                    *with_approx(losses[-1])],
+                 f"the true token y_{t} = {token}" + (
+                     "" if best == token else f"; the model said {best}, but y_{t} is fed next"))]
+        node = node[token][1]
+    total = tidy(sp.Add(*losses))
+    steps.append(Step(sp.Symbol("L"), [plus(*losses), *with_approx(total)],
+                      "the sum over the steps of -log p(true token)"))
+    text = ("Training feeds the ground-truth previous token at every step (the model's own "
+            "prediction is never fed back), so every step's loss is -log p of the true token "
+            f"given the true prefix. Target: {' '.join(target)}.")
+    if node is not None:
+        text += " The target stops before a leaf: the loss covers its tokens only."
+    d.sections.append(Section("Teacher forcing (training)", steps, text=text))
+    return {"inputs": fed, "predictions": predictions, "loss": total}
+
+
+def _free_running(d, greedy, target, start):
+    """Inference: the decoder is fed its own previous prediction (greedy decoding)."""
+    fed = [start] + greedy[:-1]
+    forced = [start] + target[:-1]
+    steps = []
+    for t, given in enumerate(fed, 1):
+        same = t <= len(forced) and forced[t - 1] == given
+        note = "the start token" if t == 1 else f"the model's own prediction at step {t - 1}"
+        if t <= len(forced) and not same:
+            note += f"; teacher forcing fed {forced[t - 1]} here"
+        steps.append(Step(symbol("w", t), [Word(given)], note))
+    steps.append(Step(Word("output"), [_sequence(greedy)],
+                      "the greedy sequence" + ("" if greedy == target else
+                                               f", not the target {' '.join(target)}")))
+    d.sections.append(Section("Free running (inference, greedy)", steps, text=(
+        "At inference there is no target: each step is fed the token the model chose at the "
+        "step before (its most probable one, as in greedy search), so an early mistake is fed "
+        "back and changes what follows.")))
+    return {"inputs": fed, "predictions": greedy}
