@@ -174,17 +174,22 @@ def _gradient(d, cells, chosen, pred, S, B, C, lc, ln, conf):
         at = {**dict(zip(PRED, q)), **dict(zip(TRUE, t)), LC: lc}
         for k, s in enumerate(PRED):
             form = sp.factor(sp.diff(l_resp, s))
+            weight = sp.diff(form, s)  # the derivative is weight * (s - s-hat)
+            if sp.expand(form - weight * (s - TRUE[k])) != 0:
+                raise AssertionError(f"dL/d{s} is not linear in {s} - {TRUE[k]}: {form}")
             value = tidy(form.xreplace(at))
             grad[r][c][5 * j + k] = value
             steps.append(Step(sp.Derivative(sp.Symbol("L"), s), [
-                form, sp.UnevaluatedExpr(form).xreplace(
-                    {k_: sp.UnevaluatedExpr(v_) for k_, v_ in at.items()}), *with_approx(value)],
-                f"cell ({r}, {c}), predictor {j + 1}"))
+                times(*_factors(weight), minus(s, TRUE[k])),
+                times(*_factors(weight, at), minus(q[k], t[k])),
+                *with_approx(value)], f"cell ({r}, {c}), predictor {j + 1}"))
         for k in range(C):
             grad[r][c][5 * B + k] = tidy(2 * (pred[r][c][5 * B + k] - cell["one_hot"][k]))
-    form = sp.factor(sp.diff(l_other, c_))
-    steps.append(Step(sp.Derivative(sp.Symbol("L"), c_), [form], "for every predictor that is "
-                      "not responsible; its x, y, sqrt(w), sqrt(h) get no gradient"))
+    if sp.diff(l_other, c_) != 2 * LN * c_:
+        raise AssertionError("dL/dC of a predictor that is not responsible is not 2 lambda C")
+    steps.append(Step(sp.Derivative(sp.Symbol("L"), c_), [times(2, LN, c_)],
+                      "for every predictor that is not responsible; its x, y, sqrt(w), "
+                      "sqrt(h) get no gradient"))
     for r in range(S):
         for c in range(S):
             for j in range(B):
@@ -206,3 +211,11 @@ def _gradient(d, cells, chosen, pred, S, B, C, lc, ln, conf):
         "its weight; derived symbolically from L_j, then evaluated. Every other entry of "
         "dL/d(predictions) is 0.")))
     return grad
+
+
+def _factors(weight, at=None):
+    """``2 lambda_coord`` as the factors 2, lambda_coord (with the values ``at``: 2, 5)."""
+    coeff, rest = weight.as_coeff_Mul()
+    if rest == 1:
+        return [coeff]
+    return [coeff, rest.xreplace(at) if at else rest]
