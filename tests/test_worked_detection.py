@@ -241,9 +241,9 @@ def test_loss_and_gradient_against_torch_autograd(conf):
 def test_loss_terms_are_exact():
     r = solve(**LOSS).result
     # IoU of predictor 1 with the box is 2/11, the confidence target
-    assert r["terms"]["obj"] == (sp.Rational(4, 5) - sp.Rational(2, 11)) ** 2
-    assert r["terms"]["coord"] == 5 * (sp.Rational(1, 2) - sp.Rational(3, 4)) ** 2
-    assert r["terms"]["noobj"] == sp.Rational(1, 2) * sum(
+    assert r["obj"] == (sp.Rational(4, 5) - sp.Rational(2, 11)) ** 2
+    assert r["coord"] == 5 * (sp.Rational(1, 2) - sp.Rational(3, 4)) ** 2
+    assert r["noobj"] == sp.Rational(1, 2) * sum(
         sp.Rational(v) ** 2 for v in ("3/10", "1/10", "1/5", "3/10", "0", "1/10", "1/10"))
 
 

@@ -381,17 +381,20 @@ def _nms_task(spec, where):
                                        threshold))
     kept = nms(boxes, scores, threshold, classes, fmt)
     d.sections.append(Section("Kept", [Step(Word("kept boxes"), [
-        sp.Tuple(*[i + 1 for i in kept])], "by decreasing score (numbered from 1)")]))
+        Word(", ".join(str(i + 1) for i in kept))], "by decreasing score")], text=(
+        "Boxes are numbered from 1 here; the result lists 0-based indices, as "
+        "torchvision.ops.nms returns them.")))
     d.result = {"kept": kept}
     return d
 
 
 def _nms_section(cls, rounds, order, scores, threshold):
-    steps = [Step(Word("sorted"), [sp.Tuple(*[i + 1 for i in order])],
+    steps = [Step(Word("sorted"), [Word(", ".join(str(i + 1) for i in order))],
                   "box numbers by decreasing score: "
                   + ", ".join(f"{said(scores[i])}" for i in order))]
     for top, checks in rounds:
-        steps.append(Step(Word(f"keep box {top + 1}"), [scores[top]], "score: the best left"))
+        steps.append(Step(Word(f"score of box {top + 1}"), [scores[top]],
+                          f"the best left: box {top + 1} is kept"))
         for j, v, gone in checks:
             steps.append(Step(symbol("IoU", top + 1, j + 1), [*with_approx(v)],
                               (f"> {said(threshold)}: box {j + 1} suppressed" if gone else

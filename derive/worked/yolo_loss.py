@@ -55,7 +55,7 @@ def loss_task(spec, where):
                                           "1") + "; every other predictor's target is 0.")
     terms = _terms(d, cells, chosen, pred, B, C, lc, ln, conf)
     grad = _gradient(d, cells, chosen, pred, S, B, C, lc, ln, conf)
-    d.result = {"loss": terms["total"], "terms": {k: v for k, v in terms.items() if k != "total"},
+    d.result = {"loss": terms["total"], **{k: v for k, v in terms.items() if k != "total"},
                 "responsible": [{"box": c["box"], "cell": [c["row"], c["col"]], "predictor": j}
                                 for c, (j, _) in zip(cells, chosen)],
                 "gradient": grad}
