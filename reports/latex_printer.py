@@ -96,7 +96,7 @@ def decimal_tex(x, digits=DIGITS):
 
 _TEXT_SPECIALS = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$",
                   "&": r"\&", "#": r"\#", "^": r"\^{}", "_": r"\_", "%": r"\%",
-                  "~": r"\~{}"}
+                  "~": r"\~{}", "<": r"\textless{}", ">": r"\textgreater{}"}
 
 
 def text_math(text):
