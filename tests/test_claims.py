@@ -103,6 +103,7 @@ def test_zero_one_loss_gradient_is_zero_off_the_boundary():
     assert d.result["verdict"] == "proved"
     assert d.result["answer"] == {"loss": 1, "gradient": [0, 0]}  # 1*3 - 2*1 = 1 > 0, y = -1
     # finite differences of the 0/1 loss vanish too
+
     def loss(w):
         return float(-1 * np.dot(w, [3, 1]) < 0)
 
@@ -154,8 +155,8 @@ def test_dropout_is_ridge_symbolically_and_by_monte_carlo():
 def test_dropout_symbolic_p_penalty():
     d = decide(claim="dropout_ridge", size=2)
     p, w1, w2, x1, x2 = sp.symbols("p w_1 w_2 x_1 x_2", real=True)
-    got = d.result["answer"]["penalty"].subs({s: sp.Symbol(s.name, real=True)
-                                               for s in d.result["answer"]["penalty"].free_symbols})
+    penalty = d.result["answer"]["penalty"]
+    got = penalty.subs({s: sp.Symbol(s.name, real=True) for s in penalty.free_symbols})
     assert sp.simplify(got - (1 - p) / p * (w1 ** 2 * x1 ** 2 + w2 ** 2 * x2 ** 2)) == 0
 
 
@@ -212,3 +213,85 @@ def test_bad_claim_input_is_one_line_naming_the_key(spec, where):
         decide(**spec)
     text = str(info.value)
     assert where in text and "t.yaml" in text and "\n" not in text
+
+
+# -- conv collapse with channels and padding (also as the claim conv_collapse) ----------------
+def test_conv_collapse_with_channels_biases_and_stride_against_torch():
+    torch = pytest.importorskip("torch")
+    f = torch.nn.functional
+    rng = np.random.default_rng(0)
+    k1, k2 = rng.integers(-2, 3, (3, 2, 3, 3)), rng.integers(-2, 3, (2, 3, 2, 2))
+    b1, b2 = [1, 0, -1], [2, 3]
+    d = decide(claim="conv_collapse", channels=[2, 3, 2], kernels=[k1.tolist(), k2.tolist()],
+               biases=[b1, b2], strides=[1, 2])
+    assert d.result["verdict"] == "proved"
+    got = d.result["answer"]
+    assert got["stride"] == [2, 2] and np.array(got["kernel"]).shape == (2, 2, 4, 4)
+
+    def t(v):
+        return torch.tensor(np.array(v, dtype=float))
+
+    x = torch.randn(1, 2, 13, 13, dtype=torch.float64)
+    stack = f.conv2d(f.conv2d(x, t(k1), t(b1)), t(k2), t(b2), stride=2)
+    single = f.conv2d(x, t(got["kernel"]), t(got["bias"]), stride=2)
+    np.testing.assert_allclose(stack.numpy(), single.numpy(), atol=1e-11)
+    # the combined kernel is the sum over middle channels of full 2-D convolutions
+    full = [[sum(_full2d(k1[m, c], k2[o, m]) for m in range(3)) for c in range(2)]
+            for o in range(2)]
+    assert np.array(got["kernel"], dtype=int).tolist() == np.array(full).tolist()
+
+
+def _full2d(a, b):
+    out = np.zeros((a.shape[0] + b.shape[0] - 1, a.shape[1] + b.shape[1] - 1), dtype=int)
+    for i, j in np.ndindex(*b.shape):
+        out[i:i + a.shape[0], j:j + a.shape[1]] += b[i, j] * a
+    return out
+
+
+def test_conv_collapse_with_padding_differs_only_at_the_border_as_torch_does():
+    torch = pytest.importorskip("torch")
+    f = torch.nn.functional
+    k1, k2 = [1, 2, -1], [3, 0, 1]
+    d = decide(claim="conv_collapse", kernels=[k1, k2], biases=[1, 0], paddings=[1, 1])
+    got = d.result["answer"]
+    assert got["padding"] == 2 and got["kernel"] == np.convolve(k1, k2).tolist()
+    n_out = 6  # the symbolic input has the receptive field + 1 = 6 entries, padded "same"
+    assert got["differs_at"] == [0, n_out - 1]
+    x = torch.randn(1, 1, 11, dtype=torch.float64)
+
+    def t(v):
+        return torch.tensor(np.array(v, dtype=float))
+
+    stack = f.conv1d(f.conv1d(x, t([[k1]]), t([1]), padding=1), t([[k2]]), padding=1)
+    single = f.conv1d(x, t([[got["kernel"]]]), t([float(got["bias"])]), padding=2)
+    gap = (stack - single)[0, 0].abs().numpy()
+    assert gap[0] > 1e-9 and gap[-1] > 1e-9 and gap[1:-1].max() < 1e-12
+
+
+def test_conv_collapse_padding_only_in_the_first_layer_agrees_everywhere():
+    d = decide(claim="conv_collapse", kernels=[[1, 2, -1], [3, 0, 1]], biases=[1, 2],
+               paddings=[2, 0])
+    assert d.result["answer"]["differs_at"] == []
+
+
+def test_conv_collapse_symbolic_channels():
+    d = decide(claim="conv_collapse", kernel_sizes=[1, 1], channels=[2, 2, 1])
+    a = [[sp.Symbol(f"a^({o}{c})_0") for c in (1, 2)] for o in (1, 2)]
+    b = [sp.Symbol(f"b^(1{m})_0") for m in (1, 2)]
+    # one output channel, two input channels: K*_(1,c) = sum_m b_(1,m) a_(m,c)
+    assert d.result["answer"]["kernel"] == [[[b[0] * a[0][c] + b[1] * a[1][c]]
+                                             for c in range(2)]]
+
+
+@pytest.mark.parametrize("spec, where", [
+    ({"kernels": [[1, 2], [1]], "channels": [1, 1]}, "channels"),
+    ({"kernels": [[1, 2], [1]], "channels": [1, 2, 1]}, "kernels[0]"),
+    ({"kernels": [[[[1, 2]]], [[[1]], [[1]]]], "channels": [1, 1, 1]}, "kernels[1]"),
+    ({"kernels": [[1, 2], [1]], "paddings": [1]}, "paddings"),
+    ({"kernels": [[1, 2], [1]], "paddings": [-1, 0]}, "paddings"),
+    ({"kernel_sizes": [1, 1], "channels": [2, 2, 1], "biases": [[1], [0]]}, "biases[0]"),
+])
+def test_bad_conv_collapse_channels_and_padding(spec, where):
+    with pytest.raises(DeriveError) as info:
+        solve_spec({"kind": "conv_collapse", **spec}, "t.yaml")
+    assert where in str(info.value) and "\n" not in str(info.value)

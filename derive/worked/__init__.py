@@ -30,5 +30,6 @@ from derive.worked import (analysis, architecture, attention_by_hand, classic,  
                            optimizers, schedules)  # (each module registers its problem kinds)
 from derive.worked import graph_by_hand  # noqa: F401,E402  (gnn)
 from derive.worked import claims  # noqa: F401,E402  (the claim kind and its registry)
+from derive.worked import claims_gradients, claims_proofs  # noqa: F401,E402  (their claims)
 from derive.worked import detection  # noqa: F401,E402  (detection)
 from derive.worked import claims_plots  # noqa: F401,E402  (claims shown with plots)

@@ -3,28 +3,24 @@
 * ``linear_collapse``: ``W2 (W1 x + b1) + b2 = (W2 W1) x + (W2 b1 + b2)``, proved with
   matrix symbols (any sizes) and checked entry by entry at given sizes; with numbers,
   the collapsed ``W*`` and ``b*``.
-* ``conv_collapse``: stacked convolutions (no nonlinearity between) are one convolution
-  whose kernel is the composition of the kernels; found by running the stack on a
-  symbolic input and reading off the coefficients, then checked at every output position.
+* ``conv_collapse`` (in :mod:`.stacked_convolutions`): stacked convolutions (no
+  nonlinearity between) are one convolution whose kernel is the composition of the kernels,
+  per pair of channels; with zero padding, the positions where that holds.
 * ``init_variance``: the Xavier/Glorot and Kaiming/He variance derivations.
 
 The gradient-flow derivations (products of Jacobians) live in :mod:`.jacobians`.
 """
 from __future__ import annotations
 
-import itertools
-
 import sympy as sp
 
 from derive.derivation import Derivation, Section, Step
-from derive.errors import InputError, ShapeError
+from derive.errors import ShapeError
 from derive.functions import relu
 from derive.problem import check_keys, get, problem_kind
-from derive.stepforms import Expectation, Variance, Word, minus, plus, power, times, written
-from derive.worked.common import array, dims, key_choice, key_int, matrix, shape, tidy, with_approx
-
-_NONLINEAR_NOTE = ("With a nonlinearity between the layers (e.g. ReLU) the composition is no "
-                   "longer affine, which is why deep networks need activations.")
+from derive.stepforms import Expectation, Variance, Word, plus, times, written
+from derive.worked.common import array, dims, key_choice, key_int, shape, tidy, with_approx
+from derive.worked.stacked_convolutions import NONLINEAR_NOTE  # (and registers conv_collapse)
 
 
 # -- stacked linear layers ------------------------------------------------------------------
@@ -47,7 +43,7 @@ def linear_collapse(spec, where):
         raise ShapeError(f"{n} layers need {n + 1} sizes (input, then each output), got "
                          f"{len(sizes)}", where=f"{where}: sizes")
     W_star, b_star = _prove_linear(d, n, sizes)
-    d.note(_NONLINEAR_NOTE)
+    d.note(NONLINEAR_NOTE)
     d.result = {"W": W_star, "b": b_star}
     if Ws is not None:
         d.result = _collapse_numbers(d, Ws, bs)
@@ -129,130 +125,6 @@ def _collapse_numbers(d, Ws, bs):
                                                  b.T.applyfunc(tidy)]))
     d.sections.append(Section("With the given numbers", steps))
     return {"W": W.applyfunc(tidy).tolist(), "b": [tidy(v) for v in b]}
-
-
-# -- stacked convolutions ------------------------------------------------------------------
-@problem_kind("conv_collapse")
-def conv_collapse(spec, where):
-    """Stacked (cross-correlation) convolutions equal one convolution: the combined kernel."""
-    check_keys(spec, {"kind", "title", "kernels", "kernel_sizes", "biases", "strides"}, where)
-    kernels = _kernels(spec, where)
-    nd = len(shape(kernels[0]))
-    strides = get(spec, "strides", where, types=list, default=[1] * len(kernels))
-    if len(strides) != len(kernels) or any(not isinstance(s, int) or s < 1 for s in strides):
-        raise ShapeError("one positive stride per layer", where=f"{where}: strides")
-    biases = get(spec, "biases", where, types=list, default=None)
-    biases = [sp.Integer(0)] * len(kernels) if biases is None else \
-        [array(b, f"{where}: biases[{i}]", ndim=0) for i, b in enumerate(biases)]
-    if len(biases) != len(kernels):
-        raise ShapeError(f"{len(biases)} biases for {len(kernels)} layers",
-                         where=f"{where}: biases")
-    d = Derivation(title=get(spec, "title", where, default="Stacked convolutions collapse"),
-                   kind="conv_collapse")
-    d.note("Convolutions here are cross-correlations (no flip), single channel, no padding.")
-    size = [1] * nd  # receptive field of one output of the stack, per axis
-    jump = [1] * nd
-    for k, s in zip(kernels, strides):
-        size = [sz + (kk - 1) * j for sz, kk, j in zip(size, shape(k), jump)]
-        jump = [j * s for j in jump]
-    x = _symbolic_input([sz + (n_out - 1) * j for sz, j, n_out in zip(size, jump, [2] * nd)])
-    steps, y = [], x
-    for i, (k, s, b) in enumerate(zip(kernels, strides, biases)):
-        y = _correlate(y, k, s, b)
-        steps.append(_conv_formula(nd, i, s, shape(k)))
-    combined, bias = _read_kernel(y, x, size, nd)
-    d.sections.append(Section("The stack", steps))
-    d.sections.append(Section("Combined kernel (coefficients of one output)", [
-        Step(sp.Symbol("K^*"), [matrix(combined)], f"size {dims(tuple(size))}, stride "
-                                                   f"{'x'.join(map(str, jump))}"),
-        Step(sp.Symbol("b^*"), [bias], "each bias passes through the later kernels' sums")]))
-    single = _correlate(x, combined, jump[0] if nd == 1 else jump, bias)
-    residual = sp.expand(sp.Add(*[(a - b) ** 2 for a, b in zip(_flat(y), _flat(single))]))
-    n = sp.Symbol("n", integer=True, positive=True)
-    gap = sp.Sum(power(minus(sp.Indexed("y_stack", n), sp.Indexed("y_single", n)), 2),
-                 (n, 1, len(_flat(y))))
-    d.sections.append(Section("Check at every output position", [
-        Step(gap, [residual],
-             "the stack and the single convolution agree at every position of a symbolic input")]))
-    d.note(_NONLINEAR_NOTE)
-    d.result = {"kernel": combined, "bias": bias, "stride": jump[0] if nd == 1 else jump}
-    return d
-
-
-def _kernels(spec, where):
-    if ("kernels" in spec) == ("kernel_sizes" in spec):
-        raise InputError("give exactly one of 'kernels' (numbers) and 'kernel_sizes' "
-                         "(symbolic entries)", where=where)
-    if "kernels" in spec:
-        ks = get(spec, "kernels", where, types=list)
-        ks = [array(k, f"{where}: kernels[{i}]", ndim=(1, 2), name="a kernel")
-              for i, k in enumerate(ks)]
-    else:
-        sizes = get(spec, "kernel_sizes", where, types=list)
-        ks = [_symbolic_kernel(s, i, f"{where}: kernel_sizes[{i}]") for i, s in enumerate(sizes)]
-    if len(ks) < 2 or len({len(shape(k)) for k in ks}) != 1:
-        raise ShapeError("need at least two kernels of the same dimension",
-                         where=f"{where}: kernels")
-    return ks
-
-
-def _symbolic_kernel(size, i, where):
-    size = [size] if isinstance(size, int) else size
-    if not size or any(not isinstance(s, int) or s < 1 for s in size) or len(size) > 2:
-        raise ShapeError(f"expected a positive size or [rows, cols], got {size!r}", where=where)
-    letter = "abcdefgh"[i % 8]
-    if len(size) == 1:
-        return [sp.Symbol(f"{letter}_{a}") for a in range(size[0])]
-    return [[sp.Symbol(f"{letter}_{a}{b}") for b in range(size[1])] for a in range(size[0])]
-
-
-def _symbolic_input(size):
-    if len(size) == 1:
-        return [sp.Symbol(f"x_{i}") for i in range(size[0])]
-    return [[sp.Symbol(f"x_{i}_{j}") for j in range(size[1])] for i in range(size[0])]
-
-
-def _correlate(x, k, stride, bias):
-    """Valid cross-correlation of a 1-D or 2-D nested list (stride int or per axis)."""
-    if not isinstance(x[0], list):
-        s = stride if isinstance(stride, int) else stride[0]
-        return [sp.expand(sp.Add(*[x[i * s + a] * k[a] for a in range(len(k))]) + bias)
-                for i in range((len(x) - len(k)) // s + 1)]
-    s = (stride, stride) if isinstance(stride, int) else stride
-    rows = (len(x) - len(k)) // s[0] + 1
-    cols = (len(x[0]) - len(k[0])) // s[1] + 1
-    return [[sp.expand(sp.Add(*[x[i * s[0] + a][j * s[1] + b] * k[a][b]
-                                for a in range(len(k)) for b in range(len(k[0]))]) + bias)
-             for j in range(cols)] for i in range(rows)]
-
-
-def _read_kernel(y, x, size, nd):
-    """The coefficients of the first stacked output in the input entries, and the constant."""
-    first = y[0] if nd == 1 else y[0][0]
-    if nd == 1:
-        kernel = [tidy(first.coeff(x[a])) for a in range(size[0])]
-    else:
-        kernel = [[tidy(first.coeff(x[a][b])) for b in range(size[1])] for a in range(size[0])]
-    const = tidy(first.subs({s: 0 for s in _flat(x)}))
-    return kernel, const
-
-
-def _conv_formula(nd, i, s, size):
-    """The step defining layer ``i`` of the stack: y_j = sum_a prev_{s j + a} K_a + b."""
-    prev = sp.IndexedBase("x" if i == 0 else f"y^({i})")
-    k, y = sp.IndexedBase(f"K^({i + 1})"), sp.IndexedBase(f"y^({i + 1})")
-    a, b, i_, j_ = sp.symbols("a b i j", integer=True)
-    bias = sp.Symbol(f"b_{i + 1}")
-    if nd == 1:
-        body = sp.Sum(times(prev[plus(s * j_, a)], k[a]), (a, 0, size[0] - 1))
-        return Step(y[j_], [plus(body, bias)])
-    body = sp.Sum(times(prev[plus(s * i_, a), plus(s * j_, b)], k[a, b]),
-                  (a, 0, size[0] - 1), (b, 0, size[1] - 1))
-    return Step(y[i_, j_], [plus(body, bias)])
-
-
-def _flat(nested):
-    return list(itertools.chain.from_iterable(nested)) if isinstance(nested[0], list) else nested
 
 
 # -- initialisation --------------------------------------------------------------------------

@@ -20,8 +20,11 @@ Registering a claim::
         ...
         return Verdict("refuted", "LN(x + y) != LN(x) + LN(y) at x = ..., y = ...")
 
+The claims decided by derivation are registered by :mod:`.claims_proofs` and
+:mod:`.claims_gradients` (imported with the package, after this module).
+
 >>> sorted(CLAIMS)[:2]  # doctest: +SKIP
-['conv_collapse', 'linear_collapse']
+['argmax_attention_gradient', 'constant_init_symmetry']
 """
 from __future__ import annotations
 
@@ -122,5 +125,3 @@ def _register_existing():
 
 
 _register_existing()
-
-from derive.worked import claims_proofs  # noqa: F401,E402  (the claims decided by derivation)
