@@ -295,3 +295,20 @@ def test_bad_conv_collapse_channels_and_padding(spec, where):
     with pytest.raises(DeriveError) as info:
         solve_spec({"kind": "conv_collapse", **spec}, "t.yaml")
     assert where in str(info.value) and "\n" not in str(info.value)
+
+
+def test_stationary_point_out_of_time_is_undecided_and_says_what_it_tried():
+    d = decide(claim="stationary_point", symbols=["z"], expression="sigmoid(z)*(1 - sigmoid(z))",
+               seconds=0.0001)
+    assert d.result["verdict"] == "undecided"
+    assert "out of time" in d.result["evidence"] and "while" in d.result["evidence"]
+
+
+def test_stationary_point_with_a_parameter_and_a_constant():
+    d = decide(claim="stationary_point", symbols=["z", "a", "b"], expression="a*z**2 + b*z",
+               variable="z")
+    a, b = sp.symbols("a b", real=True)
+    assert d.result["answer"]["points"] == [-b / (2 * a)]
+    assert d.result["answer"]["kinds"] == ["not decided by f''"]  # the sign of a is unknown
+    d = decide(claim="stationary_point", symbols=["z", "a"], expression="a**2", variable="z")
+    assert d.result["verdict"] == "undecided"

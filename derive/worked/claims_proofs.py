@@ -356,6 +356,25 @@ def _dropout_numbers(spec, where, d, w, x, y, p, penalty, wx):
 
 
 # -- stationary points ---------------------------------------------------------------------------
+def _value_forms(v):
+    return [v] if v.free_symbols else with_approx(v)
+
+
+def _real_roots(f1, t, d):
+    """The real roots of ``f1`` in ``t`` as a FiniteSet; with other symbols (parameters), the
+    roots as functions of them, on the parameters' values where they are real and defined."""
+    roots = sp.solveset(f1, t, sp.Reals)
+    if not isinstance(roots, sp.FiniteSet) and f1.free_symbols - {t}:
+        found = sp.solve(f1, t)
+        if found and all(r.is_real is not False for r in found):
+            d.note("With parameters, the roots are given as functions of them, for parameter "
+                   "values where they are real and defined.")
+            return sp.FiniteSet(*found)
+    if not isinstance(roots, sp.FiniteSet):
+        raise NotImplementedError(f"SymPy returned {roots}")
+    return roots
+
+
 @claim("stationary_point", "the extrema of f are among the points where df/dtheta = 0; solving "
        "it and reading the second derivative finds and classifies them",
        keys={"symbols", "expression", "variable", "at", "seconds"})
@@ -377,17 +396,18 @@ def stationary_point(spec, where, d):
     try:
         with deadline(seconds):
             f1 = sp.diff(f, t)
+            if f1 == 0:
+                return Verdict("undecided", f"f does not depend on {name}: every point is "
+                               "stationary, and none is a strict extremum")
             tried = "solving df/d" + name + " = 0 over the reals (SymPy's solveset)"
             shown = sp.factor(f1)
-            roots = sp.solveset(f1.rewrite(sp.exp), t, sp.Reals)
-            if not isinstance(roots, sp.FiniteSet):
-                raise NotImplementedError(f"SymPy returned {roots}")
+            roots = _real_roots(f1.rewrite(sp.exp), t, d)
             tried = "classifying the roots by the second derivative"
             f2 = sp.diff(f1, t)
             points = [(r, tidy(f2.subs(t, r)), tidy(f.subs(t, r))) for r in roots]
     except Timeout:
         return Verdict("undecided", f"ran out of time ({seconds:g} s) while {tried}")
-    except (NotImplementedError, ValueError, TypeError) as e:
+    except Exception as e:  # noqa: BLE001 - SymPy gave up: the claim is undecided, said why
         why = "SymPy gave a condition, not a list of roots" if "ConditionSet" in str(e) \
             else f"SymPy could not ({str(e)[:60]})"
         return Verdict("undecided", f"{tried}: {why}")
@@ -403,7 +423,7 @@ def stationary_point(spec, where, d):
         kinds.append(kind)
         steps += [Step(sp.Subs(sp.Derivative(fn, (t, 2)), t, r), [curv], f"a local {kind}"
                        if kind != "not decided by f''" else "f'' = 0: the test is silent"),
-                  Step(sp.Function("f")(r), [*with_approx(val)])]
+                  Step(sp.Function("f")(r), _value_forms(val))]
     d.sections.append(Section(f"Solving df/d{name} = 0", steps))
     answer = {"points": list(roots), "values": [v for _, _, v in points], "kinds": kinds}
     at = get(spec, "at", where, types=list, default=[])
@@ -411,7 +431,7 @@ def stationary_point(spec, where, d):
         vals = [value(v, f"{where}: at[{i}]", None) for i, v in enumerate(at)]
         answer["at"] = [tidy(f.subs(t, v)) for v in vals]
         d.sections.append(Section("Values elsewhere", [
-            Step(sp.Function("f")(v), [*with_approx(fv)]) for v, fv in zip(vals, answer["at"])]))
+            Step(sp.Function("f")(v), _value_forms(fv)) for v, fv in zip(vals, answer["at"])]))
     if not points:
         return Verdict("proved", f"df/d{name} = 0 has no real solution: no interior "
                        "extremum"), answer
