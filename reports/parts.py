@@ -23,6 +23,8 @@ from reports.latex_printer import latex, shape_tex, symbol_tex, visible_len
 from reports.values import array_tex, classify, text_math, value_tex
 
 ROLE_WORDS = {"input": "input", "param": "parameter"}
+#: A result's text longer than this many characters is a sentence, shown as prose
+LONG_TEXT = 60
 
 
 @dataclass
@@ -196,10 +198,13 @@ def result_blocks(result, names):
     cells = [[_cell(r.get(k), names) for k in keys] for r in result]
     if all(isinstance(c, str) or visible_len(c.tex) <= 24 for row in cells for c in row):
         return [Table([str(k) for k in keys], cells)]
+    # a sentence (a claim, its evidence) is prose: TeX cannot break a line inside \text{}
+    words = [f"{k}: {r[k]}" for r in result for k in keys
+             if isinstance(r.get(k), str) and len(r[k]) > LONG_TEXT]
     rows = [Row(Math(_key_tex(k, names)), [c if isinstance(c, Math) else Math(text_math(c))])
             for r in result for k, c in zip(keys, (_cell(r.get(k), names) for k in keys))
-            if k in r]
-    return [Equations(rows)]
+            if k in r and not (isinstance(r[k], str) and len(r[k]) > LONG_TEXT)]
+    return ([Items(words)] if words else []) + ([Equations(rows)] if rows else [])
 
 
 def _key_tex(key, names):
