@@ -115,7 +115,8 @@ def _gradient_figure(norms, bound, depth, through):
 
 
 @claim("vanishing_gradients", "the gradient through many sigmoid layers vanishes: it is a "
-       "product of Jacobians and sigma' <= 1/4, while tanh' <= 1 and ReLU' is 0 or 1",
+       "product of Jacobians and sigma' is at most 1/4, while tanh' is at most 1 and ReLU' is 0 "
+       "or 1",
        keys={"depth", "width", "seed", "weight_scale", "through"})
 def vanishing_gradients(spec, where, d):
     depth = key_int(spec, "depth", where, default=20)
@@ -137,9 +138,9 @@ def vanishing_gradients(spec, where, d):
              "$h_l = f(z_l)$, $z_l = W_l h_{l-1}$: the chain rule multiplies one Jacobian per "
              "layer"),
         Step(Norm(J), [sp.Le(sp.Product(times(Norm(DIAG(FPRIME(z_l))), Norm(W_l)), (l, 1, L)),
-                             sp.Product(times(sp.Max(sp.Abs(FPRIME(x))), Norm(W_l)), (l, 1, L)))],
+                             sp.Product(times(sp.Symbol("gamma"), Norm(W_l)), (l, 1, L)))],
              "the norm of a product is at most the product of the norms; the norm of a "
-             "diagonal matrix is its largest entry, at most the largest |f′|"),
+             "diagonal matrix is its largest entry, at most γ, the largest |f′|"),
     ], text="With every |f′| at most 1/4 (sigmoid) the product shrinks like $(1/4)^L$ unless "
             "the weights grow; with |f′| ≤ 1 (tanh) the weights decide; ReLU passes 1 or 0.")
     d.sections += [chain, Section("Derivative bounds (proved symbolically)", bound_steps)]
@@ -160,12 +161,13 @@ def vanishing_gradients(spec, where, d):
              "the sigmoid bound: $(1/4)^L$ times the product of the $\\|W_l\\|$, above the "
              "sigmoid's norm")],
         text=f"{net}; weights drawn from N(0, {scale}²/{width}) and the input from N(0, 1) "
-             f"with NumPy's default_rng(seed={seed}) (options depth, width, seed, weight_scale, through: "
-             f"{through}). The same weights and input serve all three activations.",
+             f"with NumPy's default_rng(seed={seed}) (options depth, width, seed, "
+             f"weight_scale, through: {through}). The same weights and input serve all three "
+             "activations.",
         figures=[_gradient_figure(norms, bound, depth, through)])
     d.sections.append(numbers)
     assert all(n <= b * (1 + 1e-9) for n, b in zip(norms["sigmoid"], bound))
-    evidence = (f"sigma' <= 1/4 and tanh' <= 1 proved; norms after {depth} "
+    evidence = (f"sigma' at most 1/4 and tanh' at most 1 proved; norms after {depth} "
                 f"{'steps' if through == 'time' else 'layers'}: "
                 + ", ".join(f"{n} {norms[n][-1]:.3g}" for n in ACTIVATIONS))
     return Verdict("shown", evidence), {n: _float(norms[n][-1]) for n in ACTIVATIONS}
@@ -198,8 +200,9 @@ def _saturation_figure(reach):
                                 "gradient passes back through the unit.")
 
 
-@claim("activation_saturation", "sigmoid saturates (sigma'(x) -> 0 as |x| grows) and a ReLU "
-       "whose input is negative passes no gradient (dying ReLU)", keys={"at", "reach"})
+@claim("activation_saturation", "sigmoid saturates (sigma'(x) tends to 0 for large x of either "
+       "sign) and a ReLU whose input is negative passes no gradient (dying ReLU)",
+       keys={"at", "reach"})
 def activation_saturation(spec, where, d):
     points = array(get(spec, "at", where, default=[-10, -5, 0, 5, 10]), f"{where}: at", ndim=1)
     reach = key_number(spec, "reach", where, default=sp.Integer(10))
@@ -229,9 +232,10 @@ def activation_saturation(spec, where, d):
     ]
     peak = max(float(prime.subs(x, a)) for a in points if abs(a) >= 5) \
         if any(abs(a) >= 5 for a in points) else None
-    evidence = "sigma'(x) -> 0 as x -> +-oo (limits); ReLU'(x) = 0 for all x < 0"
+    evidence = ("sigma'(x) tends to 0 at both infinities (limits computed); ReLU'(x) = 0 "
+                "for every negative x")
     if peak is not None:
-        evidence += f"; sigma' <= {peak:.3g} at |x| >= 5"
+        evidence += f"; sigma' is at most {peak:.3g} from x = 5 outward"
     return Verdict("proved", evidence), {str(a): approx(prime.subs(x, a)) for a in points}
 
 
