@@ -83,8 +83,9 @@ def constant_init_symmetry(spec, where, d):
            "stay copies of one unit for ever. Random initialisation breaks the symmetry.")
     answer = {"gradients": rows}
     if proof:
-        return Verdict("proved", f"the gradient rows of the {hidden} units are equal for every "
-                       "input, target and constant (symbolically); at the given numbers "
+        return Verdict("proved", f"in a {n}-{hidden}-1 network the gradient rows of the "
+                       f"{hidden} hidden units are equal for every input, target and constant "
+                       "(symbolically); at the given numbers "
                        f"each row is {_decimals(rows[0])}"), answer
     return Verdict("shown", f"every unit's gradient row is {_decimals(rows[0])} at the "
                    "given numbers "
