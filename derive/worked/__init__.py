@@ -16,10 +16,15 @@ module                kinds
 ``dropout``           dropout
 ``attention_by_hand`` attention
 ``architecture``      architecture, output_size
-``analysis``          linear_collapse, conv_collapse, init_variance
+``analysis``          linear_collapse, init_variance (conv_collapse: its module
+                      ``stacked_convolutions``, which analysis imports)
 ``jacobians``         rnn_jacobian, mlp_jacobian
 ``classic``           perceptron, knn, decoding
 ``claims``            claim (a statement proved, refuted or shown, with evidence)
+``claims_proofs``     claims: layernorm_linear, shift_invariance, dropout_ridge,
+                      stationary_point
+``claims_gradients``  claims: constant_init_symmetry, zero_one_loss_gradient,
+                      argmax_attention_gradient
 ``graph_by_hand``     gnn
 ``detection``         detection (YOLO v1: output, encode, iou, loss, nms)
 ====================  =========================================================
