@@ -2,9 +2,10 @@
 
 A network is an input shape per example (the batch ``B`` stays symbolic) and a list of
 layer strings such as ``"conv2d(10, 3, padding=1)"``, read with
-:func:`derive.scalar.parse.parse_call` (literal arguments only, never evaluated). Every count and
-size comes from :mod:`derive.shapes`, the one place those rules live. Images are
-channels-first ``[C, H, W]`` unless ``layout: hwc``; sequences are ``[T, d]``.
+:func:`~derive.worked.layer_calls.layer_call` (literal arguments only, never
+evaluated). Every count and size comes from :mod:`derive.shapes`, the one place those
+rules live. Images are channels-first ``[C, H, W]`` unless ``layout: hwc``; sequences
+are ``[T, d]``.
 
 Sizes may be symbols the file declares (``symbols: [d, h, C]``, positive integers), in the
 input shape, the ``mlp`` sizes and the layer strings (``"linear(h)"``, ``"conv2d(2*C, k)"``);
@@ -12,17 +13,15 @@ counts and shapes are then polynomials in them (output sizes may keep a ``floor`
 """
 from __future__ import annotations
 
-import ast
-
 import sympy as sp
 
-from derive.scalar.parse import Parser, check_identifier, parse_call
 from derive import shapes
 from derive.derivation import Derivation, Section, Step
 from derive.errors import InputError, ShapeError, UnsupportedError
 from derive.problem import check_keys, get, problem_kind
 from derive.stepforms import Word, minus, over, plus, times
-from derive.worked.common import SYMBOLS_NOTE, declared_symbols, key_choice, symbol, value
+from derive.worked.common import SYMBOLS_NOTE, declared_symbols, key_choice, symbol
+from derive.worked.layer_calls import layer_call, size_value
 
 B = "B"  # the symbolic batch size, first in every activation shape
 PARAMETERS = Word("parameters")
@@ -46,7 +45,7 @@ def architecture(spec, where):
         lw = f"{where}: layers[{i}]"
         if not isinstance(text, str):
             raise InputError(f"expected a layer string, got {text!r:.40}", where=lw)
-        name, args, kwargs = _call(text, lw, names)
+        name, args, kwargs = layer_call(text, lw, names)
         name, rule = _rule(name, lw)
         steps = []
         params, shape = rule(_Args(name, args, kwargs, lw), shape, steps, ctx)
@@ -130,7 +129,7 @@ def _network(spec, where, layout, names):
     if "mlp" in spec:
         if "layers" in spec or "input" in spec:
             raise InputError("give either 'mlp' or 'input' + 'layers'", where=where)
-        sizes = [_size(v, f"{where}: mlp[{i}]", names)
+        sizes = [size_value(v, f"{where}: mlp[{i}]", names)
                  for i, v in enumerate(get(spec, "mlp", where, types=list))]
         if len(sizes) < 2:
             raise ShapeError("an MLP needs at least an input and an output size",
@@ -142,7 +141,7 @@ def _network(spec, where, layout, names):
         return _input([sizes[0]], f"{where}: mlp", layout), layers[:-1]
     raw = get(spec, "input", where, types=(int, str, list))
     raw = raw if isinstance(raw, list) else [raw]
-    shape = _input([_size(v, f"{where}: input[{i}]", names) for i, v in enumerate(raw)],
+    shape = _input([size_value(v, f"{where}: input[{i}]", names) for i, v in enumerate(raw)],
                    f"{where}: input", layout)
     layers = get(spec, "layers", where, types=list)
     if not layers:
@@ -164,49 +163,6 @@ def _drop_clashing_formulas(steps, names):
             step.rhs = step.rhs[1:]
             clashed |= letters
     return clashed
-
-
-def _size(raw, where, names):
-    """A size from the file: an integer, or an expression in the declared symbols."""
-    if isinstance(raw, str):
-        return value(raw, where, names)
-    return raw
-
-
-def _call(text, where, names):
-    """``name(arg, ..., key=value)``: :func:`parse_call`, whose literal arguments may also be
-    expressions in the declared symbols (``linear(h)``, ``conv2d(2*C, k)``)."""
-    if not names or not isinstance(text, str) or len(text) > 500:
-        return parse_call(text, where=where)
-    parser = Parser(names=names, unknown="symbol", where=where)
-    node = parser._ast(text).body
-    if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
-        return parse_call(text, where=where)
-    if any(k.arg is None for k in node.keywords):
-        raise parser.error("**keyword arguments are not allowed", node)
-    args = [_argument(a, parser, where) for a in node.args]
-    kwargs = {k.arg: _argument(k.value, parser, where) for k in node.keywords}
-    return check_identifier(node.func.id, where), args, kwargs
-
-
-def _argument(node, parser, where):
-    """A layer argument: a literal (read by :func:`ast.literal_eval`, which evaluates
-    nothing), a list of them, or an expression in the declared symbols."""
-    if isinstance(node, (ast.List, ast.Tuple)):
-        return [_argument(e, parser, where) for e in node.elts]
-    if not any(isinstance(n, ast.Name) for n in ast.walk(node)):
-        try:
-            return ast.literal_eval(node)
-        except ValueError:
-            raise parser.error("only literal numbers, strings, lists and expressions in the "
-                               "declared symbols are allowed here", node) from None
-    expr = parser.visit(node, 0)
-    if parser.mentioned:
-        name = next(iter(parser.mentioned))
-        raise InputError(f"symbol {name!r} is used but not declared (declared: "
-                         f"{', '.join(parser.names.keys() - {'pi'})}; add it to 'symbols')",
-                         where=where)
-    return expr
 
 
 def _input(value, where, layout):
