@@ -187,7 +187,18 @@ def _rhs(item, names):
 
 def result_blocks(result, names):
     """The final answer: a table of short values, else one displayed equation per entry."""
+    tables = []
     if isinstance(result, dict):
+        # records (a detection's cells): a table each, with a column per field
+        for key, v in result.items():
+            if isinstance(v, (list, tuple)) and v and all(isinstance(x, dict) for x in v):
+                fields = list(dict.fromkeys(k for x in v for k in x))
+                tables += [Prose(f"{key}:"), Table(fields, [[_cell(x.get(k), names)
+                                                             for k in fields] for x in v])]
+        if tables:
+            rest = {k: v for k, v in result.items() if not (
+                isinstance(v, (list, tuple)) and v and all(isinstance(x, dict) for x in v))}
+            return (result_blocks(rest, names) if rest else []) + tables
         result = [result]
     if isinstance(result, str):
         return [Prose(result)]
@@ -226,4 +237,8 @@ def _nested_tex(v, names):
         return r",\ ".join("%s: %s" % (text_math(k), _nested_tex(x, names)) for k, x in v.items())
     if isinstance(v, (list, tuple)) and v and all(isinstance(x, str) for x in v):
         return text_math(" ".join(v))  # a sequence of words (tokens)
+    if isinstance(v, (list, tuple)) and v and all(isinstance(x, dict) for x in v):
+        # records inside a record: one per line, not a matrix of their reprs
+        return r"\begin{array}{l} %s \end{array}" % r" \\ ".join(
+            _nested_tex(x, names) for x in v)
     return text_math(v) if isinstance(v, str) else value_tex(v, names)
