@@ -51,17 +51,7 @@ def _with_rank(out, ndim, name, where):
 
 
 def _read(value, where):
-    if isinstance(value, (list, tuple)):
-        if not value:
-            raise ShapeError("empty list (sizes must be positive)", where=where)
-        items = [_read(v, f"{where}[{i}]") for i, v in enumerate(value)]
-        first = shape(items[0])
-        for i, item in enumerate(items[1:], 1):
-            if shape(item) != first:
-                raise ShapeError(f"inconsistent shapes: entry {i} has shape {dims(shape(item))}"
-                                 f" but entry 0 has {dims(first)}", where=where)
-        return items
-    return number(value, where)
+    return _read_leaves(value, where, number)
 
 
 def shape(nested):
