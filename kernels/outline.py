@@ -61,21 +61,28 @@ class Outliner:
             key, ints, args, _ = s
             members = seen[key]
             varying = [k for k in range(len(ints)) if len({m[1][k] for m in members}) > 1]
-            name = self.function(key, varying, members)
-            out += [header, f"{name}({', '.join(args + [ints[k] for k in varying])})"]
+            name, passed = self.function(key, varying, members)
+            out += [header, f"{name}({', '.join(args + [ints[k] for k in passed])})"]
         return out
 
     def function(self, key, varying, members):
         """The name of the function for ``key`` (defined on first use), written with the
         first block's names so it reads as that block."""
-        fkey = (key, tuple(varying))
+        offsets = _offsets(varying, members)
+        fkey = (key, tuple(varying)) + ((tuple(offsets),) if offsets and len(offsets) > 1 else ())
+        passed = varying[:1] if offsets else varying
         if fkey not in self.functions:
             name = f"_block{len(self.functions)}"
             header, ints, args, local = members[0]
-            steps = _step_names(len(varying), set(args) | set(local))
+            steps = _step_names(len(passed), set(args) | set(local))
             fill = list(ints)
-            for k, step in zip(varying, steps):
-                fill[k] = step
+            if offsets:  # every varying integer is the step plus a constant
+                for k, off in zip(varying, offsets):
+                    fill[k] = (steps[0] if off == 0 else f"{steps[0]} + {off}" if off > 0
+                               else f"{steps[0]} - {-off}")
+            else:
+                for k, step in zip(varying, steps):
+                    fill[k] = step
             parts = {"@": fill, "_a": args, "_v": local}
 
             def name_of(m):
@@ -89,12 +96,12 @@ class Outliner:
             self.functions[fkey] = (name, [
                 f"# the statements of {blocks}: one function, compiled once",
                 self.jit, f"def {name}({', '.join(args + steps)}):"]
-                + ["    " + line for line in body.split("\n")] + [""])
-        return self.functions[fkey][0]
+                + ["    " + line for line in body.split("\n")] + [""], passed)
+        return self.functions[fkey][0], self.functions[fkey][2]
 
     def source(self):
         """The outlined functions' definitions (to print before their callers)."""
-        return [line for _, src in self.functions.values() for line in src]
+        return [line for _, src, _ in self.functions.values() for line in src]
 
 
 def shape(body):
@@ -140,6 +147,17 @@ def shape(body):
     args = [n for n, v in names.items() if v.startswith("_a")]
     local = [n for n, v in names.items() if v.startswith("_v")]
     return "".join(pieces), tuple(ints), args, local
+
+
+def _offsets(varying, members):
+    """The varying integers' offsets from the first when every member's differ by the
+    same constants (an unrolled step reads ``h[t - 1]`` and writes ``a[t]``: one
+    parameter, ``step``), else None (one parameter per varying integer). A single varying
+    integer is its own offset 0."""
+    if len(varying) < 2:
+        return [0] * len(varying) if varying else None
+    offsets = {tuple(int(m[1][k]) - int(m[1][varying[0]]) for k in varying) for m in members}
+    return list(offsets.pop()) if len(offsets) == 1 else None
 
 
 def _step_names(n, taken):

@@ -25,6 +25,7 @@ from derive.tensor.modes import prediction_candidates
 from .fuse import fuse
 from .masks import draw_masks, mask_info, mask_setup, stat_info
 from .outline import Outliner
+from .sequence_loops import Families, pad_steps, roll_blocks
 from .printer import helpers
 from .source_text import (COUNT_CORRECT, HEADER, JIT, indent, literal, title_lines,
                           wrap_lines)
@@ -41,6 +42,7 @@ class Kernel(Statements):
     """Source text of the training module for one Program (see the module docstring)."""
 
     def __init__(self, prog, *, dtype="float32", title=""):
+        prog = pad_steps(prog)  # T >= 10: every step prints alike (h1_09, h1_10)
         super().__init__(prog, dtype=dtype, title=title)
         t = prog.tensors
         self.x = _one(prog, ("input",), "an input")
@@ -62,6 +64,12 @@ class Kernel(Statements):
                                    "of class scores per example ([B, classes])")
         self.outline = Outliner(JIT)  # repeated block shapes (unrolled steps) -> functions
         self.printer.names[self.batch] = "B"
+        # an unrolled sequence's nodes: one stacked [T, B, ...] buffer per node of the step
+        # (kernels.sequence_loops); none without sequences
+        self.families = Families(
+            prog, [n for n, info in t.items() if info.role in ("node", "adjoint")
+                   and info.shape and self.batched(n)],
+            self.shape_of, lambda n: t[n].dtype, exclude={self.pred})
         # Dropout masks (drawn per minibatch in the epoch, given to train_step) and
         # BatchNorm running statistics (read like parameters, updated in place)
         self.masks, self.stats = list(prog.random), prog.state
@@ -72,6 +80,20 @@ class Kernel(Statements):
     def batched(self, name):
         shape = self.shape_of(name)
         return bool(shape) and shape[0] == self.batch
+
+    def shape_of(self, name):
+        stacks = getattr(self, "families", None)
+        if stacks and name in stacks.stacks:
+            return stacks.stacks[name][0]
+        return super().shape_of(name)
+
+    def lay_out(self, lines):
+        """Printed statements as the kernel runs them: repeated blocks outlined, and for
+        an unrolled sequence its nodes read from their stacks and its steps looped over
+        (:mod:`kernels.sequence_loops`)."""
+        if not self.families:
+            return self.outline(lines)
+        return roll_blocks(self.outline(self.families.lines(lines)))
 
     # -- functions ----------------------------------------------------------------------
     def forward_until(self, name, prog=None):
@@ -98,7 +120,8 @@ class Kernel(Statements):
         """Arrays ``lines`` (printed from ``assignments``) write: nodes and temporaries."""
         text = "\n".join(lines)
         nodes = [a.target for a in assignments if a.indices]
-        return nodes + [t for t in self.temps if re.search(rf"\b{t}\b", text)]
+        return self.families.names(
+            nodes + [t for t in self.temps if re.search(rf"\b{t}\b", text)])
 
     def function(self, name, args, body, ret):
         shapes = [f"B = {self.x}.shape[0]"]
@@ -119,7 +142,7 @@ class Kernel(Statements):
         # printing an assignment again names new BLAS temporaries, so each function's
         # buffers are read off its own printed lines
         ev = self.eval_statements()
-        train_bufs = self.masks + self.buffers()
+        train_bufs = self.families.names(self.masks + self.buffers())
         loss = fwd if ev is self else ev.statements(ev.prog.forward)
         fwd_bufs = self.used_buffers(ev.prog.forward, loss)
         until = self.forward_until(self.pred, ev.prog)
@@ -127,8 +150,8 @@ class Kernel(Statements):
         pred_bufs = self.used_buffers(until, pred)
         args = [self.x, self.y] + params
         self.signature = {"train": train_bufs, "loss": fwd_bufs, "predict": pred_bufs}
-        self.train_body = self.outline(fwd + upd + bwd)
-        loss, pred = self.outline(loss), self.outline(pred)
+        self.train_body = self.lay_out(fwd + upd + bwd)
+        loss, pred = self.lay_out(loss), self.lay_out(pred)
         self.forward_lines = fwd + upd
         return (self.function("train_step", args + train_bufs, self.train_body, p.output)
                 + self.function("loss_step", args + fwd_bufs, loss, p.output)
@@ -183,7 +206,7 @@ class Kernel(Statements):
         for name, (after, line) in sorted(inplace.items(), key=lambda kv: -kv[1][0]):
             blocks.insert(after + 1, (f"{name} (updated in its gradient's product)", [line]))
         blocks = [b for b in blocks if b[0] not in {p.grads[q] for q in inplace}]
-        loop += (self.outline(self.forward_lines + [f"{p.seed} = {self.printer._one()}"]
+        loop += (self.lay_out(self.forward_lines + [f"{p.seed} = {self.printer._one()}"]
                               + fuse(blocks))
                  + [f"_total += {p.output} * _n",
                     f"_correct += count_correct({self.pred}, {self.y})", f"_t += {cast}(1)"])
@@ -228,7 +251,8 @@ class Kernel(Statements):
                 "n_outputs": int(self.shape_of(self.pred)[1]), "prediction": self.pred,
                 "buffers": {n: shape(n) for names in self.signature.values() for n in names},
                 "int_buffers": [n for names in self.signature.values() for n in names
-                                if n in p.tensors and p.tensors[n].dtype == "int"],
+                                if (p.tensors[n].dtype if n in p.tensors else
+                                    self.families.stacks.get(n, (0, None))[1]) == "int"],
                 "stats": [[n, shape(n), v] for n, v in stat_info(p)],
                 "masks": mask_info(p), "running": bool(p.updates),
                 "signature": self.signature, "chunk": CHUNK,

@@ -116,14 +116,18 @@ def test_train_step_equals_evaluate_with_blas_products():
     assert abs(got - float(loss)) < 1e-12
     for k, g in zip(model.params, model.meta["grads"]):
         assert np.abs(model.grads[g] - want[k]).max() < 1e-10, k
-    # every per-step product is a BLAS call: forward, the adjoint sweep, the weight sums
-    # (added in place by gemm); steps 2..T are one function, compiled once
+    # every per-step product is a BLAS call on a step of the stacked [T, B, h] buffers:
+    # forward, the adjoint sweep, the weight sums (added in place by gemm); steps 2..T are
+    # one function, compiled once, called in a loop over the steps
     src = model.source
-    for product in (r"x1_1, W_xh1\.T", r"h1_1, W_hh1\.T", r"x1_2, W_xh1\.T",
-                    r"a1_2_bar, W_hh1", r"a1_2_bar\.T, h1_1", r"a1_2_bar\.T, x1_2"):
+    for product in (r"x1_seq\[0, :B\], W_xh1\.T", r"h1_seq\[step, :B\], W_hh1\.T",
+                    r"x1_seq\[step \+ 1, :B\], W_xh1\.T", r"a1_seq_bar\[_ts, :B\], W_hh1",
+                    r"a1_seq_bar\[1, :B\]\.T, h1_seq\[0, :B\]",
+                    r"a1_seq_bar\[_ts, :B\]\.T, x1_seq\[_ts, :B\]"):
         assert re.search(r"(dot|gemm)\(" + product, src), product
     assert re.search(rf"# the statements of a1_2, h1_2, .*a1_{T}, h1_{T}.*: one function", src)
-    assert re.search(rf"# a1_{T}, h1_{T}\n    _block\d+\(h1_{T - 1}, W_hh1, a1_{T}, x1_{T}", src)
+    assert re.search(rf"for _ts in range\(1, {T}\):\n(        .*\n)*?"
+                     r"        _block\d+\(h1_seq, B, W_hh1, a1_seq, x1_seq, .*_ts - 1\)", src)
 
 
 def _small_w5():

@@ -115,9 +115,13 @@ def test_conv_loops_use_the_derivations_index_names():
 
 def test_rnn_steps_outline_into_one_function_written_with_their_own_names():
     text = source(program_of(rnn()))
-    assert "def _block0(B, x1_1, x, step):" in text
-    assert "            x1_1[n, i] = x[n, step, i]" in text
+    # each node's steps are one stacked [T, B, ...] buffer (x1_seq[t - 1] is x1_t)
+    assert "def _block0(B, x1_seq, x, step):" in text
+    assert "            x1_seq[step, n, i] = x[n, step, i]" in text
     assert re.search(r"# the statements of a1_2, h1_2, .*a1_4, h1_4: one function", text)
+    # steps 2..T: one loop calling the step's function
+    assert re.search(r"    for _ts in range\(1, 4\):\n        # x1_2\n        _block0\(B, x1_seq, "
+                     r"x, _ts\)", text)
 
 
 def test_meta_and_titles_stay_short_and_read_back():

@@ -75,6 +75,10 @@ class Program:
     #: adjoints the sweep found equal to another's (v̄5 = v̄6: "v5_bar" -> "v6_bar"), which
     #: the program does not compute separately
     aliases: dict = field(default_factory=dict)
+    #: the unrolled sequences' steps, as the graph records them (``graph.repeats``):
+    #: [(layer description, [names step 1 defines], [names of step 2], ...)]; the kernels
+    #: keep each node's steps in one stacked array and loop over t
+    repeats: list = field(default_factory=list)
 
     def names(self, role):
         return [t.name for t in self.tensors.values() if t.role == role]

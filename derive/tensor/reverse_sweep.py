@@ -300,6 +300,8 @@ def build_program(graph, wrt=None, reuse=True, matrix=True, scatter=True):
     # what the network predicts and computes in eval mode are part of the record
     program.prediction = graph.prediction or prediction_node(program)
     program.inference = eval_program(program)
+    program.repeats = [(layer, [list(names) for names in steps])
+                       for layer, steps in getattr(graph, "repeats", ())]
     return program, s
 
 
