@@ -281,6 +281,23 @@ def _substitute(lines, ints, varying, var, v0):
             for line in lines]
 
 
+CALL = re.compile(r"^(\s*_block\d+\()(.*)\)$")
+
+
+def typed_steps(lines):
+    """Outlined calls with a step number written as ``np.int64(k)``: numba compiles a
+    function once per *literal* integer argument (``_block0(..., 0)`` and ``_block0(...,
+    1)`` would be two compilations), once in all for an int64."""
+    out = []
+    for line in lines:
+        m = CALL.match(line)
+        if m:
+            args = [f"np.int64({a})" if a.isdigit() else a for a in m.group(2).split(", ")]
+            line = f"{m.group(1)}{', '.join(args)})"
+        out.append(line)
+    return out
+
+
 # -- step numbers ---------------------------------------------------------------------------
 def pad_steps(prog):
     """``prog`` with an unrolled sequence's step numbers written to one width (``h1_9`` ->

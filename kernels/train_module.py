@@ -25,7 +25,7 @@ from derive.tensor.modes import prediction_candidates
 from .fuse import fuse
 from .masks import draw_masks, mask_info, mask_setup, stat_info
 from .outline import Outliner
-from .sequence_loops import Families, pad_steps, roll_blocks
+from .sequence_loops import Families, pad_steps, roll_blocks, typed_steps
 from .printer import helpers
 from .source_text import (COUNT_CORRECT, HEADER, JIT, indent, literal, title_lines,
                           wrap_lines)
@@ -93,7 +93,7 @@ class Kernel(Statements):
         (:mod:`kernels.sequence_loops`)."""
         if not self.families:
             return self.outline(lines)
-        return roll_blocks(self.outline(self.families.lines(lines)))
+        return typed_steps(roll_blocks(self.outline(self.families.lines(lines))))
 
     # -- functions ----------------------------------------------------------------------
     def forward_until(self, name, prog=None):
