@@ -138,6 +138,9 @@ def _parser():
     c.add_argument("name", nargs="?", help="layer name (omit to list them)")
     c.add_argument("--option", "-p", action="append", default=[], metavar="KEY=VALUE",
                    help="layer option, e.g. -p bias=false (repeatable)")
+    c.add_argument("--all-steps", action="store_true",
+                   help="print every step of a long sequence (by default a sequence of more "
+                        "than five steps shows steps 1, 2, T-1 and T)")
     _output_options(c)
 
     c = command("check", "check hand-derived answers against a problem", cmd_check)
@@ -177,7 +180,8 @@ exit codes: 0 ok, 1 a check failed or training diverged, 2 bad input,
     "layer": """examples:
   derivekit layer                         (the list of layers)
   derivekit layer linear -p bias=false    (booleans: true/false, yes/no, 1/0)
-  derivekit layer batchnorm -o batchnorm.pdf""",
+  derivekit layer batchnorm -o batchnorm.pdf
+  derivekit layer lstm_seq -p steps=20 --all-steps -o lstm.pdf""",
     "check": """examples:
   derivekit check examples/rnn.yaml examples/check/rnn_answers.yaml
   derivekit check examples/rnn.yaml examples/check/class/ -o marks/
@@ -249,7 +253,8 @@ def cmd_layer(args):
         print("\n".join(catalog.layer_names()))
         return 0
     options = dict(_key_value(o, "--option") for o in args.option)
-    return _emit(catalog.layer_derivation(args.name, **options), args)
+    return _emit(catalog.layer_derivation(args.name, all_steps=args.all_steps, **options),
+                 args)
 
 
 def cmd_check(args):

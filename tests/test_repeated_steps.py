@@ -153,3 +153,17 @@ def test_lstm_final_state_is_an_output_and_matches_torch():
     # the final state read back through the Network's names: [h_T; c_T]
     d_ = net.derive()
     assert any(n.name == "state1" for n in d_.nodes)
+
+
+def test_the_command_line_prints_every_step_when_asked(capsys):
+    from derive.command_line import main
+
+    def page(*flags):
+        code = main(["layer", "lstm_seq", "-p", "steps=6", "-p", "output=last", "-f", "md",
+                     *flags])
+        assert code in (0, None)
+        return capsys.readouterr().out
+
+    short, full = page(), page("--all-steps")
+    assert "Adjoint of h4" not in short and "steps 3 to 4 are step 2's formulas" in short
+    assert "Adjoint of h4" in full and "are step 2's formulas" not in full

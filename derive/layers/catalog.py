@@ -221,13 +221,15 @@ def split_layers(text):
     return [p for p in parts + [cur.strip()] if p]
 
 
-def layer_derivation(name, values=None, upstream=None, wrt=None, **options):
+def layer_derivation(name, values=None, upstream=None, wrt=None, all_steps=False, **options):
     """The Derivation of layer ``name`` (see the module docstring).
 
     A layer without a useful gradient (0/1 loss, hard attention) gives its forward
-    definition and says why in a note instead of raising.
+    definition and says why in a note instead of raising. ``all_steps``: a long sequence's
+    document prints every step (derive.tensor.record).
     """
     layer = make_layer(name, **options)
-    d = layer.derive(wrt=wrt, values=values, upstream=upstream)
+    d = layer.derive(wrt=wrt, values=values, upstream=upstream, all_steps=all_steps) \
+        if all_steps else layer.derive(wrt=wrt, values=values, upstream=upstream)
     d.meta["layer"] = layer.key
     return d

@@ -88,7 +88,8 @@ def elided_steps(graph):
             f"{layer}: steps {first} to {last} are step {first - 1}'s formulas with t "
             f"shifted (nodes {steps[first - 1][0]} to {steps[last - 1][-1]}); this document "
             f"shows steps {shown} of {T}. Every step is derived and runs in the program "
-            "(evaluate, kernels); derive(all_steps=True) prints them all.")
+            "(evaluate, kernels); derive(all_steps=True), or derivekit layer with "
+            "--all-steps, prints them all.")
     return hidden, notes
 
 
