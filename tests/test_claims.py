@@ -312,3 +312,15 @@ def test_stationary_point_with_a_parameter_and_a_constant():
     assert d.result["answer"]["kinds"] == ["not decided by f''"]  # the sign of a is unknown
     d = decide(claim="stationary_point", symbols=["z", "a"], expression="a**2", variable="z")
     assert d.result["verdict"] == "undecided"
+
+
+def test_the_linear_collapse_claim_gives_the_published_w_star_and_b_star():
+    """Review 000, Figures 1-2: two Linear layers are one, W* = W_2 W_1, b* = W_2 b_1 + b_2
+    (the published answer), proved for any sizes."""
+    d = solve_spec({"kind": "claim", "claim": "linear_collapse", "layers": 2,
+                    "sizes": [3, 4, 2]}, "review 000")
+    assert d.result["verdict"] == "proved"
+    W1, W2 = sp.MatrixSymbol("W_1", 4, 3), sp.MatrixSymbol("W_2", 2, 4)
+    b1, b2 = sp.MatrixSymbol("b_1", 4, 1), sp.MatrixSymbol("b_2", 2, 1)
+    assert d.result["answer"]["W"] == W2 * W1
+    assert sp.simplify(d.result["answer"]["b"] - (W2 * b1 + b2)) == sp.ZeroMatrix(2, 1)
