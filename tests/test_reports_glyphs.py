@@ -120,9 +120,9 @@ def _verdicts(tmp_path):
     return out
 
 
-def _pdf_text(tex, tmp_path, name):
+def _pdf_text(tex, tmp_path, name, files=None):
     pdf = tmp_path / f"{name}.pdf"
-    pdf.write_bytes(pdf_bytes(tex))
+    pdf.write_bytes(pdf_bytes(tex, files))
     return subprocess.run(["pdftotext", "-enc", "UTF-8", str(pdf), "-"], check=True,
                           capture_output=True, text=True).stdout
 
@@ -157,8 +157,8 @@ def test_every_layer_and_example_prints_every_glyph(tmp_path):
                   ("examples", _examples())]
         for name, derivations in groups:
             source = reports.render(derivations, "md")
-            tex = reports.render(derivations, "tex")
-            jobs[name] = source, pool.submit(_pdf_text, tex, tmp_path, name)
+            tex, files = reports.render_with_files(derivations, "tex")  # with its plots
+            jobs[name] = source, pool.submit(_pdf_text, tex, tmp_path, name, files)
         for k, (md, tex) in enumerate(_verdicts(tmp_path)):
             jobs[f"check{k}"] = md, pool.submit(_pdf_text, tex, tmp_path, f"check{k}")
         for name, (source, job) in jobs.items():
