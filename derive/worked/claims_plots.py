@@ -55,7 +55,7 @@ def derivative_bounds():
         Step(sp.Derivative(SIGMA(x), x), [exact, times(SIGMA(x), 1 - SIGMA(x))],
              "sigmoid: differentiate, then write it in σ itself"),
         Step(sp.Derivative(s * (1 - s), s), [1 - 2 * s, sp.Integer(0)],
-             "with $s = \\sigma(x)$ in (0, 1), $s(1 - s)$ is largest where its derivative is "
+             "with s = sigmoid(x) in (0, 1), $s(1 - s)$ is largest where its derivative is "
              "zero: at $s = 1/2$, i.e. $x = 0$"),
         Step(s * (1 - s), [minus(sp.Rational(1, 4), (s - sp.Rational(1, 2)) ** 2),
                            sp.Le(minus(sp.Rational(1, 4), (s - sp.Rational(1, 2)) ** 2),
@@ -158,7 +158,7 @@ def vanishing_gradients(spec, where, d):
              f"{'steps' if through == 'time' else 'layers'}")
         for name in ACTIVATIONS] + [
         Step(sp.Symbol(f"B_{depth}^sigmoid"), [_float(bound[-1])],
-             "the sigmoid bound: $(1/4)^L$ times the product of the $\\|W_l\\|$, above the "
+             "the sigmoid bound: $(1/4)^L$ times the product of the norms of the W_l, above the "
              "sigmoid's norm")],
         text=f"{net}; weights drawn from N(0, {scale}²/{width}) and the input from N(0, 1) "
              f"with NumPy's default_rng(seed={seed}) (options depth, width, seed, "
@@ -370,7 +370,8 @@ def _batchnorm_2d(spec, where, d):
         Step(sp.Symbol("mu"), [sp.Matrix(mean)], "each feature is normalised on its own"),
         Step(Sig, [cov]),
         Step(Sh, [_product(D, cov, D), R],
-             "$\\hat{x}_i = (x_i - \\mu_i)/\\sqrt{\\Sigma_{ii}}$: the covariance becomes the "
+             "each feature minus its mean, over its standard deviation (the square root of "
+             "its variance): the covariance becomes the "
              "correlation matrix (unit variances, the same correlation)"),
         Step(sp.Symbol("mu_y"), [sp.Matrix(beta)], f"shift β = {list(beta)}"),
         Step(Sy, [_product(G, R, G), after], f"scale γ = {list(gamma)}"),
