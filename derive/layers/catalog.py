@@ -229,7 +229,6 @@ def layer_derivation(name, values=None, upstream=None, wrt=None, all_steps=False
     document prints every step (derive.tensor.record).
     """
     layer = make_layer(name, **options)
-    d = layer.derive(wrt=wrt, values=values, upstream=upstream, all_steps=all_steps) \
-        if all_steps else layer.derive(wrt=wrt, values=values, upstream=upstream)
+    d = layer.derive(wrt=wrt, values=values, upstream=upstream, all_steps=all_steps)
     d.meta["layer"] = layer.key
     return d

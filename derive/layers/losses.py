@@ -144,8 +144,8 @@ class Penalty(Layer):
         return (f"L2 convention scale = {scale}: the squared term is {form}, so its gradient "
                 f"is {grad} (scale = {other} gives the other textbook form).")
 
-    def derive(self, wrt=None, values=None, upstream=None):
-        d = super().derive(wrt, values, upstream)
+    def derive(self, wrt=None, values=None, upstream=None, all_steps=False):
+        d = super().derive(wrt, values, upstream, all_steps)
         if self.convention():
             d.note(self.convention())
         return d

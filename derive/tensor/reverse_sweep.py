@@ -175,7 +175,10 @@ def substitute_aliases(expr, aliases):
 
 
 class ForwardPatterns:
-    """The definitions backward expressions may reuse, looked up by what they read."""
+    """Reuse of forward values: a sub-expression equal to a forward node's definition is
+    replaced by that node (``exp(z[n,j] - LSE_k z[n,k])`` becomes ``p[n,j]`` when ``p`` is
+    that softmax), so the backward pass reads stored activations instead of recomputing
+    them. Candidates are looked up by what they read."""
 
     def __init__(self, graph):
         self.memo = {}  # expression -> the tensors it reads (shared by every lookup)
@@ -187,15 +190,6 @@ class ForwardPatterns:
 
     def reuse(self, expr):
         return _reuse(expr, self.by_key, self.memo) if self.by_key else expr
-
-
-def reuse_forward(expr, graph):
-    """Replace sub-expressions equal to a forward node's definition by that node.
-
-    ``exp(z[n,j] - LSE_k z[n,k])`` becomes ``p[n,j]`` when ``p`` is that softmax; the
-    backward pass then reads stored activations instead of recomputing them.
-    """
-    return ForwardPatterns(graph).reuse(expr)
 
 
 def _pattern_key(e, memo):
