@@ -1,10 +1,11 @@
 """Matrix products printed as BLAS calls.
 
 An assignment whose matrix form (:mod:`derive.tensor.matrix`) holds products of stored
-arrays is printed as ``np.dot(a, b, out)`` into the target, or into a work array when the
-product is one term of a larger expression, followed by one loop for whatever the matrix
-form adds or multiplies element by element (``+ b``, ``⊙ H(z)``). A sum of products
-accumulates in place with the ``gemm`` helper (:data:`kernels.printer.GEMM`, beta = 1).
+arrays is printed as ``matmul(a, b, out)`` (``np.dot`` when an operand is a vector) into
+the target, or into a work array when the product is one term of a larger expression,
+followed by one loop for whatever the matrix form adds or multiplies element by element
+(``+ b``, ``⊙ H(z)``). A sum of products accumulates in place with ``gemm`` (beta = 1).
+Both come from :mod:`kernels.runtime`.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from .loop_nests import loops
 
 
 def blas(st, a):
-    """np.dot into the target, then a fused loop for the elementwise rest (or None).
+    """The product into the target, then a fused loop for the elementwise rest (or None).
 
     ``st`` is the :class:`kernels.statements.Statements` printing ``a``."""
     root = a.matrix
@@ -36,7 +37,7 @@ def blas(st, a):
         if p is first and root is not first and not elementwise_root:
             return None
         out = a.target if p is first else st.temp(p)
-        lines.append(f"np.dot({operand(p.a, p.ta)}, {operand(p.b, p.tb)}, {out})")
+        lines.append(product(st, p, out))
         swap[p] = sp.IndexedBase(out)[tuple(p.axes)] if p.axes else sp.Symbol(out)
     if root is first:
         return lines
@@ -49,17 +50,29 @@ def blas_sum(st, a, products):
     place by gemm (beta = 1), then one loop for the rest. An RNN's
     ``W_hh_bar = sum_t a_t_barᵀ h_(t-1)`` used to take a temporary per step and a pass
     adding them all (19 [64, 64] arrays and 5% of the compile time of a 20-step RNN)."""
-    root, one = a.matrix, st.printer._one()
+    root = a.matrix
     lines = []
     for k, p in enumerate(products):
-        args = f"{operand(p.a, p.ta)}, {operand(p.b, p.tb)}, {a.target}"
-        lines.append(f"np.dot({args})" if k == 0 else f"gemm({args}, {one}, {one})")
+        lines.append(product(st, p, a.target, accumulate=k > 0))
     rest = [o for o in root.ops if o not in products]
     if not rest:
         return lines
     here = sp.IndexedBase(a.target)[tuple(a.indices)]
     body = sp.Add(here, *[to_index(o, {}) for o in rest])
     return lines + loops(a.target, a.indices, body, st.printer, names=st.names)
+
+
+def product(st, p, out, accumulate=False):
+    """``out = a @ b`` (``out += a @ b`` when ``accumulate``) as one call: a product of two
+    matrices through the shared :mod:`kernels.runtime` (``matmul``, ``gemm``: numba types
+    them once per machine for every layout, where np.dot is compiled again in every
+    kernel for each layout it meets), a product with a vector through np.dot."""
+    args = f"{operand(p.a, p.ta)}, {operand(p.b, p.tb)}, {out}"
+    if is_matrix(p):
+        return f"gemm({args}, 1.0, 1.0)" if accumulate else f"matmul({args})"
+    if accumulate:
+        raise UnsupportedError("a sum of products with a vector (gemm takes matrices)")
+    return f"np.dot({args})"
 
 
 def walk(node):

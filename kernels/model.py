@@ -55,7 +55,7 @@ class Model:
     history : list of dict
         One record per trained epoch (loss, accuracy, validation, lr, seconds).
     source : str
-        The generated kernel source (plain loops and ``np.dot``).
+        The generated kernel source (plain loops and BLAS products, ``matmul``).
     """
 
     def __init__(self, build, meta, module, optimizer, *, dtype, seed=0, init="xavier_uniform"):
@@ -93,7 +93,7 @@ class Model:
     # -- description --------------------------------------------------------------------
     @property
     def source(self):
-        """Generated source of the kernels (readable: loops and ``np.dot``)."""
+        """Generated source of the kernels (readable: loops and BLAS products)."""
         return self.meta["source"] if "source" in self.meta else open(self.module.__file__).read()
 
     @property

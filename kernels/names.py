@@ -31,7 +31,7 @@ from derive.tensor.index import bound_name
 #: the epoch's and evaluators' arguments (see kernels.train_module), numpy and numba
 MODULE_NAMES = frozenset({
     "np", "njit", "META", "train_step", "loss_step", "predict_step", "epoch", "evaluate",
-    "forward", "count_correct", "vjp", "tanh_f32", "gemm", "B", "X2", "Y", "X", "order",
+    "forward", "count_correct", "vjp", "tanh_f32", "gemm", "matmul", "B", "X2", "Y", "X", "order",
     "lrs", "bs", "t0", "hyper", "wd", "theta", "grad", "x2", "out", "rseed", "scores",
     "labels", "hits"})
 PYTHON_NAMES = frozenset(dir(builtins)) | frozenset(keyword.kwlist)

@@ -32,7 +32,7 @@ TOKEN = re.compile(r"(?P<float>(?<![\w.])\d+\.\d*(?:e[+-]?\d+)?)"
                    r"|(?P<name>(?<![\w.])[A-Za-z_]\w*)")
 # names that are not data: Python, numpy, and the helper functions the kernels define
 FIXED = {"for", "in", "range", "if", "else", "and", "or", "not", "True", "False", "None",
-         "continue", "np", "min", "max", "abs", "int", "float", "tanh_f32", "gemm",
+         "continue", "np", "min", "max", "abs", "int", "float", "tanh_f32", "gemm", "matmul",
          "count_correct"}
 FOR = re.compile(r"^\s*for (\w+) in ")
 ASSIGN = re.compile(r"^\s*(\w+)\s*(?:[-+*/]?=)(?!=)")

@@ -146,8 +146,11 @@ for _row in FUNCTIONS:  # _print_sigmoid, _print_exp, ... from the registry's ke
 
 
 # -- helpers the printed code may call ------------------------------------------------
+# tanh_f32 is a plain njit function: LLVM inlines it into each loop and vectorises the
+# loop as before; numba's inline="always" re-typed its body at every call site (~2 s of
+# an LSTM's cold compile)
 TANH_F32 = '''
-@njit(cache=True, nogil=True, inline="always", error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def tanh_f32(a):
     # tanh in float32 as Eigen (and XLA on CPUs) compute it: a rational function on
     # [-7.9, 7.9] (max abs error 2.7e-7, a few float32 ulps); tanh(a) = a below 4e-4.
@@ -168,43 +171,17 @@ def tanh_f32(a):
     return a if abs(a) < np.float32(0.0004) else x * p / q
 '''
 GEMM = '''
-# numba's np.dot has no alpha or beta; numba's own BLAS entry point (numba_xxgemm, which
-# calls SciPy's ?gemm) has both, so an update c = beta*c + alpha*(a @ b) is one call
-from numba import types as _nb
-
-_xxgemm = _nb.ExternalFunction("numba_xxgemm", _nb.intc(
-    _nb.char, _nb.char, _nb.char, _nb.intp, _nb.intp, _nb.intp, _nb.CPointer(_nb.{T}),
-    _nb.CPointer(_nb.{T}), _nb.intp, _nb.CPointer(_nb.{T}), _nb.intp,
-    _nb.CPointer(_nb.{T}), _nb.CPointer(_nb.{T}), _nb.intp))
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def gemm(a, b, c, alpha, beta):
-    """c = alpha * (a @ b) + beta * c, in place; a and b may be transposed views."""
-    if not c.flags.c_contiguous:
-        raise ValueError("gemm: the output must be C-contiguous")
-    a = a if (a.flags.c_contiguous or a.flags.f_contiguous) else np.ascontiguousarray(a)
-    b = b if (b.flags.c_contiguous or b.flags.f_contiguous) else np.ascontiguousarray(b)
-    m, k = a.shape
-    n = b.shape[1]
-    if m == 0 or n == 0:
-        return
-    # BLAS is column-major: c (row-major) is c.T to it, and c.T = b.T @ a.T
-    ta, lda = (110, k) if a.flags.c_contiguous else (116, m)  # 'n' or 't'
-    tb, ldb = (110, n) if b.flags.c_contiguous else (116, k)
-    scal = np.empty(2, np.{T})
-    scal[0] = alpha
-    scal[1] = beta
-    if _xxgemm({kind}, tb, ta, n, m, k, scal[0:].ctypes, b.ctypes, ldb, a.ctypes, lda,
-               scal[1:].ctypes, c.ctypes, n) != 0:
-        raise RuntimeError("gemm: BLAS call failed")
+# c = alpha * (a @ b) + beta * c in one BLAS call (numba's np.dot has no alpha or beta);
+# compiled once per machine for every kernel (kernels/runtime.py)
+from kernels.runtime import gemm
 '''
-HELPERS = {"tanh_f32(": TANH_F32, "gemm(": GEMM}
-BLAS_KIND = {"float32": ("float32", "115"), "float64": ("float64", "100")}  # 's', 'd'
+MATMUL = '''
+# c = a @ b into c for matrices of any layout, compiled once per machine (kernels/runtime.py)
+from kernels.runtime import matmul
+'''
+HELPERS = {"tanh_f32(": TANH_F32, "gemm(": GEMM, "matmul(": MATMUL}
 
 
-def helpers(text, dtype="float32"):
+def helpers(text):
     """Source of the helper functions ``text`` calls (defined before their callers)."""
-    T, kind = BLAS_KIND[dtype]
-    return "".join(src.replace("{T}", T).replace("{kind}", kind)
-                   for call, src in HELPERS.items() if call in text)
+    return "".join(src for call, src in HELPERS.items() if call in text)

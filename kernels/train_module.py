@@ -282,7 +282,7 @@ class Kernel(Statements):
                  COUNT_CORRECT, "", rules, ""]
         code = funcs + self.epoch(optimizer) + self.evaluators()
         code = self.outline.source() + code
-        parts += [helpers("\n".join(code), self.dtype)] + wrap_lines(code)
+        parts += [helpers("\n".join(code))] + wrap_lines(code)
         return "\n".join(parts).rstrip() + "\n"
 
 

@@ -45,7 +45,7 @@ def product_updates(kernel, optimizer):
             continue
         k = at[0]
         lines = kernel.backward_blocks[k][1]
-        m = re.fullmatch(rf"np\.dot\(([\w.]+), ([\w.]+), {g}\)", lines[0]) \
+        m = re.fullmatch(rf"matmul\(([\w.]+), ([\w.]+), {g}\)", lines[0]) \
             if len(lines) == 1 else None
         if m is None:
             continue

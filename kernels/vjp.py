@@ -37,7 +37,7 @@ def source(prog, dtype="float64"):
     fn = [JIT, f"def vjp({', '.join(args)}):"] + indent(dims + body + [f"return {ret}"])
     code = "\n".join(fn)
     text = (HEADER_VJP.format(title=title_lines(docstring_text(prog.title)))
-            + helpers(code, dtype) + "\n" + "\n".join(wrap_lines(fn)) + "\n")
+            + helpers(code) + "\n" + "\n".join(wrap_lines(fn)) + "\n")
     return text, {"leaves": leaves, "buffers": bufs, "temps": dict(st.temps)}
 
 

@@ -104,9 +104,9 @@ def test_network_train_step_equals_evaluate(which, train_step_equals_evaluate):
     train_step_equals_evaluate(net, model, x, y)
     # the generated source is readable: BLAS for the products, loops for the rest
     src = model.source
-    assert "np.dot(x, W1.T, z1)" in src and "def epoch(" in src and "theta[_i]" in src
+    assert "matmul(x, W1.T, z1)" in src and "def epoch(" in src and "theta[_i]" in src
     if which == "tanh-relu":
-        assert "np.dot(z3_bar.T, a2, W3_bar)" in src
+        assert "matmul(z3_bar.T, a2, W3_bar)" in src
 
 
 # -- the printer -------------------------------------------------------------------------

@@ -124,7 +124,7 @@ def test_train_step_equals_evaluate_with_blas_products():
                     r"x1_seq\[step \+ 1, :B\], W_xh1\.T", r"a1_seq_bar\[_ts, :B\], W_hh1",
                     r"a1_seq_bar\[1, :B\]\.T, h1_seq\[0, :B\]",
                     r"a1_seq_bar\[_ts, :B\]\.T, x1_seq\[_ts, :B\]"):
-        assert re.search(r"(dot|gemm)\(" + product, src), product
+        assert re.search(r"(dot|gemm|matmul)\(" + product, src), product
     assert re.search(rf"# the statements of a1_2, h1_2, .*a1_{T}, h1_{T}.*: one function", src)
     assert re.search(rf"for _ts in range\(1, {T}\):\n(        .*\n)*?"
                      r"        _block\d+\(h1_seq, B, W_hh1, a1_seq, x1_seq, .*_ts - 1\)", src)

@@ -63,3 +63,29 @@ def test_gradients_equal_evaluate(make, T):
     assert any(len(shape) == 3 and shape[0] == T for shape in model.meta["buffers"].values())
     # the evaluator and the predictions read the same stacked buffers
     assert abs(model.evaluate(vals["x"], vals["y"])["loss"] - float(loss)) < 1e-10
+
+
+def test_every_kernel_function_is_cached_and_the_blas_helpers_are_shared():
+    """numba keeps nothing of a function that reads a 'dynamic global' (a function passed
+    as a value, a ctypes pointer), so a warm start would compile it again: every function
+    of an LSTM's kernel compiles without that warning. The products go through the
+    runtime's matmul/gemm (typed once per machine for every layout), called by name."""
+    import re
+    import warnings
+
+    import kernels
+    from numba.core.errors import NumbaWarning
+
+    T = 6
+    model = kernels.compile(lstm(T), dtype="float32", optimizer="adam", lr=0.01)
+    src = model.source
+    assert "from kernels.runtime import matmul" in src and "def gemm(" not in src
+    assert "np.dot(" not in src  # every product here is of two matrices
+    assert not re.search(r"_block\d+\((matmul|gemm|tanh_f32)\b", src)
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, T, D)).astype(np.float32), rng.integers(0, C, 20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NumbaWarning)
+        loss, _ = model.run_epoch(X, y, np.arange(20), np.full(3, 0.01), 8)
+        model.evaluate(X, y)
+    assert np.isfinite(loss)
