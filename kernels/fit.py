@@ -108,19 +108,29 @@ def fit(model, data, optimizer=None, lr=None, epochs=20, batch_size=32, *, valid
         start = len(model.history)
         epochs = max(0, epochs - start)
     total = start + epochs
-    bar = _bar(progress, epochs, ds)
-    started = None  # the state before the epoch under way: what an interrupt goes back to
+    # the validation split converted once (evaluate still checks it every epoch)
+    val_arrays = None if ds.X_val is None or not len(ds.X_val) else \
+        (model._inputs(ds.X_val, "validation"), np.ascontiguousarray(ds.y_val, np.int64))
+    bar = _Progress(progress, epochs, ds)
+    # what an epoch needs besides the compiled call, made once: the order's buffer and
+    # the buffers that keep the state before the epoch under way (one copy per flat
+    # vector, no allocation), which a non-finite loss or Ctrl-C goes back to
+    shuffled, rows = np.empty(len(X), np.int64), np.arange(len(X), dtype=np.int64)
+    before = _Snapshot(model)
+    started = False  # whether `before` holds the state of an epoch under way
     try:
         for epoch in range(start, total):
-            started = _copy(model)
-            record = _one_epoch(model, ds, X, y, epoch, total, batch_size, seed, started)
+            before.take(model)
+            started = True
+            record = _one_epoch(model, X, y, epoch, total, batch_size, before,
+                                _order(shuffled, rows, seed, epoch), val_arrays)
             if record is None:
                 break
             model.history.append(record)
-            started = None
+            started = False
             if checkpoint is not None:
                 model.save(checkpoint)
-            _show(bar, record)
+            bar.show(record)
             if callback is not None:
                 callback(model, record)
     except KeyboardInterrupt:
@@ -128,17 +138,25 @@ def fit(model, data, optimizer=None, lr=None, epochs=20, batch_size=32, *, valid
         # and before its record was kept: go back to the last completed epoch, so the
         # model (and its checkpoint) hold that epoch's parameters, optimizer state, running
         # statistics, step count and history together, and a resumed run repeats nothing
-        if started is not None:
-            _restore(model, started)
+        if started:
+            before.restore(model)
         path = model.save(checkpoint or "derivekit-interrupted.npz")
         warnings.warn(f"interrupted: checkpoint saved to {path} (epoch "
                       f"{len(model.history)}, the last completed)", TrainingWarning,
                       stacklevel=2)
         raise
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     return model.history
+
+
+def _order(out, rows, seed, epoch):
+    """Epoch ``epoch``'s order of the samples, written into ``out``: the same as
+    ``np.random.default_rng([seed, epoch]).permutation(len(out))`` (what the bench and
+    earlier versions draw), without allocating it."""
+    out[...] = rows
+    np.random.default_rng([seed, epoch]).shuffle(out)
+    return out
 
 
 def _batch_size(batch_size, n):
@@ -170,63 +188,100 @@ def _set_optimizer(model, optimizer, lr, schedule, hyper):
     model.use(optimizer)
 
 
-def _one_epoch(model, ds, X, y, epoch, total, batch_size, seed, snapshot):
-    order = np.random.default_rng([seed, epoch]).permutation(len(X)).astype(np.int64)
+def _one_epoch(model, X, y, epoch, total, batch_size, before, order, val_arrays):
     steps = -(-len(X) // batch_size)
     opt = model.optimizer
     lrs = opt.schedule.rates(opt.lr, epoch, steps, total)
     t0 = time.perf_counter()
     loss, acc = model.run_epoch(X, y, order, lrs, batch_size)
     seconds = time.perf_counter() - t0
-    arrays = [*model.params.values(), *model.stats.values()]
-    if not math.isfinite(loss) or not all(np.isfinite(a).all() for a in arrays):
-        _restore(model, snapshot)
+    if not (math.isfinite(loss) and _finite(model)):
+        before.restore(model)
         warnings.warn(f"epoch {epoch + 1}: loss became {loss}; stopped, keeping the "
                       f"parameters of epoch {epoch}", TrainingWarning, stacklevel=3)
         return None
     record = {"epoch": epoch + 1, "loss": loss, "accuracy": acc, "lr": float(lrs[0]),
               "seconds": seconds}
-    if ds.X_val is not None and len(ds.X_val):
-        val = model.evaluate(ds.X_val, ds.y_val)
+    if val_arrays is not None:
+        val = model.evaluate(*val_arrays)
         record.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
     return record
 
 
-def _copy(model):
-    return ({k: v.copy() for k, v in model.params.items()},
-            {p: {s: v.copy() for s, v in st.items()} for p, st in model.state.items()},
-            model.step, {k: v.copy() for k, v in model.stats.items()}, len(model.history))
+def _finite(model):
+    """Whether every parameter and running statistic is finite: one test over the flat
+    parameter vector (every parameter is a view of it) and one per statistic."""
+    return bool(np.isfinite(model.theta).all()) and \
+        all(np.isfinite(a).all() for a in model.stats.values())
 
 
-def _restore(model, snapshot):
-    params, state, step, stats, epochs = snapshot
-    del model.history[epochs:]
-    for k, v in params.items():
-        model.params[k][...] = v
-    for k, v in stats.items():
-        model.stats[k][...] = v
-    for p, st in state.items():
-        for s, v in st.items():
-            model.state[p][s][...] = v
-    model.step = step
+class _Snapshot:
+    """The state before an epoch, kept in preallocated buffers: the flat parameter
+    vector (every parameter is a view of it), the flat optimizer states, the running
+    statistics, the step count and the length of the history. :meth:`take` copies into
+    them (a memcpy per flat vector, no allocation), :meth:`restore` copies back."""
+
+    def __init__(self, model):
+        self._arrays = []
+        self.take(model)
+
+    def _sources(self, model):
+        return [model.theta, *model.flat_state, *model.stats.values()]
+
+    def take(self, model):
+        sources = self._sources(model)
+        if [a.shape for a in sources] != [b.shape for b in self._arrays]:
+            self._arrays = [np.empty_like(a) for a in sources]  # first call, or a new rule
+        for keep, a in zip(self._arrays, sources):
+            np.copyto(keep, a)
+        self.step, self.epochs = model.step, len(model.history)
+
+    def restore(self, model):
+        del model.history[self.epochs:]
+        for a, keep in zip(self._sources(model), self._arrays):
+            np.copyto(a, keep)
+        model.step = self.step
 
 
-def _bar(progress, epochs, ds):
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
+class _Progress:
+    """A tqdm bar refreshed at most every ``interval`` seconds (and when it closes):
+    epochs that take a millisecond must not pay for a redraw each."""
 
-    return tqdm(total=epochs, desc=f"train {ds.name}", unit="epoch")
+    interval = 0.25
 
+    def __init__(self, progress, epochs, ds):
+        self.bar, self.pending, self.last, self.shown = None, 0, None, 0.0
+        if progress:
+            from tqdm.auto import tqdm
 
-def _show(bar, record):
-    if bar is None:
-        return
-    shown = {"loss": f"{record['loss']:.4f}", "acc": f"{record['accuracy']:.3f}"}
-    if "val_accuracy" in record:
-        shown["val_acc"] = f"{record['val_accuracy']:.3f}"
-    bar.set_postfix(shown)
-    bar.update(1)
+            self.bar = tqdm(total=epochs, desc=f"train {ds.name}", unit="epoch",
+                            mininterval=self.interval)
+
+    def show(self, record):
+        if self.bar is None:
+            return
+        self.pending += 1
+        self.last = record
+        now = time.perf_counter()
+        if now - self.shown >= self.interval:
+            self.shown = now
+            self._flush()
+
+    def _flush(self):
+        if not self.pending:
+            return
+        record = self.last
+        shown = {"loss": f"{record['loss']:.4f}", "acc": f"{record['accuracy']:.3f}"}
+        if "val_accuracy" in record:
+            shown["val_acc"] = f"{record['val_accuracy']:.3f}"
+        self.bar.set_postfix(shown, refresh=False)
+        self.bar.update(self.pending)
+        self.pending = 0
+
+    def close(self):
+        if self.bar is not None:
+            self._flush()
+            self.bar.close()
 
 
 def predict(model, X):
