@@ -1,4 +1,6 @@
 """The benchmark harness: every runner computes the same training run (no timing asserted)."""
+import json
+
 import numpy as np
 import pytest
 
@@ -13,14 +15,45 @@ def cache_dir(tmp_path_factory, monkeypatch):
 def test_runners_agree_and_results_are_written(tmp_path):
     out = tmp_path / "RESULTS.md"
     assert bench.main(["--only", "W1", "--epochs", "2", "--peers", "peer_numpy,peer_numba",
-                       "--no-compile-times", "-o", str(out)]) == 0
+                       "--processes", "1", "--threads", "1", "--no-compile-times",
+                       "-o", str(out)]) == 0
     text = out.read_text()
-    assert "## W1: MLP 64-128-10" in text and "| derivekit |" in text and "| numpy |" in text
-    losses = {row.split("|")[1].strip(): float(row.split("|")[5])
+    assert "## W1 at 1 thread: MLP 64-128-10" in text and "| derivekit |" in text
+    assert "| numpy |" in text and "| derivekit kernels.fit |" in text
+    losses = {row.split("|")[1].strip(): float(row.split("|")[7].split()[0])
               for row in text.splitlines() if row.startswith("| ") and "runner" not in row}
     # same data, initial parameters and order: the final training losses agree
     assert losses["derivekit"] == pytest.approx(losses["numpy"], abs=2e-4)
     assert losses["derivekit"] == pytest.approx(losses["numba (hand-fused)"], abs=2e-4)
+    assert losses["derivekit kernels.fit"] == losses["derivekit"]  # the same kernel and run
+    assert "differs" not in text
+    raw = json.loads(out.with_suffix(".json").read_text())
+    assert sorted(r["runner"] for r in raw) == ["derivekit", "peer_numba", "peer_numpy"]
+
+
+def test_child_protocol_one_runner_one_workload_json():
+    # what the parent starts for each process: one runner, one workload, a JSON line
+    res = bench.run_child("W1", "peer_numpy", 2, threads=1, cores=bench.pinned_cores(1))
+    assert "skipped" not in res, res
+    assert res["workload"] == "W1" and res["name"] == "numpy" and res["threads"] == 1
+    assert len(res["times"]) == 2 and res["first"] >= res["times"][0] > 0
+    assert res["loss"] == res["losses"][-1] and 0 < res["loss"] < 2.5
+    assert res["cores"] == bench.pinned_cores(1)
+    assert any(b["internal_api"] == "openblas" and b["num_threads"] == 1 for b in res["blas"])
+    missing = bench.run_child("W1", "peer_nonesuch", 2)
+    assert "skipped" in missing
+
+
+def test_children_drop_the_openblas_pins_unless_asked():
+    base = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "512", "PATH": "/bin"}
+    env = bench.child_env("peer_jax", 1, base=base)
+    assert "OPENBLAS_CORETYPE" not in env and "OPENBLAS_L2_SIZE" not in env
+    assert env["OPENBLAS_NUM_THREADS"] == env["OMP_NUM_THREADS"] == "1"
+    assert "--xla_cpu_multi_thread_eigen=false" in env["XLA_FLAGS"]
+    assert "intra_op_parallelism_threads=1" in env["XLA_FLAGS"]
+    kept = bench.child_env("peer_jax", 2, blas_pin=True, base=base)
+    assert kept["OPENBLAS_CORETYPE"] == "Haswell" and kept["OPENBLAS_NUM_THREADS"] == "2"
+    assert "multi_thread_eigen" not in kept["XLA_FLAGS"]
 
 
 def test_shared_initialisation_is_deterministic():
