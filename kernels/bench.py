@@ -385,8 +385,21 @@ def run_one(w, runner, epochs, threads=1, fit=True):
             bare(e)
     out.update(first=setup + times[0], times=times, loss=losses[-1], losses=losses,
                steady=statistics.median(times[1:]) if len(times) > 1 else times[0],
-               blas=blas_info())
+               blas=_own_kernels(runner) + blas_info())
     return out
+
+
+def _own_kernels(runner):
+    """What a runner computes its products with besides the BLAS threadpoolctl sees:
+    PyTorch links MKL (or its own BLAS) into itself, XLA compiles to Eigen/its own."""
+    if runner == "peer_torch":
+        import torch
+
+        lib = "mkl" if torch.backends.mkl.is_available() else "torch's own BLAS"
+        return [{"internal_api": f"torch {lib}", "num_threads": torch.get_num_threads()}]
+    if runner == "peer_jax":
+        return [{"internal_api": "XLA CPU (Eigen)", "num_threads": None}]
+    return []
 
 
 def _fit_interleaved(w, params, X, y, orders, bare):
