@@ -579,7 +579,8 @@ def report(results, compile_runs, args):
              "each process's median of the later epochs, with the range of those process "
              "medians; ratio = steady time / the best peer's (< 1: faster than every peer). "
              "*kernels.fit* is derivekit's training loop on the same run (progress=False, no "
-             "validation), its epochs interleaved with the compiled epochs in the same process. "
+             "validation), its epochs interleaved with the compiled epochs in the same process "
+             "(its first epoch runs after theirs, so it compiles nothing). "
              "BLAS: what threadpoolctl saw loaded in the runner's process (numpy's own OpenBLAS "
              "is in every one).", ""]
     for (threads, wname), res in results.items():

@@ -154,3 +154,31 @@ def test_lstm_gradient_is_torch_autograds():
         step = params[k].astype(np.float64) - model.params[names[k]]
         assert np.abs(v.grad.numpy()).max() > 1e-3, k
         np.testing.assert_allclose(step, v.grad.numpy(), atol=2e-6, rtol=1e-4, err_msg=k)
+
+
+def test_thread_counts_and_a_loss_that_differs_is_flagged():
+    import os
+
+    from derive.errors import InputError
+
+    cores = len(os.sched_getaffinity(0))
+    assert bench._thread_counts("1,all") == sorted({1, cores})
+    with pytest.raises(InputError, match="--threads"):
+        bench._thread_counts("0")
+
+    def child(name, steady, loss, fit=None):
+        out = {"runner": name, "name": name, "first": 1.0, "steady": steady, "loss": loss,
+               "blas": [{"internal_api": "openblas", "architecture": "Zen", "num_threads": 1}]}
+        return {**out, "fit": {"steady": fit, "first": 0.1, "loss": loss}} if fit else out
+
+    runs = {"derivekit": [child("derivekit", 1.0, 0.5, fit=1.02), child("derivekit", 1.2, 0.5,
+                                                                        fit=1.25)],
+            "peer_a": [child("a", 2.0, 0.5)], "peer_b": [child("b", 3.0, 0.7)],
+            "peer_c": [{"runner": "peer_c", "name": "peer_c", "skipped": "c is not installed"}]}
+    res = bench.summarise(runs)
+    assert res["derivekit"]["steady"] == pytest.approx(1.1)
+    assert res["derivekit"]["fit"]["steady"] == pytest.approx(1.135)
+    assert res["peer_c"] == {"skipped": "c is not installed"}
+    line = bench.verdict("W1", res)
+    assert "best peer (a) = 0.55" in line and "kernels.fit / compiled epoch = 1.031" in line
+    assert "differ from derivekit's: b" in line
