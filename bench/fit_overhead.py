@@ -1,4 +1,4 @@
-"""What ``kernels.fit`` adds to the compiled epoch (issue 19, item 3: target <= 5 %).
+"""What ``kernels.fit`` adds to the compiled epoch (the target: at most 5 %).
 
 ``python bench/fit_overhead.py [--only W1,W4] [--epochs 40] [--rounds 15] [--threads 1]``
 
@@ -12,7 +12,7 @@ float32). Each round times, in a rotating order:
   fit's overhead that any loop over epochs with a fresh order pays;
 - *fit, progress=False* and *fit, progress=True* (tqdm writing to ``/dev/null``, a
   non-TTY file, as in a log or CI): one ``kernels.fit(model, (X, y), epochs=E)`` call
-  with no validation split, as the issue's number is (the bench's data is the training
+  with no validation split, as ``derivekit bench`` times fit (its data is the training
   split only);
 - with ``--validation``, also fit with the digits validation split (360 samples: fit
   evaluates the model on them after every epoch).

@@ -1,12 +1,11 @@
 """``derivekit bench``: derivekit against every installed peer, each in fresh processes.
 
-A *child* process (``python -m kernels.bench W1 peer_numpy --epochs 20 --threads 1``,
-:func:`child_main`) runs ONE runner on ONE workload and prints one JSON line: setup +
-first epoch, every later epoch's time, the final loss, the BLAS libraries it loaded
-(threadpoolctl: internal_api, architecture, num_threads) and, for derivekit, the wall
-time per epoch of ``kernels.fit`` on the same run (its epochs interleaved with the bare
-compiled epochs, see :func:`run_one`). The runtime's threads are set the documented way
-for that count before anything is imported: ``OMP/OPENBLAS/MKL_NUM_THREADS`` in the
+A *child* process (:mod:`kernels.bench_children`) runs ONE runner on ONE workload and
+prints one JSON line: setup + first epoch, every later epoch's time, the final loss, the
+BLAS libraries it loaded (threadpoolctl: internal_api, architecture, num_threads) and,
+for derivekit, the wall time per epoch of ``kernels.fit`` on the same run (its epochs
+interleaved with the bare compiled epochs). The runtime's threads are set the documented
+way for that count before anything is imported: ``OMP/OPENBLAS/MKL_NUM_THREADS`` in the
 environment, ``torch.set_num_threads``, and at one thread XLA's
 ``--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1``.
 
@@ -23,9 +22,10 @@ settings; only the bench's children drop them).
 
 Results go where ``-o`` says (default ``bench-results.md`` in the working directory);
 the curated ``bench/RESULTS.md`` is never written by the command: copy the tables in by
-hand. The peers live in the source tree's ``bench/`` folder (``peer_*.py``); their
-backward passes are hand-written (NumPy, numba) or autodiff (PyTorch, JAX).
-:func:`run_workload` still runs every runner in one process (tests use it).
+hand (:mod:`kernels.bench_report` writes the tables). The peers live in the source
+tree's ``bench/`` folder (``peer_*.py``); their backward passes are hand-written (NumPy,
+numba) or autodiff (PyTorch, JAX). :func:`run_workload` still runs every runner in one
+process (tests use it).
 """
 from __future__ import annotations
 
@@ -33,7 +33,6 @@ import argparse
 import importlib
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -136,68 +135,6 @@ def initial_params(w, seed=0):
         shapes = {"Wx": (m["hidden"], m["d"]), "Wh": (m["hidden"], m["hidden"]),
                   "bh": (m["hidden"],), "Wo": (m["classes"], m["hidden"]), "bo": (m["classes"],)}
     return initialise(shapes, "xavier_uniform", seed=seed, dtype=np.float32)
-
-
-#: what pins OpenBLAS to one kernel set; dropped from the children unless --blas-pin
-BLAS_PINS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-#: the peer module's library, to name it in a skipped row
-PEER_LIBRARY = {"peer_numba": "numba", "peer_jax": "jax", "peer_torch": "torch",
-                "peer_numpy": "numpy"}
-
-
-def child_env(runner, threads, blas_pin=False, base=None):
-    """The environment of a child running ``runner`` with ``threads`` threads: every
-    thread pool's size set before anything is imported, XLA's single-thread flags at one
-    thread, OpenBLAS's kernel pins dropped unless ``blas_pin``, and the source tree this
-    module is in first on the path (so the child times this checkout's code)."""
-    env = dict(os.environ if base is None else base)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                "NUMBA_NUM_THREADS"):
-        env[var] = str(threads)
-    if runner == "peer_jax":
-        flags = [f for f in env.get("XLA_FLAGS", "").split()
-                 if not f.startswith(("--xla_cpu_multi_thread_eigen",
-                                      "intra_op_parallelism_threads"))]
-        if threads == 1:
-            flags += ["--xla_cpu_multi_thread_eigen=false", "intra_op_parallelism_threads=1"]
-        env["XLA_FLAGS"] = " ".join(flags)
-    if not blas_pin:
-        for var in BLAS_PINS:
-            env.pop(var, None)
-    root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join([root] + [q for q in [env.get("PYTHONPATH")] if q])
-    return env
-
-
-def pinned_cores(threads):
-    """The cores a child with ``threads`` threads is pinned to: the last ``threads`` of
-    this process's (the same set for every runner), or None where affinity is unknown."""
-    if not hasattr(os, "sched_getaffinity"):
-        return None
-    cores = sorted(os.sched_getaffinity(0))
-    return cores[-threads:]
-
-
-def _set_torch_threads(threads):
-    try:
-        import torch
-    except ImportError:
-        return
-    torch.set_num_threads(threads)
-    try:
-        torch.set_num_interop_threads(threads)
-    except RuntimeError:  # already set, or parallel work already started
-        pass
-
-
-def blas_info():
-    """The BLAS/OpenMP pools this process loaded (threadpoolctl), one dict each."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return [{"internal_api": "unknown (threadpoolctl is not installed)"}]
-    keys = ("user_api", "internal_api", "architecture", "num_threads", "version", "prefix")
-    return [{k: info.get(k) for k in keys} for info in threadpool_info()]
 
 
 # -- runners ------------------------------------------------------------------------------
@@ -337,188 +274,6 @@ def runner_orders(n):
     return rows if n % 2 == 0 else rows + [row[::-1] for row in rows]
 
 
-# -- one runner, one workload, one process (the child) ------------------------------------
-def epoch_orders(n, epochs):
-    """The order of the ``n`` samples in each epoch, the same for every runner (and the
-    orders ``kernels.fit(..., seed=0)`` draws)."""
-    return [np.random.default_rng([0, e]).permutation(n).astype(np.int64)
-            for e in range(epochs)]
-
-
-def run_one(w, runner, epochs, threads=1, fit=True):
-    """Time ``runner`` (``"derivekit"`` or a peer module's name) on workload ``w`` in this
-    process; returns a dict ready for JSON (see the module docstring), with ``skipped``
-    saying why when the runner cannot run here."""
-    out = {"workload": w.name, "runner": runner, "name": runner, "epochs": epochs,
-           "threads": threads, "pid": os.getpid(),
-           "cores": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-           else None}
-    if runner == "peer_torch":
-        _set_torch_threads(threads)
-    X, y = w.data()
-    params = initial_params(w)
-    t0 = time.perf_counter()
-    if runner == "derivekit":
-        make = DerivekitRunner
-    else:
-        mods = load_peers([runner])
-        if not mods:
-            return {**out, "skipped": f"{PEER_LIBRARY.get(runner, runner)} is not installed"}
-        out["name"], make = mods[0].NAME, mods[0].make
-    try:
-        r = make(w, params, X, y)
-    except Exception as exc:  # noqa: BLE001 - a runner that cannot run is reported
-        return {**out, "skipped": f"{type(exc).__name__}: {exc}"}
-    setup = time.perf_counter() - t0
-    orders = epoch_orders(len(X), epochs)
-    times, losses = [], []
-
-    def bare(e):
-        t0 = time.perf_counter()
-        losses.append(float(r.epoch(orders[e])))
-        times.append(time.perf_counter() - t0)
-
-    if runner == "derivekit" and fit:
-        out["fit"] = _fit_interleaved(w, params, X, y, orders, bare)
-    else:
-        for e in range(epochs):
-            bare(e)
-    out.update(first=setup + times[0], times=times, loss=losses[-1], losses=losses,
-               steady=statistics.median(times[1:]) if len(times) > 1 else times[0],
-               blas=_own_kernels(runner) + blas_info())
-    return out
-
-
-def _own_kernels(runner):
-    """What a runner computes its products with besides the BLAS threadpoolctl sees:
-    PyTorch links MKL (or its own BLAS) into itself, XLA compiles to Eigen/its own."""
-    if runner == "peer_torch":
-        import torch
-
-        lib = "mkl" if torch.backends.mkl.is_available() else "torch's own BLAS"
-        return [{"internal_api": f"torch {lib}", "num_threads": torch.get_num_threads()}]
-    if runner == "peer_jax":
-        return [{"internal_api": "XLA CPU (Eigen)", "num_threads": None}]
-    return []
-
-
-def _fit_interleaved(w, params, X, y, orders, bare):
-    """``kernels.fit`` on a second model with the same initial parameters (and, with
-    seed 0, the same orders), epoch ``e`` of the bare runner run from fit's callback
-    after fit's epoch ``e - 1``: the two alternate as the runners of one process used
-    to. Fit's epoch is timed from the callback's return to its next call (the whole
-    cycle: snapshot, order, compiled epoch, checks, record, progress, callback call);
-    its first epoch from the call of fit (data checks included)."""
-    from .fit import fit as fit_fn
-
-    model = derivekit_model(w, params)
-    marks = []
-    bare(0)
-
-    def callback(_model, _record):
-        marks.append(time.perf_counter())  # fit's epoch ends
-        if len(marks) // 2 < len(orders):  # after fit's epoch e: bare epoch e + 1
-            bare(len(marks) // 2)
-        marks.append(time.perf_counter())  # fit's next epoch starts
-
-    marks.append(time.perf_counter())
-    history = fit_fn(model, (X, y), epochs=len(orders), batch_size=w.batch, seed=0,
-                     progress=False, callback=callback)
-    times = [marks[2 * e + 1] - marks[2 * e] for e in range(len(history))]
-    return {"first": times[0], "times": times, "loss": float(history[-1]["loss"]),
-            "steady": statistics.median(times[1:]) if len(times) > 1 else times[0],
-            "progress": False}
-
-
-def child_main(argv=None):
-    """The child: ``python -m kernels.bench WORKLOAD RUNNER [--epochs N] [--threads T]
-    [--no-fit]`` prints :func:`run_one`'s dict as one JSON line; returns 0."""
-    p = argparse.ArgumentParser(prog="python -m kernels.bench",
-                                description="one runner, one workload, this process (JSON)")
-    p.add_argument("workload", choices=sorted(WORKLOADS))
-    p.add_argument("runner", help="derivekit or a peer module (peer_numpy, ...)")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--no-fit", action="store_true", help="derivekit: skip kernels.fit")
-    args = p.parse_args(argv)
-    w = WORKLOADS[args.workload]
-    result = run_one(w, args.runner, args.epochs or w.epochs, args.threads, not args.no_fit)
-    print(json.dumps(result))
-    return 0
-
-
-_CHILD = "import sys; from kernels.bench import child_main; sys.exit(child_main())"
-
-
-def run_child(wname, runner, epochs, threads=1, cores=None, blas_pin=False, fit=True,
-              timeout=3600):
-    """:func:`run_one` in a fresh process pinned to ``cores``, with ``runner``'s
-    environment (:func:`child_env`); its dict, or one with ``skipped`` when it failed."""
-    cmd = [sys.executable, "-c", _CHILD, wname, runner, "--epochs", str(epochs),
-           "--threads", str(threads)] + ([] if fit else ["--no-fit"])
-    pin = (lambda: os.sched_setaffinity(0, cores)) if cores else None
-    try:
-        res = subprocess.run(cmd, env=child_env(runner, threads, blas_pin),
-                             capture_output=True, text=True, preexec_fn=pin, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"runner": runner, "name": runner, "skipped": f"over {timeout} s"}
-    lines = [line for line in res.stdout.splitlines() if line.startswith("{")]
-    if res.returncode != 0 or not lines:
-        why = (res.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"runner": runner, "name": runner,
-                "skipped": f"child failed (exit {res.returncode}): {why}"}
-    return json.loads(lines[-1])
-
-
-def run_processes(w, runners, epochs, processes, threads, blas_pin=False, log=print):
-    """Every runner ``processes`` times on ``w``, each a fresh process pinned to the same
-    cores, rounds in rotating orders; {runner: [child dicts]} (a runner skipped in its
-    first process is not started again)."""
-    cores = pinned_cores(threads)
-    runs = {r: [] for r in runners}
-    rows = runner_orders(len(runners))
-    for k in range(processes):
-        for r in [runners[i] for i in rows[k % len(rows)]] if runners else []:
-            if runs[r] and "skipped" in runs[r][0]:
-                continue
-            res = run_child(w.name, r, epochs, threads, cores, blas_pin)
-            runs[r].append(res)
-            if "skipped" in res:
-                log(f"  {w.name} {res['name']}: skipped ({res['skipped']})")
-                continue
-            fit = res.get("fit")
-            log(f"  {w.name} x{threads} #{k + 1} {res['name']:20s} first {res['first']:7.3f} s  "
-                f"steady {1e3 * res['steady']:9.3f} ms/epoch  loss {res['loss']:.6f}"
-                + (f"  fit {1e3 * fit['steady']:9.3f} ms/epoch" if fit else ""))
-    return runs
-
-
-def summarise(runs):
-    """{runner name: {"first", "steady", "loss", ...}} from :func:`run_processes`: the
-    median over processes of each process's first epoch and steady median."""
-    out = {}
-    for r, results in runs.items():
-        ok = [x for x in results if "skipped" not in x]
-        if not ok:
-            if results:
-                out[results[0]["name"]] = {"skipped": results[0]["skipped"]}
-            continue
-        steadies = [x["steady"] for x in ok]
-        row = {"first": statistics.median(x["first"] for x in ok),
-               "steady": statistics.median(steadies), "spread": (min(steadies), max(steadies)),
-               "loss": statistics.median(x["loss"] for x in ok),
-               "losses": [x["loss"] for x in ok], "processes": len(ok),
-               "blas": ok[0].get("blas", []), "runner": r}
-        if all("fit" in x for x in ok):
-            fits = [x["fit"]["steady"] for x in ok]
-            row["fit"] = {"steady": statistics.median(fits), "spread": (min(fits), max(fits)),
-                          "first": statistics.median(x["fit"]["first"] for x in ok),
-                          "losses": [x["fit"]["loss"] for x in ok],
-                          "ratios": [x["fit"]["steady"] / x["steady"] for x in ok]}
-        out[ok[0]["name"]] = row
-    return out
-
-
 # -- compile times (separate processes: cold = empty cache, warm = cache filled) ----------
 _COLD = """
 import os, sys, time
@@ -556,153 +311,6 @@ def compile_times(log=print):
     return runs
 
 
-# -- report -------------------------------------------------------------------------------
-def report(results, compile_runs, args):
-    """Markdown: a table per thread count and workload (``results[(threads, name)]`` from
-    :func:`summarise`), and the compile times."""
-    pins = ("kept (" + ", ".join(f"{v}={os.environ[v]}" for v in BLAS_PINS if v in os.environ)
-            + ")") if args.blas_pin else "unset in the children (OpenBLAS picks its kernels)"
-    lines = ["# derivekit benchmark results", "",
-             f"Command: `{args.command_line}`  ",
-             f"Machine: {platform.machine()}, {_cpu()}, {os.cpu_count()} cores, Python "
-             f"{platform.python_version()}, {_versions()}  ",
-             f"Load average (1 min) {args.load[0]:.2f} before the run, {args.load[1]:.2f} "
-             "after (other jobs slow every runner alike, but add noise).  ",
-             f"OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE: {pins}.  ",
-             "Every runner runs in its own fresh process, pinned to the same cores, with its "
-             "thread pools set for the thread count before import (OMP/OPENBLAS/MKL_NUM_THREADS, "
-             "torch.set_num_threads; at 1 thread XLA's --xla_cpu_multi_thread_eigen=false "
-             "intra_op_parallelism_threads=1); rounds of one process per runner, in rotating "
-             "(Williams) orders. All float32; same data, initial parameters and sample order "
-             "for every runner. *first* = setup + first epoch (includes JIT compilation; numba "
-             "peers may load from their own cache); *steady* = the median over processes of "
-             "each process's median of the later epochs, with the range of those process "
-             "medians; ratio = steady time / the best peer's (< 1: faster than every peer). "
-             "*kernels.fit* is derivekit's training loop on the same run (progress=False, no "
-             "validation), its epochs interleaved with the compiled epochs in the same process "
-             "(its first epoch runs after theirs, so it compiles nothing). "
-             "BLAS: what threadpoolctl saw loaded in the runner's process (numpy's own OpenBLAS "
-             "is in every one).", ""]
-    for (threads, wname), res in results.items():
-        w = WORKLOADS[wname]
-        lines += [f"## {wname} at {threads} thread{'s' if threads > 1 else ''}: {w.title}", "",
-                  f"{args.epochs_of[wname]} epochs per process, cores "
-                  f"{pinned_cores(threads)}.", "",
-                  "| runner | processes | first epoch (s) | steady ms/epoch | range (ms) "
-                  "| vs best peer | final loss | BLAS |",
-                  "|---|---:|---:|---:|---|---:|---:|---|"]
-        ran = {k: v for k, v in res.items() if "skipped" not in v}
-        best = _best_peer(ran)
-        ref = ran.get("derivekit", next(iter(ran.values()), None))
-        for name, r in sorted(ran.items(), key=lambda kv: kv[1]["steady"]):
-            rows = [(name, r["steady"], r["spread"], r["first"], r["losses"])]
-            if "fit" in r:
-                f = r["fit"]
-                rows.append(("derivekit kernels.fit", f["steady"], f["spread"], f["first"],
-                             f["losses"]))
-            for label, steady, spread, first, losses in rows:
-                ratio = f"{steady / best[1]:.2f}" if best else "-"
-                lines.append(f"| {label} | {r['processes']} | {first:.3f} | {1e3 * steady:.3f} "
-                             f"| {1e3 * spread[0]:.3f}-{1e3 * spread[1]:.3f} | {ratio} | "
-                             f"{_loss_cell(losses, ref)} | {_blas_cell(r['blas'])} |")
-        for name, r in res.items():
-            if "skipped" in r:
-                lines.append(f"| {name} | 0 | - | skipped: {r['skipped']} | | | | |")
-        lines += ["", verdict(wname, res), ""]
-    if compile_runs:
-        (ci, cf), (wi, wf) = compile_runs
-        lines += ["## Compile time (W1, fresh processes)", "",
-                  "| cache | imports (s) | compile + first epoch (s) |", "|---|---:|---:|",
-                  f"| cold (empty) | {ci:.2f} | {cf:.2f} |", f"| warm | {wi:.2f} | {wf:.2f} |", ""]
-    return "\n".join(lines)
-
-
-def _best_peer(res):
-    peers = {k: v["steady"] for k, v in res.items() if k != "derivekit" and "steady" in v}
-    if not peers:
-        return None
-    best = min(peers, key=peers.get)
-    return best, peers[best]
-
-
-def losses_agree(a, b):
-    """Whether two final training losses are the same run's (float32 rounding apart)."""
-    return abs(a - b) <= max(2e-4, 1e-2 * abs(b))
-
-
-def _loss_cell(losses, ref):
-    """The median final loss, flagged when the processes disagree with each other or the
-    runner disagrees with derivekit's (same data, parameters and order: same run)."""
-    text = f"{statistics.median(losses):.6f}"
-    if max(losses) - min(losses) > 1e-6:
-        text += f" (processes differ: {min(losses):.6f}-{max(losses):.6f})"
-    if ref is not None and not losses_agree(statistics.median(losses), ref["loss"]):
-        text += " **differs from derivekit's**"
-    return text
-
-
-def _blas_cell(blas):
-    seen = []
-    for b in blas:
-        cell = " ".join(str(x) for x in (b.get("internal_api"), b.get("version"),
-                                         b.get("architecture")) if x)
-        cell += f" x{b['num_threads']}" if b.get("num_threads") is not None else ""
-        if cell not in seen:
-            seen.append(cell)
-    return ", ".join(seen) or "-"
-
-
-def verdict(wname, res):
-    """One line: derivekit's steady time against the best peer (and PyTorch), and
-    kernels.fit's against the compiled epoch."""
-    ran = {k: v for k, v in res.items() if "skipped" not in v}
-    if "derivekit" not in ran:
-        return "derivekit: not run (it could not be built; derivekit bench printed why)."
-    mine = ran["derivekit"]
-    line = ""
-    best = _best_peer(ran)
-    if best:
-        line = (f"derivekit / best peer ({best[0]}) = {mine['steady'] / best[1]:.2f} "
-                f"({'at or below' if mine['steady'] <= best[1] else 'above'} the best peer).")
-        torch = next((v for k, v in ran.items() if k.startswith("pytorch")), None)
-        if torch:
-            line += f" derivekit / PyTorch eager = {mine['steady'] / torch['steady']:.3f}."
-    else:
-        line = "No peer ran."
-    if "fit" in mine:
-        ratios = mine["fit"]["ratios"]
-        line += (f" kernels.fit / compiled epoch = {statistics.median(ratios):.3f} (median over "
-                 f"processes of each one's ratio; {min(ratios):.3f}-{max(ratios):.3f}).")
-    flagged = [k for k, v in ran.items() if not losses_agree(v["loss"], mine["loss"])]
-    if flagged:
-        line += f" **Final losses differ from derivekit's: {', '.join(flagged)}.**"
-    return line
-
-
-def _cpu():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def _versions():
-    """Versions of the runtimes, read from package metadata (nothing imported)."""
-    from importlib import metadata
-
-    out = []
-    for dist in ("numpy", "numba", "scipy", "torch", "jax", "threadpoolctl"):
-        try:
-            out.append(f"{dist} {metadata.version(dist)}")
-        except metadata.PackageNotFoundError:
-            pass
-    return ", ".join(out)
-
-
 RESULTS_NAME = "bench-results.md"
 EXAMPLES = f"""examples:
   derivekit bench --quick --threads 1       (a few minutes; writes ./{RESULTS_NAME})
@@ -710,7 +318,7 @@ EXAMPLES = f"""examples:
   derivekit bench --only W1,W2 --peers peer_numpy,peer_torch -o w12.md
   derivekit bench --blas-pin -o results/    (OPENBLAS_CORETYPE kept; results/{RESULTS_NAME})
 one runner on one workload in this process, as JSON (what the command runs in each child):
-  python -m kernels.bench W1 peer_numpy --epochs 5 --threads 1"""
+  python -m kernels.bench_children W1 peer_numpy --epochs 5 --threads 1"""
 
 
 def results_path(out):
@@ -759,6 +367,9 @@ def main(argv=None):
                    help=f"file or folder for the results (default: {RESULTS_NAME} in the "
                         "working directory); the children's raw results go beside it (.json)")
     args = p.parse_args(argv)
+    from .bench_children import run_processes
+    from .bench_report import report, summarise
+
     args.out = results_path(args.out)  # checked before anything is timed
     args.command_line = "derivekit bench " + " ".join(argv if argv is not None else sys.argv[1:])
     threads = _thread_counts(args.threads)
@@ -802,7 +413,3 @@ def _thread_counts(text):
         if n not in out:
             out.append(n)
     return out or [1]
-
-
-if __name__ == "__main__":
-    sys.exit(child_main())

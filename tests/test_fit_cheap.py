@@ -1,4 +1,4 @@
-"""fit's per-epoch bookkeeping made cheap (issue 19, item 3) keeps what it guarded: the
+"""fit's per-epoch bookkeeping, made cheap, keeps what it guarded: the
 orders are the seeded permutations, a non-finite parameter (finite loss) rolls back every
 piece of state, and the progress bar still ends on the last epoch's numbers."""
 import importlib

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from kernels import bench
+from kernels import bench, bench_children, bench_report
 
 
 @pytest.fixture(autouse=True)
@@ -33,25 +33,26 @@ def test_runners_agree_and_results_are_written(tmp_path):
 
 def test_child_protocol_one_runner_one_workload_json():
     # what the parent starts for each process: one runner, one workload, a JSON line
-    res = bench.run_child("W1", "peer_numpy", 2, threads=1, cores=bench.pinned_cores(1))
+    cores = bench_children.pinned_cores(1)
+    res = bench_children.run_child("W1", "peer_numpy", 2, threads=1, cores=cores)
     assert "skipped" not in res, res
     assert res["workload"] == "W1" and res["name"] == "numpy" and res["threads"] == 1
     assert len(res["times"]) == 2 and res["first"] >= res["times"][0] > 0
     assert res["loss"] == res["losses"][-1] and 0 < res["loss"] < 2.5
-    assert res["cores"] == bench.pinned_cores(1)
+    assert res["cores"] == cores
     assert any(b["internal_api"] == "openblas" and b["num_threads"] == 1 for b in res["blas"])
-    missing = bench.run_child("W1", "peer_nonesuch", 2)
+    missing = bench_children.run_child("W1", "peer_nonesuch", 2)
     assert "skipped" in missing
 
 
 def test_children_drop_the_openblas_pins_unless_asked():
     base = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "512", "PATH": "/bin"}
-    env = bench.child_env("peer_jax", 1, base=base)
+    env = bench_children.child_env("peer_jax", 1, base=base)
     assert "OPENBLAS_CORETYPE" not in env and "OPENBLAS_L2_SIZE" not in env
     assert env["OPENBLAS_NUM_THREADS"] == env["OMP_NUM_THREADS"] == "1"
     assert "--xla_cpu_multi_thread_eigen=false" in env["XLA_FLAGS"]
     assert "intra_op_parallelism_threads=1" in env["XLA_FLAGS"]
-    kept = bench.child_env("peer_jax", 2, blas_pin=True, base=base)
+    kept = bench_children.child_env("peer_jax", 2, blas_pin=True, base=base)
     assert kept["OPENBLAS_CORETYPE"] == "Haswell" and kept["OPENBLAS_NUM_THREADS"] == "2"
     assert "multi_thread_eigen" not in kept["XLA_FLAGS"]
 
@@ -175,10 +176,10 @@ def test_thread_counts_and_a_loss_that_differs_is_flagged():
                                                                         fit=1.25)],
             "peer_a": [child("a", 2.0, 0.5)], "peer_b": [child("b", 3.0, 0.7)],
             "peer_c": [{"runner": "peer_c", "name": "peer_c", "skipped": "c is not installed"}]}
-    res = bench.summarise(runs)
+    res = bench_report.summarise(runs)
     assert res["derivekit"]["steady"] == pytest.approx(1.1)
     assert res["derivekit"]["fit"]["steady"] == pytest.approx(1.135)
     assert res["peer_c"] == {"skipped": "c is not installed"}
-    line = bench.verdict("W1", res)
+    line = bench_report.verdict("W1", res)
     assert "best peer (a) = 0.55" in line and "kernels.fit / compiled epoch = 1.031" in line
     assert "differ from derivekit's: b" in line
