@@ -8,7 +8,7 @@ float32). Each round times, in a rotating order:
 - *bare*: the compiled epoch as the bench calls it, ``model.run_epoch(X, y, order, lrs,
   batch)`` with the orders and rates made before the clock starts;
 - *run_epoch + drawing the epoch's order*: the same, plus the seeded shuffle fit makes
-  for every epoch (``np.random.default_rng([seed, epoch]).permutation(N)``): the part of
+  for every epoch (``kernels.fit.epoch_order(N, seed, epoch)``): the part of
   fit's overhead that any loop over epochs with a fresh order pays;
 - *fit, progress=False* and *fit, progress=True* (tqdm writing to ``/dev/null``, a
   non-TTY file, as in a log or CI): one ``kernels.fit(model, (X, y), epochs=E)`` call
@@ -59,6 +59,7 @@ def main(argv=None):
 
     import kernels
     from kernels import bench, data
+    from kernels.fit import epoch_order
 
     limits = threadpool_limits(args.threads)  # noqa: F841 - kept for the whole run
     load0 = os.getloadavg()
@@ -73,8 +74,7 @@ def main(argv=None):
         E = args.epochs
         steps = -(-len(X) // w.batch)
         lrs = np.full(steps, w.lr)
-        orders = [np.random.default_rng([0, e]).permutation(len(X)).astype(np.int64)
-                  for e in range(E)]
+        orders = [epoch_order(len(X), 0, e) for e in range(E)]
 
         clock = time.perf_counter
 
@@ -90,7 +90,7 @@ def main(argv=None):
             ts = []
             for e in range(E):
                 t0 = clock()
-                order = np.random.default_rng([0, e]).permutation(len(X))
+                order = epoch_order(len(X), 0, e)
                 model.run_epoch(X, y, order, lrs, w.batch)
                 ts.append(clock() - t0)
             return ts

@@ -234,8 +234,9 @@ def run_workload(w, peers, epochs, derivekit=True, log=print):
             log(f"  {w.name} {name}: skipped ({type(exc).__name__}: {exc})")
             continue
         times[name] = [time.perf_counter() - t0]  # setup, added to the first epoch
-    orders = [np.random.default_rng([0, e]).permutation(len(X)).astype(np.int64)
-              for e in range(epochs)]
+    from .bench_children import epoch_orders
+
+    orders = epoch_orders(len(X), epochs)
     names = list(runners)
     rows = runner_orders(len(names))
     for e in range(epochs):

@@ -88,8 +88,9 @@ def blas_info():
 def epoch_orders(n, epochs):
     """The order of the ``n`` samples in each epoch, the same for every runner (and the
     orders ``kernels.fit(..., seed=0)`` draws)."""
-    return [np.random.default_rng([0, e]).permutation(n).astype(np.int64)
-            for e in range(epochs)]
+    from .fit import epoch_order
+
+    return [epoch_order(n, 0, e) for e in range(epochs)]
 
 
 def run_one(w, runner, epochs, threads=1, fit=True):

@@ -115,7 +115,7 @@ def fit(model, data, optimizer=None, lr=None, epochs=20, batch_size=32, *, valid
     # what an epoch needs besides the compiled call, made once: the order's buffer and
     # the buffers that keep the state before the epoch under way (one copy per flat
     # vector, no allocation), which a non-finite loss or Ctrl-C goes back to
-    shuffled, rows = np.empty(len(X), np.int64), np.arange(len(X), dtype=np.int64)
+    shuffled = np.empty(len(X), np.int64)
     before = _Snapshot(model)
     started = False  # whether `before` holds the state of an epoch under way
     try:
@@ -123,7 +123,7 @@ def fit(model, data, optimizer=None, lr=None, epochs=20, batch_size=32, *, valid
             before.take(model)
             started = True
             record = _one_epoch(model, X, y, epoch, total, batch_size, before,
-                                _order(shuffled, rows, seed, epoch), val_arrays)
+                                epoch_order(len(X), seed, epoch, shuffled), val_arrays)
             if record is None:
                 break
             model.history.append(record)
@@ -150,13 +150,27 @@ def fit(model, data, optimizer=None, lr=None, epochs=20, batch_size=32, *, valid
     return model.history
 
 
-def _order(out, rows, seed, epoch):
-    """Epoch ``epoch``'s order of the samples, written into ``out``: the same as
-    ``np.random.default_rng([seed, epoch]).permutation(len(out))`` (what the bench and
-    earlier versions draw), without allocating it."""
-    out[...] = rows
-    np.random.default_rng([seed, epoch]).shuffle(out)
+def epoch_order(n, seed, epoch, out=None):
+    """The order of ``n`` samples in epoch ``epoch`` of a run seeded ``seed``: a
+    permutation fixed by (seed, epoch) alone, so a resumed run draws the orders the
+    uninterrupted one would, and ``derivekit bench`` gives every runner fit's orders.
+    Written into ``out`` (int64, length n) when given; no allocation then."""
+    from .runtime import shuffled_rows
+
+    out = np.empty(n, np.int64) if out is None else out
+    shuffled_rows(out, _seed32(seed, epoch))
     return out
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def _seed32(seed, epoch):
+    """(seed, epoch) -> a 32-bit seed, splitmix64-mixed so nearby pairs differ widely."""
+    x = (int(seed) * 0x9E3779B97F4A7C15 + int(epoch) + 0xD1B54A32D192ED03) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return (x ^ (x >> 31)) & 0xFFFFFFFF
 
 
 def _batch_size(batch_size, n):

@@ -29,11 +29,20 @@ def model_and_data():
     return model, (X, (X[:, 0] > 0).astype(np.int64) + (X[:, 1] > 1))
 
 
-def test_orders_are_the_seeded_permutations():
-    out, rows = np.empty(37, np.int64), np.arange(37, dtype=np.int64)
-    for seed, epoch in [(0, 0), (0, 9), (5, 3)]:
-        want = np.random.default_rng([seed, epoch]).permutation(37)
-        assert np.array_equal(fit_mod._order(out, rows, seed, epoch), want)
+def test_orders_are_permutations_fixed_by_seed_and_epoch():
+    """fit's order of an epoch depends on (seed, epoch) alone: a resumed run draws what the
+    whole run would, and the bench hands every runner these orders."""
+    from kernels.bench_children import epoch_orders
+
+    orders = {(s, e): fit_mod.epoch_order(37, s, e) for s in (0, 1, 5) for e in range(10)}
+    for order in orders.values():
+        assert order.dtype == np.int64 and sorted(order) == list(range(37))
+    assert len({o.tobytes() for o in orders.values()}) == len(orders)  # all differ
+    out = np.full(37, -1, np.int64)
+    assert fit_mod.epoch_order(37, 5, 3, out) is out and np.array_equal(out, orders[(5, 3)])
+    assert all(np.array_equal(a, orders[(0, e)]) for e, a in enumerate(epoch_orders(37, 10)))
+    one = fit_mod.epoch_order(1, 0, 0)
+    assert one.tolist() == [0] and fit_mod.epoch_order(0, 0, 0).size == 0
 
 
 def test_non_finite_parameters_roll_back_everything(monkeypatch):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from kernels import bench, bench_children, bench_report
+from kernels.bench_children import epoch_orders
 
 
 @pytest.fixture(autouse=True)
@@ -97,8 +98,7 @@ def _trajectory(make, epochs=2):
     w, X, y = _tiny_lstm()
     runner = make(w, bench.initial_params(w), X, y)
     # the orders run_workload gives every runner
-    return [runner.epoch(np.random.default_rng([0, e]).permutation(len(X)).astype(np.int64))
-            for e in range(epochs)]
+    return [runner.epoch(order) for order in epoch_orders(len(X), epochs)]
 
 
 @pytest.fixture(scope="module")
