@@ -5,14 +5,18 @@ cannot run code or build an astronomically large number. What it can still do is
 *legal but costly*: ``(x1 + x2)**9999`` parses in microseconds, yet expanding it would
 not finish, and ``factor`` of an exact value with ``exp(-529/64)`` factors a polynomial of
 degree 529. Such steps run under :func:`deadline`, which raises :class:`Timeout` after a
-wall-clock budget (``SIGALRM``; on threads other than the main one, or where signals are
-missing, the budget cannot be enforced and the work simply runs, which is why the cheap
-structural bounds in :mod:`derive.scalar.simplify` come first).
+wall-clock budget: by ``SIGALRM`` on the main thread, and on any other thread (a Dask
+worker grading a class runs its tasks on threads) by a timer thread that raises Timeout
+in the working thread (``PyThreadState_SetAsyncExc``). Either way the exception arrives
+between two Python bytecodes, so a single long C call (one huge integer product) finishes
+first, which is why the cheap structural bounds in :mod:`derive.scalar.simplify` come
+first.
 """
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import ctypes
 import gc
 import signal
 import threading
@@ -37,13 +41,17 @@ def deadline(seconds):
     Reference counting still frees memory meanwhile; the collector resumes afterwards.
 
     Nested deadlines keep the outer one: an inner block never extends it. The block
-    receives ``True`` when this deadline armed the timer itself, ``False`` when it could
-    not (another thread, no signals, or a shorter outer deadline running); a caller that
-    catches Timeout to fall back should re-raise it when it did not arm the timer, since
-    the Timeout then belongs to an outer block.
+    receives ``True`` when this deadline armed the timer itself, ``False`` when it did
+    not (a shorter outer deadline running); a caller that catches Timeout to fall back
+    should re-raise it when it did not arm the timer, since the Timeout then belongs to an
+    outer block.
     """
-    if not _can_alarm() or seconds is None:
+    if seconds is None:
         yield False
+        return
+    if not _can_alarm():
+        with _thread_deadline(seconds) as armed:
+            yield armed
         return
     remaining, _ = signal.getitimer(signal.ITIMER_REAL)
     if remaining and remaining <= seconds:  # an outer, shorter deadline is running
@@ -71,6 +79,53 @@ def deadline(seconds):
         if remaining:  # re-arm the outer deadline with what is left of it
             left = remaining - (time.monotonic() - start)
             signal.setitimer(signal.ITIMER_REAL, max(left, 1e-3))
+
+
+_THREAD = threading.local()  # .end: when the innermost running thread deadline ends
+
+
+def _set_async_exc(tid, exc):
+    """Raise ``exc`` in thread ``tid`` at its next bytecode (None: withdraw a pending one)."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(tid), None if exc is None else ctypes.py_object(exc))
+
+
+@contextlib.contextmanager
+def _thread_deadline(seconds):
+    """:func:`deadline` off the main thread: a timer thread raises Timeout in this one
+    (again every 50 ms until the block is left, as the signal handler re-arms). Leaving the
+    block disarms it under a lock and withdraws a Timeout not yet delivered, so none
+    escapes after the block. The garbage collector is left alone (it is process-wide and
+    other threads may be timing blocks of their own)."""
+    outer = getattr(_THREAD, "end", None)
+    now = time.monotonic()
+    if outer is not None and outer - now <= seconds:  # a shorter outer deadline runs
+        yield False
+        return
+    tid, lock, state = threading.get_ident(), threading.Lock(), {"armed": True}
+
+    def fire(delay):
+        with lock:
+            if not state["armed"]:
+                return
+            if delay is None:
+                _set_async_exc(tid, Timeout)
+                delay = 0.05
+            timer = threading.Timer(delay, fire, (None,))
+            timer.daemon = True
+            state["timer"] = timer
+            timer.start()
+
+    _THREAD.end = now + seconds
+    fire(seconds)
+    try:
+        yield True
+    finally:
+        with lock:
+            state["armed"] = False
+            state["timer"].cancel()
+            _set_async_exc(tid, None)  # a Timeout raised but not yet delivered
+        _THREAD.end = outer
 
 
 class Allowance:
