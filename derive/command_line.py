@@ -148,6 +148,15 @@ def _parser():
     c.add_argument("answers", help="ANSWERS.yaml, or a folder of them (one per student)")
     _output_options(c)
 
+    c = command("exam", "per-student exam papers and answer keys from an exam file",
+                cmd_exam)
+    c.add_argument("exam", help="EXAM.yaml: problems, points, prompts, blanks, parameters")
+    c.add_argument("--roster", help="CSV with an 'id' column: one variant per student "
+                                    "(without it: one paper and one key)")
+    c.add_argument("-o", "--out", required=True, help="folder to write into")
+    c.add_argument("--no-pdf", action="store_true",
+                   help="write .tex even if pdflatex exists")
+
     # listed for --help; their arguments go to kernels' own parsers (see _dispatch)
     sub.add_parser("train", help="train a model: CONFIG.yaml or flags (train --help)")
     sub.add_parser("bench", help="speed against the installed peers (bench --help)")
@@ -160,6 +169,7 @@ EXAMPLES = {
   derivekit solve examples/rnn.yaml -o rnn.pdf
   derivekit layer batchnorm
   derivekit check examples/rnn.yaml examples/check/rnn_answers.yaml
+  derivekit exam examples/exam/midterm.yaml --roster examples/exam/roster.csv -o exam/
   derivekit train examples/train/digits_mlp.yaml
   derivekit COMMAND --help          (the options and examples of one command)
 
@@ -189,6 +199,14 @@ exit codes: 0 ok, 1 a check failed or training diverged, 2 bad input,
 A folder is marked as a class: one report per student and scores.csv; a step
 left unanswered counts against the score and is named. A file that cannot be
 read is named on stderr (exit code 2); the others are marked all the same.""",
+    "exam": """examples:
+  derivekit exam examples/exam/midterm.yaml -o exam/          (one paper, one key)
+  derivekit exam examples/exam/midterm.yaml --roster examples/exam/roster.csv -o exam/
+
+With a roster: papers/<id>.pdf, keys/<id>.pdf, master_key.pdf and variants.json
+(every variant's parameters and answers). A student's variant depends only on the
+exam's seed and the id, so a rerun writes the same papers. Every variant is drawn
+and solved before anything is written; without pdflatex .tex files are written.""",
 }
 
 
@@ -267,6 +285,25 @@ def cmd_check(args):
     if out:
         print(json.dumps(out, indent=2, ensure_ascii=False) if isinstance(out, dict) else out)
     return code
+
+
+def cmd_exam(args):
+    import shutil
+
+    import reports  # noqa: F401  (registers the renderer the papers are written with)
+
+    from derive.exam import load_exam, make_variants, read_roster, write_exam
+
+    exam = load_exam(args.exam)
+    ids = read_roster(args.roster) if args.roster else [""]
+    variants = make_variants(exam, ids)  # all drawn and solved before a file is written
+    fmt = "pdf" if shutil.which("pdflatex") and not args.no_pdf else "tex"
+    written = write_exam(exam, variants, args.out, fmt)
+    if fmt == "tex" and not args.no_pdf:
+        print("(no PDF: pdflatex is not installed; the .tex files compile with it)")
+    students = f"{len(ids)} students" if args.roster else "one variant"
+    print(f"wrote {len(written)} files for {students} to {os.path.abspath(args.out)}")
+    return 0
 
 
 def cmd_train(args):

@@ -78,6 +78,10 @@ class Word(sp.Symbol):
     never read as notation."""
 
 
+class Blank(Word):
+    """A blank on a question paper, where a student writes an answer (``Blank("1")``)."""
+
+
 class _Form(sp.Function):
     """An unevaluated function of the subject: never evaluated, never turned into a float."""
 

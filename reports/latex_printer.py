@@ -290,6 +290,9 @@ class DeriveLatexPrinter(TensorNotation, LatexPrinter):
     def _print_Word(self, expr, **kwargs):
         return text_math(expr.name)
 
+    def _print_Blank(self, expr, **kwargs):
+        return r"\underline{\hspace{5cm}}"
+
     def _print_Approx(self, expr, exp=None):
         return _power(r"\approx %s" % self._print(expr.args[0]), exp)
 

@@ -68,6 +68,10 @@ def _numbered(doc):
 
 
 def _collection_title(derivations):
+    # a collection may name itself (an exam's paper or key: meta["document_title"])
+    named = {d.meta.get("document_title") for d in derivations}
+    if len(named) == 1 and None not in named:
+        return named.pop()
     sources = {d.meta.get("source") for d in derivations}
     if len(sources) == 1 and None not in sources:
         return f"Worked solutions: {sources.pop()}"
