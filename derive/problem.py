@@ -47,6 +47,21 @@ def infer_kind(spec):
     return None
 
 
+def kind_of(spec, where, sep=": "):
+    """The registered kind of ``spec`` (InputError without one, UnsupportedError for a
+    kind no module registers; ``where + sep + "kind"`` locates it)."""
+    _load_kinds()
+    kind = infer_kind(spec)
+    if kind is None:
+        raise InputError("no 'kind:' and no 'nodes:', 'expression:' or 'tensors:' key",
+                         where=where)
+    if kind not in KINDS:
+        known = ", ".join(sorted(KINDS))
+        raise UnsupportedError(f"unknown problem kind {kind!r} (known: {known})",
+                               where=f"{where}{sep}kind")
+    return kind
+
+
 def read(path):
     """All YAML documents of ``path`` as a list of mappings (InputError if unreadable)."""
     docs = yamlio.load_all(path, "problem file")
@@ -83,15 +98,7 @@ def solve_spec(spec, where="problem", folder=None, allow_import=False):
         derivation.meta.setdefault("kind", "module")
         return derivation
     spec = prepare(spec, where, folder)
-    _load_kinds()
-    kind = infer_kind(spec)
-    if kind is None:
-        raise InputError("no 'kind:' and no 'nodes:', 'expression:' or 'tensors:' key",
-                         where=where)
-    if kind not in KINDS:
-        known = ", ".join(sorted(KINDS))
-        raise UnsupportedError(f"unknown problem kind {kind!r} (known: {known})",
-                               where=f"{where}: kind")
+    kind = kind_of(spec, where)
     derivation = KINDS[kind](spec, where)
     derivation.meta.setdefault("source", where)
     derivation.meta.setdefault("kind", kind)

@@ -5,7 +5,6 @@ variants must differ between students, agree between runs, and every key's numbe
 be its own variant's, computed here independently of derive (plain NumPy formulas of the
 four classic problems).
 """
-import csv
 import json
 import os
 import shutil
@@ -155,6 +154,7 @@ def test_without_a_roster_one_paper_and_one_key(tmp_path, capsys):
     assert [v["student_id"] for v in _variants(tmp_path)] == [""]
 
 
+@pytest.mark.pdf
 @pytest.mark.skipif(not shutil.which("pdflatex"), reason="needs pdflatex")
 def test_pdf_papers_and_keys(tmp_path, capsys):
     roster = tmp_path / "two.csv"

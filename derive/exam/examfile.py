@@ -26,10 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from derive import yamlio
-from derive.errors import InputError, UnsupportedError
+from derive.errors import InputError
 from derive.exam import blanks as blanks_mod
 from derive.exam import sampling
 from derive.latexsubset import check_text
+from derive.problem import check_keys
 
 EXAM_KEYS = {"title", "seed", "problems"}
 PROBLEM_KEYS = {"problem", "points", "prompt", "fill", "params", "constraints", "title"}
@@ -132,10 +133,7 @@ def load_exam(path):
     exam = yamlio.load(path, "exam file")
     if not isinstance(exam, dict):
         raise InputError("an exam must be a mapping with title, seed and problems", where=name)
-    unknown = set(exam) - EXAM_KEYS
-    if unknown:
-        raise InputError(f"unknown key '{sorted(unknown)[0]}' (allowed: "
-                         f"{', '.join(sorted(EXAM_KEYS))})", where=name)
+    check_keys(exam, EXAM_KEYS, name)
     title = exam.get("title", "Exam")
     if not isinstance(title, str):
         raise InputError("expected text", where=f"{name}: title")
@@ -153,10 +151,7 @@ def load_exam(path):
 def _problem(entry, number, where):
     if not isinstance(entry, dict):
         raise InputError("expected a mapping with problem, points, prompt and fill", where=where)
-    unknown = set(entry) - PROBLEM_KEYS
-    if unknown:
-        raise InputError(f"unknown key '{sorted(unknown)[0]}' (allowed: "
-                         f"{', '.join(sorted(PROBLEM_KEYS))})", where=where)
+    check_keys(entry, PROBLEM_KEYS, where)
     spec = entry.get("problem")
     if not isinstance(spec, dict):
         raise InputError("missing 'problem:', a problem as `derivekit solve` reads it",
@@ -186,16 +181,9 @@ def _problem(entry, number, where):
 
 def _check_kind(spec, where):
     """The problem's kind exists (checked before any variant is drawn)."""
-    from derive.problem import KINDS, _load_kinds, infer_kind
+    from derive.problem import kind_of
 
     if "module" in spec:
         raise InputError("'module:' problems import and run Python code; an exam may not "
                          "hold them", where=f"{where}.module")
-    _load_kinds()
-    kind = infer_kind(spec)
-    if kind is None:
-        raise InputError("no 'kind:' and no 'nodes:', 'expression:' or 'tensors:' key",
-                         where=where)
-    if kind not in KINDS:
-        raise UnsupportedError(f"unknown problem kind {kind!r} (known: "
-                               f"{', '.join(sorted(KINDS))})", where=f"{where}.kind")
+    kind_of(spec, where, sep=".")

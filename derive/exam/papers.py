@@ -30,9 +30,9 @@ def paper(variant):
         given = _given_steps(p)
         if given:
             sections.append(Section("Given", steps=given))
+        lines = [Step(b.label, [Blank(str(i))]) for i, b in enumerate(p.blanks, 1)]
         sections.append(Section(ANSWERS, text="Write each answer on its line (exact values "
-                                "where you can).", steps=[Step(b.label, [Blank(str(i))])
-                                for i, b in enumerate(p.blanks, 1)]))
+                                "where you can).", steps=lines))
         pages.append(Derivation(title=_heading(p), kind="exam_paper", sections=sections,
                                 meta={"document_title": _document_title(variant, "")}))
     return pages
