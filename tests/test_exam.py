@@ -167,6 +167,14 @@ def test_pdf_papers_and_keys(tmp_path, capsys):
         assert (tmp_path / "out" / path).read_bytes()[:5] == b"%PDF-"
 
 
+def test_without_pdflatex_tex_is_written_with_a_note(tmp_path, capsys, monkeypatch):
+    real = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name: None if name == "pdflatex" else real(name))
+    code, out, _ = run(capsys, "exam", EXAM, "-o", str(tmp_path))
+    assert code == 0 and "no PDF: pdflatex is not installed" in out
+    assert sorted(os.listdir(tmp_path)) == ["key.tex", "paper.tex", "variants.json"]
+
+
 # -- bad input: one line, exit 2, nothing already written lost ------------------------------
 @pytest.fixture
 def earlier(tmp_path):
@@ -264,6 +272,21 @@ def test_an_unknown_placeholder_is_named(tmp_path, earlier, capsys):
     fill: [gradient w]
 """ + RNN)
     assert "problems[0]: '${u}' names no parameter (params: w)" in _fails(capsys, earlier, exam)
+
+
+def test_prompt_text_is_checked_after_substitution(tmp_path, earlier, capsys):
+    exam = _exam(tmp_path, """  - params: {w: {randint: [1, 3]}, u: {choice: [1]}}
+    prompt: 'With $w = ${w}$ and $\\input{/etc/passwd}$'
+    fill: [gradient w]
+""" + RNN)
+    assert "problems[0].prompt: \\input is not allowed" in _fails(capsys, earlier, exam)
+
+
+def test_an_output_folder_that_is_a_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "out").write_text("a file")
+    code, _, err = run(capsys, "exam", EXAM, "-o", str(tmp_path / "out"), "--no-pdf")
+    assert code == 2 and "cannot make the output folder" in err
+    assert (tmp_path / "out").read_text() == "a file"
 
 
 # -- sampling ---------------------------------------------------------------------------------

@@ -11,12 +11,22 @@ import json
 import os
 import tempfile
 
+from derive.errors import DeriveError, InputError
 from derive.exam import papers
 
 
 def make_variants(exam, student_ids):
-    """Every student's Variant (``[""]``: the one paper without a roster)."""
-    return [exam.variant(sid) for sid in student_ids]
+    """Every student's Variant (``[""]``: the one paper without a roster); an error in
+    one student's draw names the student."""
+    variants = []
+    for sid in student_ids:
+        try:
+            variants.append(exam.variant(sid))
+        except DeriveError as exc:
+            if not sid:
+                raise
+            raise type(exc)(f"{exc.message} (student {sid})", where=exc.where) from None
+    return variants
 
 
 def write_exam(exam, variants, out, fmt="pdf", on_file=None):
@@ -34,7 +44,7 @@ def write_exam(exam, variants, out, fmt="pdf", on_file=None):
     written = []
 
     def put(docs, path):
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        _folder(os.path.dirname(path) or ".")
         write(docs, path, fmt)
         written.append(path)
         if on_file:
@@ -55,10 +65,18 @@ def write_exam(exam, variants, out, fmt="pdf", on_file=None):
     return written
 
 
+def _folder(folder):
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot make the output folder ({exc.strerror or exc})",
+                         where=folder) from None
+
+
 def write_json(data, path):
     """Write ``data`` as indented JSON, atomically (a temporary file renamed over ``path``)."""
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
+    _folder(folder)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".variants.", suffix=".part")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
