@@ -317,3 +317,25 @@ def test_draws_depend_on_seed_student_and_problem_only():
                                                (1, "s1", 2)]}) == 4
     x = draw(1, "s1", 1)["X"]
     assert len(x) == 2 and all(len(r) == 3 and all(-3 <= e <= 3 for e in r) for r in x)
+
+
+def test_parameter_constraints():
+    constraints = {"nonzero": ["w"], "positive": ["X"], "distinct": ["a", "b"]}
+    ok = {"w": -1, "X": [[1, "1/2"]], "a": 1, "b": 2}
+    assert sampling.parameters_fail(constraints, ok) is None
+    assert sampling.parameters_fail(constraints, dict(ok, w=0)) == "nonzero: [w]"
+    assert sampling.parameters_fail(constraints, dict(ok, X=[[1, 0]])) == "positive: [X]"
+    assert sampling.parameters_fail(constraints, dict(ok, b="1")) == "distinct: [a, b]"
+    with pytest.raises(InputError, match="'z' is not a parameter"):
+        sampling.check_constraints({"nonzero": ["z"]}, {"w": {}}, "p")
+
+
+def test_smooth_resamples_away_from_a_kink(tmp_path):
+    exam_path = _exam(tmp_path, """  - params: {x: {randint: [-1, 1]}}
+    constraints: {smooth: true}
+    fill: [gradient x]
+    problem: {expression: "relu(x) + x", wrt: [x], values: {x: "${x}"}}
+""")
+    exam = load_exam(exam_path)
+    drawn = {exam.variant(f"s{i}").problems[0].params["x"] for i in range(12)}
+    assert drawn == {-1, 1}  # x = 0 puts relu at its kink: never given out
