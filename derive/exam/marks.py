@@ -172,7 +172,9 @@ def feedback_derivation(record, title=""):
                     f"({b['verdict']}{kind}).")
     d.sections.append(Section("Score", text=summary))
     for p in record["problems"]:
-        text = " ".join(f"{plain(b['label'])}: {plain(_blank_line(b))}." for b in p["blanks"])
+        marked = [b for b in p["blanks"] if b["verdict"] != "correct" or b["carried_forward"]]
+        text = " ".join(f"{plain(b['label'])}: {plain(_blank_line(b))}." for b in marked) \
+            or "Every blank is correct."
         d.sections.append(Section(f"Problem {p['number']}: {plain(p['title'])} "
                                   f"({p['score']:g} of {p['points']:g})", text=text))
     d.result = [{"problem": p["number"], "blank": plain(b["label"]),
