@@ -255,11 +255,53 @@ def test_a_missing_answer_scores_zero_for_that_blank(cohort, graded):
 
 def test_unreadable_file_and_unknown_student_score_zero_with_the_reason(cohort, graded):
     bad = graded[_who(cohort, "unreadable")]
-    assert bad.score == 0 and bad.max_score == FULL and bad.problems == []
+    assert bad.score == 0 and bad.max_score == FULL
     assert bad.error.startswith(f"{_who(cohort, 'unreadable')}.yaml") and "YAML" in bad.error
+    blanks = [b for p in bad.problems for b in p.blanks]  # each listed: 0, with the reason
+    assert len(blanks) == 12 and all(b.verdict == "unreadable" and b.points == 0
+                                     and b.output == bad.error for b in blanks)
+    data = bad.gradescope()
+    assert data["score"] == 0 and data["tests"][-1]["output"] == bad.error
     unknown = graded["zz999"]
     assert unknown.score == 0 and "unknown student 'zz999'" in unknown.error
-    assert "zz999.yaml" in unknown.error
+    assert "zz999.yaml" in unknown.error and unknown.problems == []
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("s001.yaml", "answers: {1: {adjoint t: -2}}\nextra: 1\n", "unknown key 'extra'"),
+    ("s001.yaml", "- a list\n", "expected one mapping"),
+    ("s001.yaml", "student: ../../etc\nanswers: {}\n", "may hold only letters"),
+    ("s001.yaml", b"\xff\xfe", "not UTF-8"),
+    ("s001.yaml", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(  # aliases: 10^9
+        f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 9)),
+     "more than the limit"),
+    ("s001.csv", "student,problem,entry,answer\ns001,1,adjoint t,-2\ns002,1,adjoint r,4\n",
+     "one file is one student"),
+    ("s001.csv", "who,what\n", "expected the header"),
+    ("s001.yaml", "x" * 1_000_001, "larger than"),
+])
+def test_a_file_that_cannot_be_read_is_one_line_never_a_crash(exam, name, text, message):
+    r = grade_text(exam, name, text)
+    assert r.score == 0 and r.error.startswith(name) and "\n" not in r.error
+    assert message in r.error
+
+
+def test_only_the_problem_whose_answers_are_malformed_scores_zero(exam):
+    T = truth(exam.variant("s001"))
+    answers = right_answers(T)
+    answers[1] = 5                                           # not a mapping
+    answers[2]["adjoint v4"] = [[1, 2], [3]]                 # ragged
+    answers[3]["parameters of layer 1"] = [40, 41]           # a list for a number
+    answers[3]["no such blank"] = 1
+    answers[9] = {"adjoint t": 1}
+    r = grade_text(exam, "s001.yaml", yaml_text("s001", answers))
+    assert r.score == FULL - 10 - 5 - 1.5 and not r.error
+    b = _blanks(r)
+    assert all(b[1, e].verdict == "unreadable" for e in ("adjoint t", "value y"))
+    assert b[2, "adjoint v4"].verdict == "unreadable"
+    assert "different lengths" in b[2, "adjoint v4"].output
+    assert b[3, "result[0].parameters"].verdict == "wrong"
+    assert any("no such blank" in n for n in r.notes) and any("'9'" in n for n in r.notes)
 
 
 def test_hostile_text_is_unreadable_never_run(cohort, graded):

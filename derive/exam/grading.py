@@ -140,14 +140,36 @@ def grade_text(exam, name, text, roster=None):
             raise InputError(f"unknown student {student!r} (not on the roster)", where=name)
         variant = exam.variant(student)
     except DeriveError as exc:
-        return StudentResult(student, name, 0.0, total, error=_one_line(exc, name),
-                             exam=exam.title)
+        return _unreadable(exam, name, student, total, _one_line(exc, name), roster)
     try:
         return _grade(variant, name, answers)
     except Exception as exc:  # noqa: BLE001 -- one submission never stops a class
         return StudentResult(student, name, 0.0, total,
                              error=f"{name}: could not be graded ({type(exc).__name__}: "
                                    f"{str(exc)[:200]})", exam=exam.title)
+
+
+def _unreadable(exam, name, student, total, error, roster):
+    """A file that could not be read: 0, the reason, and (for a student on the roster,
+    named by the file) each blank of their variant listed as unreadable."""
+    result = StudentResult(student, name, 0.0, total, error=error, exam=exam.title)
+    if not student or roster is not None and student not in set(roster) \
+            or "unknown student" in error:
+        return result
+    try:
+        variant = exam.variant(student)
+    except DeriveError:
+        return result
+    result.problems = [unreadable_problem(pv, error) for pv in variant.problems]
+    return result
+
+
+def unreadable_problem(pv, why):
+    """A problem none of whose answers could be read: each blank 0, with ``why``."""
+    share = round(pv.points / len(pv.blanks), 4) if pv.blanks else 0.0
+    blanks = [BlankResult(b.entry, label_text(b), None, numbers.text(b.answer), "unreadable",
+                          None, 0.0, share, output=why) for b in pv.blanks]
+    return ProblemResult(pv.number, pv.title, float(pv.points), 0.0, blanks)
 
 
 def _one_line(exc, name):
@@ -192,7 +214,7 @@ def _read_yaml(name, text):
         raise InputError(f"unknown key {extra[0]!r:.40} (use student and answers)",
                          where=name)
     answers = data.get("answers")
-    if not isinstance(answers, dict) or not all(isinstance(v, dict) for v in answers.values()):
+    if not isinstance(answers, dict):
         raise InputError("'answers' must map each problem (1, 2, ...) to {blank: answer}",
                          where=f"{name}: answers")
     student = data.get("student")
@@ -231,7 +253,13 @@ def _grade(variant, name, answers):
     by_problem = _match_problems(variant, answers, notes)
     problems = []
     for pv in variant.problems:
-        given, unknown = _match_blanks(pv, by_problem.get(pv.number, {}))
+        found = by_problem.get(pv.number, {})
+        if not isinstance(found, dict):
+            why = (f"the answers to problem {pv.number} must be a mapping {{blank: answer}}, "
+                   f"got {type(found).__name__}")
+            problems.append(unreadable_problem(pv, why))
+            continue
+        given, unknown = _match_blanks(pv, found)
         notes += [f"problem {pv.number}: {k!r:.40} is not a blank of this problem (ignored)"
                   for k in unknown]
         problems.append(_grade_problem(pv, given))
@@ -250,7 +278,10 @@ def _match_problems(variant, answers, notes):
         if number not in numbers_:
             notes.append(f"answers for {text!r:.40}: no such problem (ignored)")
             continue
-        out.setdefault(number, {}).update(value)
+        if number in out or not isinstance(value, dict):
+            out[number] = value if number not in out else "twice"
+        else:
+            out[number] = dict(value)
     return out
 
 

@@ -180,13 +180,18 @@ def judge(node, raw, expected, carried=None):
         verdict.message = str(exc)
         return verdict
     verdict.parsed = given
-    want = as_array(expected)
+    try:
+        want = as_array(expected)
+    except (TypeError, ValueError):
+        verdict.message = ("this blank's answer is not a number, so it cannot be marked "
+                           "as one (mark it by hand)")
+        return verdict
     if same(given, want, rounded):
         verdict.verdict, verdict.proof = "correct", "symbolic" if not rounded else "numeric"
         verdict.message = "equals the expected value" + (" (to about 4 significant digits)"
                                                          if rounded else "")
         return verdict
-    if carried is not None and same(given, as_array(carried[0]), rounded):
+    if carried is not None and same(given, as_array(carried[0]), rounded):  # noqa: SIM102
         verdict.verdict, verdict.proof = "correct", "numeric"
         verdict.judged_against, verdict.carried_from = carried[0], [carried[1]]
         verdict.message = (f"right when worked from your earlier answer for {carried[1]} "

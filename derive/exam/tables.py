@@ -35,18 +35,18 @@ def _scalar_table(d, answers):
     from derive.verify import checker_for
     from derive.verify.scalar.scalar_table import _entries, judge_carried
 
+    from derive.verify.verdict import Verdict
+
     checker = checker_for(d)
-    texts = {k: _scalar_text(v) for k, v in answers.items()}
+    texts = {k: v for k, v in answers.items() if not isinstance(v, (list, dict))}
     entries, bad = _entries(checker, texts)
+    bad += [Verdict(node=k, answer=v, verdict="unreadable",
+                    message=f"a {'list' if isinstance(v, list) else 'mapping'} where one "
+                            "number or formula was asked")
+            for k, v in answers.items() if k not in texts]
     verdicts = judge_carried(checker, reversed(checker.replay.order), entries,
                              _NumberSweep(checker))
     return {v.node: v for v in verdicts + bad}
-
-
-def _scalar_text(raw):
-    if isinstance(raw, (list, dict)):
-        return "[...]"  # not one number or formula: the parser says why it is unreadable
-    return raw
 
 
 def _number_sweep_class():
