@@ -1,0 +1,240 @@
+"""The Dask side of grading: where the work runs and what a worker does with a batch.
+
+A task is one *batch* of submissions, ``[(file name, bytes), ...]``, sent with the exam
+file's TEXT (workers need not share a filesystem with the client). A worker process loads
+each exam once (cached by a hash of its text) and grades the batch with
+:func:`derive.exam.grading.grade_text`; it returns ``[(record, files), ...]`` and writes
+nothing: the client writes every student's files as results arrive, so a task Dask runs
+again after a worker died can at worst produce the same bytes, written once.
+
+Variants are cached inside a worker by the parameters drawn (:class:`CachedExam`): two
+students whose draws agree share one solved problem instead of solving it twice. The
+cache is bounded, so a worker's memory does not grow with the class.
+
+Clusters: :func:`connect` gives a ``distributed.Client`` on a ``LocalCluster`` of worker
+processes (one thread each: SymPy is not thread-parallel) on 127.0.0.1 with no
+dashboard, or on an existing scheduler by address. Both close when the ``with`` block
+ends, whatever ends it.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections import OrderedDict
+
+from derive.errors import InputError
+
+CONNECT_TIMEOUT = 5        # seconds to reach a scheduler given by address
+EXAMS_KEPT = 4             # exams a worker keeps loaded (a long-lived cluster sees several)
+VARIANTS_KEPT = 2048       # solved problem variants a worker keeps, per exam
+
+
+# -- the cluster -----------------------------------------------------------------------------
+def machine_workers():
+    """Worker processes for a LocalCluster "sized to the machine": the usable cores."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def connect(scheduler=None, workers=None, timeout=CONNECT_TIMEOUT):
+    """A ``distributed.Client``: on ``scheduler`` (``tcp://HOST:PORT``) when given, else on
+    a new LocalCluster of ``workers`` processes (default: :func:`machine_workers`).
+
+    An address that cannot be reached within ``timeout`` seconds is an InputError of one
+    line (nothing has been written by then)."""
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        _probe(scheduler, timeout)
+        try:
+            client = Client(scheduler, timeout=timeout, set_as_default=False)
+        except Exception as exc:  # noqa: BLE001 -- whatever the far end did: one line
+            raise _unreachable(scheduler, exc) from None
+        with client:
+            yield client
+        return
+    n = machine_workers() if workers is None else int(workers)
+    # a LocalCluster logs every worker start and stop at INFO; a grading run says nothing
+    # but its progress, errors and summary
+    quiet = logging.getLogger("distributed")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)
+    try:
+        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                          host="127.0.0.1", dashboard_address=None,
+                          silence_logs=logging.WARNING) as cluster, \
+                Client(cluster, set_as_default=False) as client:
+            yield client
+    finally:
+        quiet.setLevel(level)
+
+
+def _unreachable(address, exc):
+    reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+    if isinstance(exc, MemoryError):  # what Dask's reader makes of another protocol
+        reason = "it does not speak Dask's protocol"
+    return InputError(f"cannot reach the Dask scheduler at {address}: {reason}",
+                      where="--scheduler")
+
+
+def _probe(address, timeout):
+    """Check ``address`` is a Dask scheduler answering within ``timeout`` seconds, before
+    a Client exists (a Client that fails half-way complains again when collected)."""
+    import asyncio
+    import socket
+
+    from distributed.comm.addressing import parse_address, parse_host_port
+    from distributed.core import rpc
+
+    try:
+        scheme, loc = parse_address(address)
+        host, port = parse_host_port(loc)
+    except (ValueError, TypeError) as exc:
+        raise _unreachable(address, exc) from None
+    if scheme == "tcp":
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+        except OSError as exc:
+            raise _unreachable(address, exc.strerror and OSError(exc.strerror) or exc) \
+                from None
+
+    async def identity():
+        r = rpc(address, timeout=timeout)
+        try:
+            return await asyncio.wait_for(r.identity(), timeout)
+        finally:
+            await r.close_rpc()
+
+    try:
+        info = asyncio.run(identity())
+    except Exception as exc:  # noqa: BLE001 -- a closed port, a stranger, a timeout
+        if isinstance(exc, asyncio.TimeoutError) or not str(exc):
+            exc = OSError(f"no answer within {timeout:g} s")
+        raise _unreachable(address, exc) from None
+    if not isinstance(info, dict) or info.get("type") != "Scheduler":
+        kind = info.get("type") if isinstance(info, dict) else type(info).__name__
+        raise _unreachable(address, OSError(f"it is a {kind}, not a scheduler"))
+
+
+def worker_threads(client):
+    """Threads across the cluster's workers now (at least 1)."""
+    try:
+        return max(1, sum(client.nthreads().values()))
+    except Exception:  # noqa: BLE001 -- a scheduler mid-restart: assume one
+        return 1
+
+
+# -- what a worker does ----------------------------------------------------------------------
+def exam_key(exam_text, exam_name, roster):
+    """A hash naming one exam text (and roster): the worker's cache key."""
+    h = hashlib.sha256()
+    h.update(exam_name.encode("utf-8") + b"\x00" + exam_text.encode("utf-8") + b"\x00")
+    h.update(json.dumps(sorted(roster) if roster is not None else None).encode("utf-8"))
+    return h.hexdigest()
+
+
+_EXAMS: OrderedDict = OrderedDict()
+
+
+def load_exam_text(exam_text, exam_name, folder, key=None):
+    """The :class:`CachedExam` of an exam file's text (loaded once per process and key).
+
+    The text is written to a private temporary file named as the original (so messages
+    name it), read by :func:`derive.exam.load_exam` with every check it makes, and
+    ``folder`` (the client's folder of the exam file) kept as the exam's folder."""
+    from derive.exam.examfile import load_exam
+
+    key = key or exam_key(exam_text, exam_name, None)
+    exam = _EXAMS.get(key)
+    if exam is not None:
+        _EXAMS.move_to_end(key)
+        return exam
+    with tempfile.TemporaryDirectory(prefix="derivekit-exam-") as tmp:
+        path = os.path.join(tmp, os.path.basename(exam_name) or "exam.yaml")
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(exam_text)
+        plain = load_exam(path)
+    exam = CachedExam(plain.title, plain.seed, plain.problems, exam_name, folder)
+    _EXAMS[key] = exam
+    while len(_EXAMS) > EXAMS_KEPT:
+        _EXAMS.popitem(last=False)
+    return exam
+
+
+def grade_batch(exam_text, exam_name, folder, roster, batch, formats):
+    """Grade ``batch`` (``[(name, bytes or None), ...]``): ``[(record, files), ...]``.
+
+    ``None`` for a file's content is a file the client could not read; its record says
+    so. Pure: the same arguments give the same records and bytes on any worker."""
+    from derive.exam.grading import grade_text, student_files
+
+    key = exam_key(exam_text, exam_name, roster)
+    exam = load_exam_text(exam_text, exam_name, folder, key)
+    known = frozenset(roster) if roster is not None else None
+    out = []
+    for name, data in batch:
+        result = grade_text(exam, name, data, roster=known)
+        record = result.to_dict()
+        out.append((record, student_files(record, formats)))
+    return out
+
+
+# -- variants cached by the parameters drawn -------------------------------------------------
+def _exam_class():
+    from derive.exam.examfile import Exam
+
+    return Exam
+
+
+class CachedExam(_exam_class()):
+    """An :class:`~derive.exam.Exam` whose problem variants are solved once per set of
+    drawn parameters.
+
+    A problem variant is a function of the parameters its draw accepts (the spec they are
+    put into is solved deterministically). The student's generator is replayed exactly as
+    :meth:`Exam._problem_variant` replays it up to the first draw that meets the parameter
+    constraints; when the exam's own method accepts that draw, its result is what any
+    student with that draw gets, and it is kept. A draw whose derivation broke a
+    constraint (resampled) is not cached: the student's later draws decide the variant.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._solved = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def _problem_variant(self, problem, student_id):
+        from derive.exam import sampling
+        from derive.exam.examfile import MAX_TRIES
+
+        rng = sampling.generator(self.seed, student_id, problem.number)
+        first = None
+        for _ in range(MAX_TRIES):
+            values = sampling.draw(problem.params, rng)
+            if not sampling.parameters_fail(problem.constraints, values):
+                first = values
+                break
+        if first is None:  # the exam's own method names the constraint
+            return super()._problem_variant(problem, student_id)
+        key = (problem.number, json.dumps(first, sort_keys=True, default=str))
+        found = self._solved.get(key)
+        if found is not None:
+            self._solved.move_to_end(key)
+            self.hits += 1
+            return found
+        self.misses += 1
+        made = super()._problem_variant(problem, student_id)
+        if made.params == first:
+            self._solved[key] = made
+            while len(self._solved) > VARIANTS_KEPT:
+                self._solved.popitem(last=False)
+        return made

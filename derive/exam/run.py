@@ -1,0 +1,315 @@
+"""Grading a class: ``derivekit grade EXAM.yaml SUBMISSIONS/ -o MARKS/``.
+
+:func:`grade_class` marks every submission in a folder against its student's own
+variant and writes ``MARKS/students/<id>/...`` and ``MARKS/scores.csv`` (the layout of
+:mod:`derive.exam.marks`). The work runs on Dask (:mod:`derive.exam.cluster`): a
+LocalCluster sized to the machine by default, an existing scheduler with
+``scheduler="tcp://HOST:PORT"``, or in this process with ``workers=0`` (no Dask at all;
+the reference the others are checked against).
+
+How a run goes:
+
+* the exam (and roster) are read and checked here first: bad input is one line and
+  nothing is written;
+* the client reads the submissions' bytes a batch at a time and sends text, never paths,
+  so workers need not share a filesystem; a bounded number of batches is in flight, so
+  memory does not grow with the class;
+* results are written by the client as each batch arrives, one student at a time, each
+  file atomically and ``record.json`` last; a task Dask reruns after losing a worker
+  returns the same bytes, and each finished task is written once, so no student is
+  lost or written twice;
+* a rerun skips the files already graded (their ``record.json`` names them) unless
+  ``force``; ``scores.csv`` is rebuilt from every record at the end.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+from derive.errors import DeriveError, InputError
+
+SUFFIXES = (".yaml", ".yml", ".csv")
+MAX_BATCH = 50          # submissions per task; see bench/grading.py for the overhead
+TASKS_PER_THREAD = 4    # batches per worker thread: small classes still spread out
+IN_FLIGHT_PER_THREAD = 3
+
+
+@dataclass
+class GradeRun:
+    """What a run did: counts, the lines to report, where scores.csv is."""
+
+    out_dir: str
+    submissions: int = 0
+    graded: int = 0
+    skipped: int = 0
+    errors: list = field(default_factory=list)   # one line each: unreadable, not written
+    scores: str = ""
+    seconds: float = 0.0
+    workers: int = 0
+    batch: int = 0
+
+
+def submission_files(path):
+    """The submission files at ``path`` (a folder: its .yaml/.yml/.csv files, sorted by
+    name; or one file)."""
+    where = os.fspath(path)
+    if os.path.isfile(where):
+        return [where]
+    if not os.path.isdir(where):
+        raise InputError("no such folder or file of submissions", where=where)
+    try:
+        names = sorted(n for n in os.listdir(where)
+                       if n.lower().endswith(SUFFIXES) and not n.startswith("."))
+    except OSError as exc:
+        raise InputError(f"cannot list the folder ({exc.strerror})", where=where) from None
+    files = [os.path.join(where, n) for n in names if os.path.isfile(os.path.join(where, n))]
+    if not files:
+        raise InputError(f"no submissions here (files ending {', '.join(SUFFIXES)})",
+                         where=where)
+    return files
+
+
+def batch_size(n, threads, batch=None):
+    """Submissions per task: ``batch`` if given, else enough tasks for every thread to take
+    several (a small class still spreads out), at most :data:`MAX_BATCH` each."""
+    if batch is not None:
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise InputError("expected a positive integer", where="--batch")
+        return batch
+    return max(1, min(MAX_BATCH, math.ceil(n / (threads * TASKS_PER_THREAD))))
+
+
+def _read(path, limit):
+    """A submission's bytes (at most ``limit``+1 of them: the grader refuses more), or
+    ``None`` when the file cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(limit + 1)
+    except OSError:
+        return None
+
+
+def _batches(files, size, limit):
+    """``[(name, bytes), ...]`` lists of ``size``, read only when asked for (streaming)."""
+    for i in range(0, len(files), size):
+        yield [(os.path.basename(f), _read(f, limit)) for f in files[i:i + size]]
+
+
+def grade_class(exam_path, submissions, out_dir, *, scheduler=None, workers=None,
+                force=False, batch=None, formats=("md", "pdf"), progress=True, roster=None,
+                on_result=None, timeout=None):
+    """Grade a folder of submissions into ``out_dir``; a :class:`GradeRun`.
+
+    Parameters
+    ----------
+    exam_path : str
+        The exam file (YAML) the papers were made from.
+    submissions : str
+        A folder of submission files (or one file).
+    out_dir : str
+        The marks folder (created; nothing in it is deleted).
+    scheduler : str, optional
+        ``tcp://HOST:PORT`` of a running Dask scheduler (workers started elsewhere).
+    workers : int, optional
+        Worker processes of the LocalCluster (default: the machine's cores); ``0`` grades
+        in this process without Dask.
+    force : bool
+        Grade the files already graded again (by default a rerun skips them).
+    batch : int, optional
+        Submissions per task (default: see :func:`batch_size`).
+    formats : tuple
+        Feedback formats per student: ``"md"``, ``"pdf"`` (results.json always).
+    roster : str, optional
+        A roster CSV; a submission for an id not on it scores 0 with the reason.
+    on_result : callable, optional
+        Called with each record after its files are written.
+    timeout : float, optional
+        Seconds to reach ``scheduler`` (default :data:`cluster.CONNECT_TIMEOUT`).
+    """
+    from derive.exam import cluster
+    from derive.exam.examfile import load_exam
+    from derive.exam.grading import MAX_BYTES
+    from derive.exam.roster import read_roster
+
+    started = time.perf_counter()
+    if scheduler and workers is not None:
+        raise InputError("give --scheduler (an existing cluster) or --workers (a local "
+                         "one), not both", where="--workers")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
+                                or workers < 0):
+        raise InputError("expected an integer >= 0 (0: grade in this process)",
+                         where="--workers")
+    unknown = [f for f in formats if f not in ("md", "pdf")]
+    if unknown:
+        raise InputError(f"unknown feedback format {unknown[0]!r} (md, pdf)",
+                         where="--feedback")
+    exam_text = _exam_text(exam_path)
+    exam = load_exam(exam_path)  # every check before any work: bad input writes nothing
+    roster_ids = read_roster(roster) if roster else None
+    files = submission_files(submissions)
+    _check_out(out_dir)
+    previous = {} if force else _previous(out_dir)
+    todo = [f for f in files if os.path.basename(f) not in set(previous.values())]
+    run = GradeRun(os.path.abspath(out_dir), len(files), skipped=len(files) - len(todo))
+    args = (exam_text, os.path.basename(exam_path),
+            os.path.dirname(os.path.abspath(exam_path)), roster_ids)
+    writer = _Writer(out_dir, previous, run, on_result)
+    try:
+        if not todo:
+            pass
+        elif workers == 0 and not scheduler:
+            run.workers, run.batch = 0, batch_size(len(todo), 1, batch)
+            with _bar(len(todo), progress) as bar:
+                for part in _batches(todo, run.batch, MAX_BYTES):
+                    writer.write(cluster.grade_batch(*args, part, formats), bar)
+        else:
+            t = timeout if timeout is not None else cluster.CONNECT_TIMEOUT
+            with cluster.connect(scheduler, workers, timeout=t) as client:
+                _on_dask(client, args, todo, formats, batch, MAX_BYTES, writer, run,
+                         progress)
+    except BaseException:
+        if writer.any:  # what was graded before the failure is in scores.csv too
+            _scores(out_dir, exam)
+        raise
+    run.scores = _scores(out_dir, exam)
+    run.seconds = time.perf_counter() - started
+    return run
+
+
+def _on_dask(client, args, todo, formats, batch, limit, writer, run, progress):
+    """Keep a bounded number of batches in flight; write each as it completes."""
+    from distributed import as_completed
+
+    from derive.exam.cluster import grade_batch, worker_threads
+
+    threads = worker_threads(client)
+    run.workers = len(client.scheduler_info().get("workers", {}))
+    run.batch = batch_size(len(todo), threads, batch)
+    parts = _batches(todo, run.batch, limit)
+    in_flight = max(2, IN_FLIGHT_PER_THREAD * threads)
+    # the exam text travels once to the scheduler as one piece of data every task shares
+    # would be lost with the worker holding it; it is small, so each task carries it
+    futures = as_completed(loop=client.loop)
+    try:
+        def submit():
+            part = next(parts, None)
+            if part is not None:
+                futures.add(client.submit(grade_batch, *args, part, formats, pure=False,
+                                          retries=0))
+            return part is not None
+
+        for _ in range(in_flight):
+            if not submit():
+                break
+        with _bar(len(todo), progress) as bar:
+            for future in futures:
+                results = future.result()
+                future.release()
+                writer.write(results, bar)
+                submit()
+    except BaseException:
+        for f in list(getattr(futures, "futures", ())):
+            f.cancel()
+        raise
+
+
+class _Writer:
+    """Writes each arriving record (client side) and keeps one submission per student."""
+
+    def __init__(self, out_dir, previous, run, on_result):
+        self.out_dir = out_dir
+        self.owner = dict(previous)   # student -> the file their record came from
+        self.run = run
+        self.on_result = on_result
+        self.any = False
+
+    def write(self, results, bar):
+        from derive.exam.marks import write_student
+
+        for record, files in results:
+            student, name = record.get("student") or "", record["file"]
+            if record.get("error"):
+                self.run.errors.append(record["error"])
+            kept = self.owner.get(student)
+            if kept is not None and kept != name:
+                first = min(kept, name)
+                self.run.errors.append(f"{name}: student {student} also submitted {kept}; "
+                                       f"the first by name ({first}) is graded")
+                if first == kept:
+                    bar.update(1)
+                    continue
+            try:
+                write_student(self.out_dir, record, files)
+            except DeriveError as exc:
+                self.run.errors.append(f"{name}: not written ({exc})")
+                bar.update(1)
+                continue
+            self.owner[student] = name
+            self.any = True
+            self.run.graded += 1
+            bar.update(1)
+            if self.on_result is not None:
+                self.on_result(record)
+
+
+def _scores(out_dir, exam):
+    from derive.exam.marks import write_scores
+
+    return write_scores(out_dir, exam)
+
+
+def _exam_text(path):
+    from derive.exam.grading import MAX_BYTES
+
+    try:
+        if os.path.getsize(path) > MAX_BYTES:
+            raise InputError(f"larger than {MAX_BYTES:,} bytes", where=os.fspath(path))
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise InputError(f"cannot read the exam file ({exc.strerror})",
+                         where=os.fspath(path)) from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text (byte {exc.start})", where=os.fspath(path)) from None
+
+
+def _check_out(out_dir):
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise InputError("exists and is not a folder", where=os.fspath(out_dir))
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot make the output folder ({exc.strerror or exc})",
+                         where=os.fspath(out_dir)) from None
+
+
+def _previous(out_dir):
+    """``{student: file}`` of the records already in ``out_dir``."""
+    from derive.exam.marks import read_records
+
+    return {r["student"]: r["file"] for r in read_records(out_dir)
+            if r.get("student") and r.get("file")}
+
+
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _bar(total, progress):
+    """A tqdm bar of students graded on stderr (none when not a terminal or not asked)."""
+    if not progress or not sys.stderr.isatty():
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="student", desc="grading", file=sys.stderr,
+                dynamic_ncols=True)
