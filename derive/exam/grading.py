@@ -250,6 +250,10 @@ def _read_csv(name, text):
 # -- grading ---------------------------------------------------------------------------------
 def _grade(variant, name, answers):
     notes = []
+    stem = os.path.splitext(name)[0]
+    if SAFE_ID.fullmatch(stem) and stem != variant.student_id:
+        notes.append(f"the file is named {stem} but names the student "
+                     f"{variant.student_id}; graded as {variant.student_id}")
     by_problem = _match_problems(variant, answers, notes)
     problems = []
     for pv in variant.problems:
