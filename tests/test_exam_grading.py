@@ -272,6 +272,7 @@ def test_unreadable_file_and_unknown_student_score_zero_with_the_reason(cohort, 
     ("s001.yaml", "- a list\n", "expected one mapping"),
     ("s001.yaml", "student: ../../etc\nanswers: {}\n", "may hold only letters"),
     ("s001.yaml", b"\xff\xfe", "not UTF-8"),
+    ("s001.yaml", None, "could not be read"),     # what the run passes for a lost file
     ("s001.yaml", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(  # aliases: 10^9
         f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 9)),
      "more than the limit"),

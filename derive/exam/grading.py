@@ -187,6 +187,8 @@ def read_submission(name, text):
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InputError(f"not UTF-8 text (byte {exc.start})", where=name) from None
+    if text is None:
+        raise InputError("the file could not be read", where=name)
     if not isinstance(text, str):
         raise InputError("expected the file's text", where=name)
     if len(text) > MAX_BYTES:
