@@ -110,6 +110,11 @@ def _number(raw, state):
                                  Vocabulary([]))
     except (Timeout, RecursionError, MemoryError):
         raise InputError("the answer is too complex to read") from None
+    except InputError as exc:
+        if "unknown name" in exc.message:  # a formula where a value is asked
+            raise InputError(f"expected a number: this blank asks for a value, not a formula "
+                             f"({str(raw)[:40]!r})") from None
+        raise
     if not isinstance(value, sp.Basic) or value.free_symbols or not value.is_number:
         raise InputError(f"expected a number, got {str(raw)[:40]!r}")
     if value.has(sp.Float):
