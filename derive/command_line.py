@@ -157,6 +157,28 @@ def _parser():
     c.add_argument("--no-pdf", action="store_true",
                    help="write .tex even if pdflatex exists")
 
+    c = command("grade", "mark every submission against the student's own exam variant",
+                cmd_grade)
+    c.add_argument("exam", help="EXAM.yaml the papers were made from")
+    c.add_argument("submissions", help="folder of submissions (.yaml/.yml/.csv, one per "
+                                       "student)")
+    c.add_argument("-o", "--out", required=True, help="marks folder to write into")
+    c.add_argument("--roster", help="CSV with an 'id' column: other ids score 0, named")
+    c.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                   help="grade on this running Dask scheduler (default: a local cluster)")
+    c.add_argument("--workers", type=int, metavar="N",
+                   help="worker processes of the local cluster (default: one per core; "
+                        "0: in this process, without Dask)")
+    c.add_argument("--force", action="store_true",
+                   help="grade again the files already graded (a rerun skips them)")
+    c.add_argument("--batch", type=int, metavar="N",
+                   help="submissions per Dask task (default: up to 50)")
+    c.add_argument("--no-pdf", action="store_true",
+                   help="feedback.md only, no feedback.pdf per student")
+    c.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    c.add_argument("--format", "-f", choices=("text", "json"),
+                   help="print the summary as text or JSON")
+
     # listed for --help; their arguments go to kernels' own parsers (see _dispatch)
     sub.add_parser("train", help="train a model: CONFIG.yaml or flags (train --help)")
     sub.add_parser("bench", help="speed against the installed peers (bench --help)")
@@ -170,6 +192,7 @@ EXAMPLES = {
   derivekit layer batchnorm
   derivekit check examples/rnn.yaml examples/check/rnn_answers.yaml
   derivekit exam examples/exam/midterm.yaml --roster examples/exam/roster.csv -o exam/
+  derivekit grade examples/exam/midterm.yaml submissions/ -o marks/
   derivekit train examples/train/digits_mlp.yaml
   derivekit COMMAND --help          (the options and examples of one command)
 
@@ -207,6 +230,16 @@ With a roster: papers/<id>.pdf, keys/<id>.pdf, master_key.pdf and variants.json
 (every variant's parameters and answers). A student's variant depends only on the
 exam's seed and the id, so a rerun writes the same papers. Every variant is drawn
 and solved before anything is written; without pdflatex .tex files are written.""",
+    "grade": """examples:
+  derivekit grade examples/exam/midterm.yaml submissions/ -o marks/
+  derivekit grade exam.yaml submissions/ -o marks/ --scheduler tcp://10.0.0.5:8786
+  derivekit grade exam.yaml submissions/ -o marks/ --workers 0 --no-pdf
+
+Writes marks/students/<id>/ (results.json for Gradescope, feedback.md,
+feedback.pdf, record.json) as results arrive, then marks/scores.csv and lms.csv.
+Runs on a local Dask cluster (one worker process per core) or on a running
+scheduler; a rerun skips the students already graded unless --force. A file
+that cannot be read is named on stderr (exit code 2); the others are marked.""",
 }
 
 
@@ -304,6 +337,37 @@ def cmd_exam(args):
     students = f"{len(ids)} students" if args.roster else "one variant"
     print(f"wrote {len(written)} files for {students} to {os.path.abspath(args.out)}")
     return 0
+
+
+def cmd_grade(args):
+    from derive.exam.run import grade_class
+
+    formats = ("md",) if args.no_pdf else ("md", "pdf")
+    if "pdf" in formats:
+        import reports  # noqa: F401  (registers the renderer feedback.pdf is written with)
+    run = grade_class(args.exam, args.submissions, args.out, scheduler=args.scheduler,
+                      workers=args.workers, force=args.force, batch=args.batch,
+                      formats=formats, progress=not args.quiet and args.format != "json",
+                      roster=args.roster)
+    for line in run.errors:
+        _fail("grade", f"error: {line}")
+    if args.format == "json":
+        print(json.dumps({"graded": run.graded, "skipped": run.skipped,
+                          "submissions": run.submissions, "errors": run.errors,
+                          "scores": run.scores, "seconds": round(run.seconds, 3),
+                          "workers": run.workers}, indent=2, ensure_ascii=False))
+    else:
+        where = "in this process" if run.workers == 0 else \
+            f"on {run.workers} Dask worker{'s' if run.workers != 1 else ''}"
+        skipped = f"; {run.skipped} skipped, already graded (--force grades them again)" \
+            if run.skipped else ""
+        if run.graded or not run.skipped:
+            print(f"graded {run.graded} of {run.submissions} submissions {where} in "
+                  f"{run.seconds:.1f} s{skipped}; scores: {run.scores}")
+        else:
+            print(f"nothing to grade: all {run.skipped} submissions are graded already "
+                  f"(--force grades them again); scores: {run.scores}")
+    return EXIT_BAD_INPUT if run.errors else 0
 
 
 def cmd_train(args):
