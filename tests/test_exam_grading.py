@@ -429,3 +429,28 @@ def test_example_submissions_grade(exam):
                      "s004.yaml": [("length after flatten", "unanswered"),
                                    ("theta_1", "other")],
                      "s005.yaml": [("y", "unreadable"), ("dy/dw", "missing_edge")]}
+
+
+@pytest.mark.parametrize("spec", [
+    {"optimizer": "adam", "theta": [1, -2], "grads": [[1, 2], [3, -1], [2, 2]]},
+    {"optimizer": "rmsprop", "theta": 0.5, "grads": [1, -2, 3]},
+    {"optimizer": "momentum", "momentum": "9/10", "theta": [1, 2], "grads": [[1, 2], [3, -1],
+                                                                             [2, 2]]},
+    {"optimizer": "sgd", "theta": [1, 2], "function": "x**2 + 3*y**2",
+     "variables": ["x", "y"], "steps": 3},
+    {"optimizer": "adamw", "weight_decay": "1/10", "theta": [1, 2],
+     "grads": [[1, 2], [3, -1], [2, 2]]},
+], ids=lambda s: s["optimizer"])
+def test_a_step_is_recomputed_by_the_optimizer_kind(spec):
+    """From the right theta_{k-1}, the carried step is the derivation's own theta_k (for
+    every optimizer: its state is taken from the run, not re-implemented here)."""
+    from derive.exam.tables import optimizer_step_from
+    from derive.problem import solve_spec
+
+    spec = dict(spec, kind="optimizer", lr="1/10")
+    trajectory = solve_spec(spec, "test", ".").meta["trajectory"]
+    for k in (2, 3):
+        previous = np.array([float(x) for x in trajectory[k - 1]])
+        got = optimizer_step_from(spec, k, previous)
+        got = np.array([float(x) for x in (got if hasattr(got, "shape") else [got])])
+        np.testing.assert_allclose(got, [float(x) for x in trajectory[k]], rtol=1e-12)

@@ -22,6 +22,8 @@ import sympy as sp
 
 from derive.errors import DeriveError
 from derive.exam import numbers
+from derive.verify.scalar.scalar_table import _entries, _Sweep, judge_carried
+from derive.verify.verdict import Verdict
 
 
 def judge_table(d, answers):
@@ -33,9 +35,6 @@ def judge_table(d, answers):
 
 def _scalar_table(d, answers):
     from derive.verify import checker_for
-    from derive.verify.scalar.scalar_table import _entries, judge_carried
-
-    from derive.verify.verdict import Verdict
 
     checker = checker_for(d)
     texts = {k: v for k, v in answers.items() if not isinstance(v, (list, dict))}
@@ -45,40 +44,26 @@ def _scalar_table(d, answers):
                             "number or formula was asked")
             for k, v in answers.items() if k not in texts]
     verdicts = judge_carried(checker, reversed(checker.replay.order), entries,
-                             _NumberSweep(checker))
+                             NumberSweep(checker))
     return {v.node: v for v in verdicts + bad}
 
 
-def _number_sweep_class():
-    from derive.verify.scalar.scalar_table import _Sweep
+class NumberSweep(_Sweep):
+    """The scalar adjoint-table sweep, also carrying a bare number forward: at the
+    problem's values (point 0), in place of the adjoint it answers."""
 
-    class NumberSweep(_Sweep):
-        """The scalar sweep, carrying a bare number at the problem's values (point 0)."""
-
-        def record(self, name, verdict):
-            parsed = verdict.parsed
-            if verdict.verdict == "unreadable" or parsed is None or parsed.free_symbols \
-                    or not self.replay.given:
-                return super().record(name, verdict)
-            if verdict.verdict == "wrong":
-                self.wrong.append(name)
-            value = complex(parsed.evalf()).real
-            self.values[0][name] = value
-            self.answered[0][name] = value
-            self.exprs[name] = parsed
-            return None
-
-    return NumberSweep
-
-
-def _NumberSweep(checker):  # noqa: N802 -- a class made on first use (lazy import)
-    global _NUMBER_SWEEP
-    if _NUMBER_SWEEP is None:
-        _NUMBER_SWEEP = _number_sweep_class()
-    return _NUMBER_SWEEP(checker)
-
-
-_NUMBER_SWEEP = None
+    def record(self, name, verdict):
+        parsed = verdict.parsed
+        if verdict.verdict == "unreadable" or parsed is None or parsed.free_symbols \
+                or not self.replay.given:
+            return super().record(name, verdict)
+        if verdict.verdict == "wrong":
+            self.wrong.append(name)
+        value = complex(parsed.evalf()).real
+        self.values[0][name] = value
+        self.answered[0][name] = value
+        self.exprs[name] = parsed
+        return None
 
 
 def _tensor_table(d, answers):
@@ -144,11 +129,11 @@ def optimizer_step_from(spec, k, previous):
     try:
         earlier = dict(copy.deepcopy(spec), steps=k - 1)
         before = solve_spec(earlier, "carried forward", ".")
-        state = {name: [_plain(x) for x in values]
-                 for name, values in before.meta["state"].items() if name != "t"}
         theta = [_plain(x) for x in np.ravel(previous)]
         if len(theta) != len(before.meta["trajectory"][0]):
             return None
+        state = {name: [_plain(x) for x in values] if len(theta) > 1 else _plain(values[0])
+                 for name, values in before.meta["state"].items() if name != "t"}
         again = dict(copy.deepcopy(spec), theta=theta if len(theta) > 1 else theta[0],
                      state=dict(state, t=k - 1), steps=1)
         again.pop("start_step", None)
