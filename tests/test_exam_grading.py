@@ -454,3 +454,23 @@ def test_a_step_is_recomputed_by_the_optimizer_kind(spec):
         got = optimizer_step_from(spec, k, previous)
         got = np.array([float(x) for x in (got if hasattr(got, "shape") else [got])])
         np.testing.assert_allclose(got, [float(x) for x in trajectory[k]], rtol=1e-12)
+
+
+def test_gradescope_container_writes_results_json(tmp_path, capsys):
+    """python -m derive.exam.autograder, as run_autograder calls it, on one submission."""
+    from derive.exam.autograder import main
+
+    submission, results = tmp_path / "submission", tmp_path / "results" / "results.json"
+    submission.mkdir()
+    shutil.copy(os.path.join(EXAMPLES, "s002.yaml"), submission / "answers.yaml")
+    assert main([EXAM, str(submission), str(results)]) == 0
+    data = json.loads(results.read_text())
+    _check_schema(data)
+    assert data["score"] == FULL - 2.5 == sum(t["score"] for t in data["tests"])
+    (submission / "more.csv").write_text("student,problem,entry,answer\n")
+    assert main([EXAM, str(submission), str(results)]) == 0
+    data = json.loads(results.read_text())
+    _check_schema(data)
+    assert data["score"] == 0 and "found 2 answer files" in data["output"]
+    assert main([str(tmp_path / "missing.yaml"), str(submission), str(results)]) == 2
+    assert "missing.yaml" in capsys.readouterr().err
