@@ -474,3 +474,27 @@ def test_gradescope_container_writes_results_json(tmp_path, capsys):
     assert data["score"] == 0 and "found 2 answer files" in data["output"]
     assert main([str(tmp_path / "missing.yaml"), str(submission), str(results)]) == 2
     assert "missing.yaml" in capsys.readouterr().err
+
+
+def test_points_split_in_thirds_add_up_to_the_problem(tmp_path):
+    """10 points over 3 blanks: 3.3333 + 3.3334 + 3.3333, so full marks are 10, not 9.9999,
+    in the record, results.json and scores.csv alike."""
+    text = open(EXAM, encoding="utf-8").read()
+    first = text.split('  - title: "A tensor graph')[0]  # problem 1 alone
+    (tmp_path / "thirds.yaml").write_text(
+        first.replace("fill: [adjoint t, adjoint r, value y, gradient w]",
+                      "fill: [adjoint t, adjoint r, gradient w]"))
+    exam = load_exam(str(tmp_path / "thirds.yaml"))
+    T = truth(load_exam(EXAM).variant("s007"))  # problem 1 is drawn the same in both
+    answers = {1: {k: v for k, v in right_answers(T)[1].items() if k != "value y"}}
+    right = grade_text(exam, "s007.yaml", yaml_text("s007", answers))
+    assert [b.max_points for b in right.problems[0].blanks] == [3.3333, 3.3334, 3.3333]
+    assert right.score == right.max_score == 10
+    answers[1]["adjoint r"] = "1/0"  # unreadable: loses exactly its share
+    wrong = grade_text(exam, "s008.yaml", yaml_text("s007", answers))
+    assert wrong.score == 6.6666
+    out = tmp_path / "marks"
+    write_student(out, right.to_dict(), student_files(right, formats=()))
+    row = next(csv.DictReader(open(write_scores(out, exam), encoding="utf-8")))
+    data = json.loads((out / "students" / "s007" / "results.json").read_text())
+    assert row["score"] == "10" and data["score"] == 10

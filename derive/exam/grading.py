@@ -166,9 +166,9 @@ def _unreadable(exam, name, student, total, error, roster):
 
 def unreadable_problem(pv, why):
     """A problem none of whose answers could be read: each blank 0, with ``why``."""
-    share = round(pv.points / len(pv.blanks), 4) if pv.blanks else 0.0
     blanks = [BlankResult(b.entry, label_text(b), None, numbers.text(b.answer), "unreadable",
-                          None, 0.0, share, output=why) for b in pv.blanks]
+                          None, 0.0, share, output=why)
+              for b, share in zip(pv.blanks, shares(pv.points, len(pv.blanks)))]
     return ProblemResult(pv.number, pv.title, float(pv.points), 0.0, blanks)
 
 
@@ -321,7 +321,7 @@ def label_text(blank):
 
 def _grade_problem(pv, given):
     n = len(pv.blanks)
-    share = pv.points / n if n else 0.0
+    split = shares(pv.points, n)
     verdicts = [None] * n
     table = [i for i, b in enumerate(pv.blanks)
              if b.entry.split()[0] in ("adjoint", "gradient") and i in given
@@ -336,7 +336,7 @@ def _grade_problem(pv, given):
     for i, b in enumerate(pv.blanks):
         if verdicts[i] is None and i in given:
             verdicts[i] = _judge_value(pv, b, given[i], verdicts, given)
-    blanks = [_blank_result(pv, b, verdicts[i], given.get(i), share)
+    blanks = [_blank_result(pv, b, verdicts[i], given.get(i), split[i])
               for i, b in enumerate(pv.blanks)]
     return ProblemResult(pv.number, pv.title, float(pv.points),
                          round(sum(b.points for b in blanks), 4), blanks)
@@ -369,15 +369,22 @@ def _optimizer_carry(pv, blank, verdicts):
     return None if expected is None else (expected, label_text(pv.blanks[i]))
 
 
+def shares(points, n):
+    """``points`` split over ``n`` blanks, to 4 decimals, summing to ``points`` exactly
+    (10 over 3: 3.3333, 3.3334, 3.3333)."""
+    cuts = [round(points * k / n, 4) for k in range(n + 1)] if n else [0.0]
+    return [round(b - a, 4) for a, b in zip(cuts, cuts[1:])]
+
+
 def _blank_result(pv, blank, v, raw, share):
     expected = numbers.text(blank.answer)
     label = label_text(blank)
     if v is None:
         return BlankResult(blank.entry, label, None, expected, "unanswered", None, 0.0,
-                           round(share, 4), output="not answered")
+                           share, output="not answered")
     carried = bool(v.correct and v.carried_from)
     return BlankResult(blank.entry, label, _raw_text(raw), expected, v.verdict, v.diagnosis,
-                       round(share, 4) if v.correct else 0.0, round(share, 4), carried,
+                       share if v.correct else 0.0, share, carried,
                        [str(c) for c in v.carried_from], v.message or "")
 
 

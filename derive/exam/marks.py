@@ -32,6 +32,11 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>$~])")
 
 
+def num(x):
+    """A score as written everywhere (CSV, JSON output, feedback): up to 4 decimals."""
+    return f"{float(x):.4f}".rstrip("0").rstrip(".")
+
+
 def _record(result):
     return result if isinstance(result, dict) else result.to_dict()
 
@@ -55,7 +60,7 @@ def gradescope(record):
                       "status": "failed", "output": record["error"],
                       "visibility": VISIBILITY})
     total = round(sum(t["score"] for t in tests), 4)
-    output = f"{total:g} of {record['max_score']:g} points."
+    output = f"{num(total)} of {num(record['max_score'])} points."
     if record.get("error"):
         output += " " + record["error"]
     return {"score": total, "output": output, "visibility": VISIBILITY,
@@ -87,7 +92,7 @@ def _blank_line(b):
     elif b["diagnosis"]:
         head += f" [{b['diagnosis']}]"
     text = f"{head}: given {given}, expected {_short(b['expected'])}; " \
-           f"{b['points']:g}/{b['max_points']:g} points"
+           f"{num(b['points'])}/{num(b['max_points'])} points"
     if b["output"] and b["verdict"] != "unanswered":
         text += f". {_short(b['output'])}"
     return text
@@ -114,7 +119,7 @@ def feedback_markdown(record, title=""):
     lines = [f"# Feedback{': ' + _md(title) if title else ''}", "",
              f"Student: {_md(record['student'] or '(unknown)')}  ",
              f"Submission: {_md(record['file'])}  ",
-             f"Score: **{record['score']:g} / {record['max_score']:g}**", ""]
+             f"Score: **{num(record['score'])} / {num(record['max_score'])}**", ""]
     if record.get("error"):
         lines += [f"**Not graded:** {_md(record['error'])}", ""]
     found = first_wrong(record)
@@ -126,8 +131,8 @@ def feedback_markdown(record, title=""):
                   f"{', ' + _md(b['diagnosis'].replace('_', ' ')) if b['diagnosis'] else ''})"
                   f"{': ' + _md(why) if why else ''}.", ""]
     for p in record["problems"]:
-        lines += [f"## Problem {p['number']}: {_md(p['title'])} ({p['score']:g} / "
-                  f"{p['points']:g})", "",
+        lines += [f"## Problem {p['number']}: {_md(p['title'])} ({num(p['score'])} / "
+                  f"{num(p['points'])})", "",
                   "| blank | your answer | expected | verdict | points |",
                   "|---|---|---|---|---|"]
         for b in p["blanks"]:
@@ -136,7 +141,7 @@ def feedback_markdown(record, title=""):
                 verdict += f", {b['diagnosis'].replace('_', ' ')}"
             given = "" if b["answer"] is None else _md(_short(b["answer"]))
             lines.append(f"| {_md(b['label'])} | {given} | {_md(b['expected'])} | "
-                         f"{_md(verdict)} | {b['points']:g} / {b['max_points']:g} |")
+                         f"{_md(verdict)} | {num(b['points'])} / {num(b['max_points'])} |")
         notes = [b for b in p["blanks"] if b["output"] and b["verdict"] != "correct"
                  or b["carried_forward"]]
         if notes:
@@ -161,7 +166,7 @@ def feedback_derivation(record, title=""):
     who = plain(record["student"] or record["file"])
     d = Derivation(title=f"Feedback: {plain(title) + ', ' if title else ''}{who}",
                    kind="check", meta={"grade": {"score": record["score"]}})
-    summary = f"Score: {record['score']:g} of {record['max_score']:g} points."
+    summary = f"Score: {num(record['score'])} of {num(record['max_score'])} points."
     if record.get("error"):
         summary += f" Not graded: {plain(record['error'])}."
     found = first_wrong(record)
@@ -176,13 +181,13 @@ def feedback_derivation(record, title=""):
         text = " ".join(f"{plain(b['label'])}: {plain(_blank_line(b))}." for b in marked) \
             or "Every blank is correct."
         d.sections.append(Section(f"Problem {p['number']}: {plain(p['title'])} "
-                                  f"({p['score']:g} of {p['points']:g})", text=text))
+                                  f"({num(p['score'])} of {num(p['points'])})", text=text))
     d.result = [{"problem": p["number"], "blank": plain(b["label"]),
                  "answer": plain("" if b["answer"] is None else _short(b["answer"])),
                  "expected": plain(_short(b["expected"])),
                  "verdict": b["verdict"] + (" (carried forward)" if b["carried_forward"]
                                             else ""),
-                 "points": f"{b['points']:g}/{b['max_points']:g}"}
+                 "points": f"{num(b['points'])}/{num(b['max_points'])}"}
                 for p in record["problems"] for b in p["blanks"]]
     return d
 
@@ -304,11 +309,11 @@ def write_scores(out_dir, exam):
         by = {p["number"]: p["score"] for p in r["problems"]}
         found = first_wrong(r)
         where = f"problem {found[0]['number']}: {found[1]['label']}" if found else ""
-        w.writerow([r["student"], _cell(r["file"]), f"{r['score']:g}", f"{r['max_score']:g}"]
-                   + [f"{by.get(n, 0):g}" for n in numbers_]
+        w.writerow([r["student"], _cell(r["file"]), num(r["score"]), num(r["max_score"])]
+                   + [num(by.get(n, 0)) for n in numbers_]
                    + [_cell(where), found[1]["diagnosis"] or found[1]["verdict"]
                       if found else "", _cell(r.get("error", ""))])
-        wl.writerow([r["student"], f"{r['score']:g}", f"{total:g}",
+        wl.writerow([r["student"], num(r["score"]), num(total),
                      f"{100 * r['score'] / total:.2f}" if total else "0"])
     path = os.path.join(out_dir, "scores.csv")
     replace_atomically(os.path.join(out_dir, "lms.csv"), lms.getvalue().encode("utf-8"))
