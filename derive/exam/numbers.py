@@ -147,7 +147,7 @@ def text(value):
         rows = [items[r * shape[1]:(r + 1) * shape[1]] for r in range(shape[0])]
         return "[" + ", ".join("[" + ", ".join(str(x) for x in r) + "]" for r in rows) + "]"
     if isinstance(value, np.ndarray):
-        return str(np.round(value.astype(float), 6).tolist()).replace("-0.0,", "0.0,")
+        return str((np.round(value.astype(float), 6) + 0.0).tolist())  # no -0.0
     if isinstance(value, sp.Basic) and not value.free_symbols:
         return str(number_out(value))
     if isinstance(value, sp.Basic):
