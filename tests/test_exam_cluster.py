@@ -247,3 +247,39 @@ def test_the_variant_cache_gives_what_exam_variant_gives():
     assert cached.hits >= 1          # the second student's problem 3 came from the cache
     a, b = (cached.variant(sid) for sid in first)
     assert a.problems[2] is b.problems[2] and a.student_id != b.student_id
+
+
+def test_a_local_cluster_grades_as_the_process_does(submissions, reference, tmp_path, capsys):
+    """The default path: a LocalCluster of worker processes (one here), through the CLI."""
+    import shutil
+
+    part = tmp_path / "part"
+    part.mkdir()
+    for sid in STUDENTS[:4]:
+        shutil.copy(os.path.join(submissions, f"{sid}.yaml"), part)
+    out = tmp_path / "marks"
+    code = main(["grade", MIDTERM, str(part), "-o", str(out), "--workers", "1", "--no-pdf",
+                 "--quiet"])
+    printed = capsys.readouterr().out
+    assert code == 0 and "graded 4 of 4 submissions on 1 Dask worker" in printed
+    got, _ = _tree(str(out))
+    want, _ = _tree(reference)
+    assert got == {sid: want[sid] for sid in STUDENTS[:4]}
+
+
+def test_two_files_for_one_student_grade_the_first_by_name(submissions, tmp_path):
+    import shutil
+
+    from derive.exam.run import grade_class
+
+    part = tmp_path / "part"
+    part.mkdir()
+    shutil.copy(os.path.join(submissions, "s001.yaml"), part / "s001.yaml")
+    shutil.copy(os.path.join(submissions, "s001.yaml"), part / "s001-again.yaml")
+    run = grade_class(MIDTERM, str(part), str(tmp_path / "m"), workers=0, formats=("md",),
+                      progress=False)
+    assert run.graded == 1
+    assert run.errors == ["s001.yaml: student s001 also submitted s001-again.yaml; the first "
+                          "by name (s001-again.yaml) is graded"]
+    record = json.loads((tmp_path / "m" / "students" / "s001" / "record.json").read_text())
+    assert record["file"] == "s001-again.yaml"
