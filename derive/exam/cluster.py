@@ -66,11 +66,11 @@ def connect(scheduler=None, workers=None, timeout=CONNECT_TIMEOUT):
     # but its progress, errors and summary
     quiet = logging.getLogger("distributed")
     level = quiet.level
-    quiet.setLevel(logging.WARNING)
+    quiet.setLevel(logging.ERROR)
     try:
         with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                           host="127.0.0.1", dashboard_address=None,
-                          silence_logs=logging.WARNING) as cluster, \
+                          silence_logs=logging.ERROR) as cluster, \
                 Client(cluster, set_as_default=False) as client:
             yield client
     finally:
