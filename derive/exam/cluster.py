@@ -29,7 +29,7 @@ from derive.errors import InputError
 
 CONNECT_TIMEOUT = 5        # seconds to reach a scheduler given by address
 EXAMS_KEPT = 4             # exams a worker keeps loaded (a long-lived cluster sees several)
-VARIANTS_KEPT = 2048       # solved problem variants a worker keeps, per exam
+VARIANTS_KEPT = 256        # solved problem variants a worker keeps, per exam (bounded memory)
 
 
 # -- the cluster -----------------------------------------------------------------------------
