@@ -283,3 +283,31 @@ def test_two_files_for_one_student_grade_the_first_by_name(submissions, tmp_path
                           "by name (s001-again.yaml) is graded"]
     record = json.loads((tmp_path / "m" / "students" / "s001" / "record.json").read_text())
     assert record["file"] == "s001-again.yaml"
+
+
+def test_a_runaway_submission_on_a_worker_thread_is_stopped(monkeypatch, tmp_path):
+    """Answer time limits use SIGALRM (main thread only); on a Dask worker's thread the
+    watchdog stops a submission that runs too long and records it as 0 with the reason."""
+    import threading
+
+    import derive.exam.grading as grading
+    from derive.exam import cluster
+
+    def forever(*args, **kwargs):
+        while True:
+            pass
+
+    monkeypatch.setattr(cluster, "SUBMISSION_SECONDS", 0.5)
+    monkeypatch.setattr(grading, "grade_text", forever)
+    text = open(MIDTERM, encoding="utf-8").read()
+    out = []
+    batch = [("s001.yaml", b"student: s001\nanswers: {}\n")]
+    worker = threading.Thread(target=lambda: out.append(cluster.grade_batch(
+        text, "midterm.yaml", str(tmp_path), None, batch, ("md",))))
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive()
+    record, files = out[0][0]
+    assert (record["student"], record["score"]) == ("s001", 0.0)
+    assert record["error"] == "s001.yaml: could not be graded within 0.5 s"
+    assert "results.json" in files

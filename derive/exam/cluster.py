@@ -29,6 +29,7 @@ from derive.errors import InputError
 
 CONNECT_TIMEOUT = 5        # seconds to reach a scheduler given by address
 EXAMS_KEPT = 4             # exams a worker keeps loaded (a long-lived cluster sees several)
+SUBMISSION_SECONDS = 120   # a submission still being graded after this on a Dask worker: 0
 VARIANTS_KEPT = 256        # solved problem variants a worker keeps, per exam (bounded memory)
 
 
@@ -181,10 +182,75 @@ def grade_batch(exam_text, exam_name, folder, roster, batch, formats):
     known = frozenset(roster) if roster is not None else None
     out = []
     for name, data in batch:
-        result = grade_text(exam, name, data, roster=known)
-        record = result.to_dict()
+        try:
+            with watchdog(SUBMISSION_SECONDS):
+                record = grade_text(exam, name, data, roster=known).to_dict()
+        except SubmissionTimeout:
+            record = _timed_out(exam, name, data, known)
         out.append((record, student_files(record, formats)))
     return out
+
+
+# -- a time limit on a worker thread ---------------------------------------------------------
+class SubmissionTimeout(BaseException):
+    """Raised into a worker thread whose submission ran past :data:`SUBMISSION_SECONDS`
+    (a BaseException, so no ``except Exception`` on the way swallows it)."""
+
+
+@contextlib.contextmanager
+def watchdog(seconds):
+    """Stop the block with :class:`SubmissionTimeout` after ``seconds``, on any thread.
+
+    The judging of one answer has its own time limits (:mod:`derive.budget`), but they use
+    SIGALRM and are armed only on a process's main thread, and a Dask worker runs tasks on
+    a thread of its own. This is the backstop there: a timer raises the exception into the
+    grading thread (``PyThreadState_SetAsyncExc``; delivered between bytecodes, as a
+    signal handler's is). On the main thread it does nothing: the finer limits work.
+    """
+    import ctypes
+    import threading
+
+    if seconds is None or threading.current_thread() is threading.main_thread():
+        yield
+        return
+    tid = ctypes.c_ulong(threading.get_ident())
+    lock = threading.Lock()
+    state = {"armed": True, "fired": False}
+
+    def fire():
+        with lock:
+            if state["armed"]:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(tid,
+                                                           ctypes.py_object(SubmissionTimeout))
+                state["fired"] = True
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        with lock:
+            state["armed"] = False
+            timer.cancel()
+            if state["fired"]:  # not delivered yet: take it back
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(tid, None)
+
+
+def _timed_out(exam, name, data, roster):
+    """The record of a submission stopped by :func:`watchdog` (score 0, the reason)."""
+    from derive.exam.grading import StudentResult, read_submission
+    from derive.exam.roster import SAFE_ID
+
+    stem = os.path.splitext(os.path.basename(name))[0]
+    try:
+        student = read_submission(name, data)[0]
+    except Exception:  # noqa: BLE001 -- the id is all that is wanted here
+        student = stem if SAFE_ID.fullmatch(stem) else ""
+    total = float(sum(p.points for p in exam.problems))
+    return StudentResult(student, name, 0.0, total,
+                         error=f"{name}: could not be graded within {SUBMISSION_SECONDS:g} s",
+                         exam=exam.title).to_dict()
 
 
 # -- variants cached by the parameters drawn -------------------------------------------------
