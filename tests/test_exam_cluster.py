@@ -311,3 +311,48 @@ def test_a_runaway_submission_on_a_worker_thread_is_stopped(monkeypatch, tmp_pat
     assert (record["student"], record["score"]) == ("s001", 0.0)
     assert record["error"] == "s001.yaml: could not be graded within 0.5 s"
     assert "results.json" in files
+
+
+POISON = '''
+import os
+from derive.exam import cluster
+
+_real = cluster.grade_batch
+
+
+def grade_batch(exam_text, exam_name, folder, roster, batch, formats):
+    if any(name == "s003.yaml" for name, _ in batch):
+        os._exit(1)     # the worker process dies, every time it is given this batch
+    return _real(exam_text, exam_name, folder, roster, batch, formats)
+'''
+
+
+def test_a_batch_that_kills_every_worker_is_named_and_the_class_goes_on(
+        submissions, reference, tmp_path, monkeypatch):
+    import shutil
+
+    from derive.exam import cluster
+    from derive.exam.run import grade_class
+
+    (tmp_path / "poison_batch.py").write_text(POISON, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))   # the spawned workers inherit sys.path
+    import poison_batch
+
+    monkeypatch.setattr(cluster, "grade_batch", poison_batch.grade_batch)
+    part = tmp_path / "part"
+    part.mkdir()
+    for sid in STUDENTS[:6]:
+        shutil.copy(os.path.join(submissions, f"{sid}.yaml"), part)
+    out = tmp_path / "marks"
+    run = grade_class(MIDTERM, str(part), str(out), workers=1, batch=2, formats=("md",),
+                      progress=False)
+    # the poisoned batch, and any batch Dask had queued on the same dying worker, is named
+    # (each file once); every other file is graded as in the process; none is both
+    named = [e.split(":")[0][:-len(".yaml")] for e in run.errors]
+    assert {"s003", "s004"} <= set(named) and len(named) == len(set(named))
+    assert all("not graded (the workers running it died)" in e for e in run.errors)
+    got, _ = _tree(str(out))
+    want, _ = _tree(reference)
+    assert sorted(list(got) + named) == STUDENTS[:6]
+    assert got == {sid: want[sid] for sid in got}
+    assert run.graded == len(got) >= 2

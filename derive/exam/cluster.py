@@ -53,29 +53,33 @@ def connect(scheduler=None, workers=None, timeout=CONNECT_TIMEOUT):
 
     from distributed import Client, LocalCluster
 
-    if scheduler:
-        _probe(scheduler, timeout)
-        try:
-            client = Client(scheduler, timeout=timeout, set_as_default=False)
-        except Exception as exc:  # noqa: BLE001 -- whatever the far end did: one line
-            raise _unreachable(scheduler, exc) from None
-        with client:
-            yield client
-        return
-    n = machine_workers() if workers is None else int(workers)
-    # a LocalCluster logs every worker start and stop at INFO; a grading run says nothing
-    # but its progress, errors and summary
-    quiet = logging.getLogger("distributed")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
+    # a grading run says nothing but its progress, errors and summary: a LocalCluster logs
+    # every worker start and stop, and the client every result it must fetch again after a
+    # worker died; a batch given up on is reported by the run, file by file
+    levels = {name: logging.getLogger(name).level
+              for name in ("distributed", "distributed.scheduler", "distributed.client")}
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    logging.getLogger("distributed.scheduler").setLevel(logging.CRITICAL)
+    logging.getLogger("distributed.client").setLevel(logging.ERROR)
     try:
+        if scheduler:
+            _probe(scheduler, timeout)
+            try:
+                client = Client(scheduler, timeout=timeout, set_as_default=False)
+            except Exception as exc:  # noqa: BLE001 -- whatever the far end did: one line
+                raise _unreachable(scheduler, exc) from None
+            with client:
+                yield client
+            return
+        n = machine_workers() if workers is None else int(workers)
         with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                           host="127.0.0.1", dashboard_address=None,
                           silence_logs=logging.ERROR) as cluster, \
                 Client(cluster, set_as_default=False) as client:
             yield client
     finally:
-        quiet.setLevel(level)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def _unreachable(address, exc):

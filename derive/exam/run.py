@@ -152,7 +152,8 @@ def grade_class(exam_path, submissions, out_dir, *, scheduler=None, workers=None
     files = submission_files(submissions)
     _check_out(out_dir)
     previous = {} if force else _previous(out_dir)
-    todo = [f for f in files if os.path.basename(f) not in set(previous.values())]
+    done = set(previous.values())
+    todo = [f for f in files if os.path.basename(f) not in done]
     run = GradeRun(os.path.abspath(out_dir), len(files), skipped=len(files) - len(todo))
     args = (exam_text, os.path.basename(exam_path),
             os.path.dirname(os.path.abspath(exam_path)), roster_ids)
@@ -190,15 +191,17 @@ def _on_dask(client, args, todo, formats, batch, limit, writer, run, progress):
     run.batch = batch_size(len(todo), threads, batch)
     parts = _batches(todo, run.batch, limit)
     in_flight = max(2, IN_FLIGHT_PER_THREAD * threads)
-    # the exam text travels once to the scheduler as one piece of data every task shares
-    # would be lost with the worker holding it; it is small, so each task carries it
+    # each task carries the exam's text (a few kB): data scattered once would be lost with
+    # the worker holding it, and a task that carries what it needs can run anywhere
     futures = as_completed(loop=client.loop)
+    names = {}
     try:
         def submit():
             part = next(parts, None)
             if part is not None:
-                futures.add(client.submit(grade_batch, *args, part, formats, pure=False,
-                                          retries=0))
+                f = client.submit(grade_batch, *args, part, formats, pure=False, retries=0)
+                names[f.key] = [name for name, _ in part]
+                futures.add(f)
             return part is not None
 
         for _ in range(in_flight):
@@ -206,14 +209,32 @@ def _on_dask(client, args, todo, formats, batch, limit, writer, run, progress):
                 break
         with _bar(len(todo), progress) as bar:
             for future in futures:
-                results = future.result()
+                batch_names = names.pop(future.key)
+                try:
+                    results = future.result()
+                except Exception as exc:  # noqa: BLE001 -- the batch, not the class
+                    _lost(batch_names, exc, run, bar)
+                else:
+                    writer.write(results, bar)
                 future.release()
-                writer.write(results, bar)
                 submit()
     except BaseException:
         for f in list(getattr(futures, "futures", ())):
             f.cancel()
         raise
+
+
+def _lost(batch_names, exc, run, bar):
+    """A batch Dask gave up on (its workers kept dying, or a bug): each file named; nothing
+    is written for them, so a rerun grades them again."""
+    why = " ".join(str(exc).split())[:160]
+    what = "the workers running it died" if type(exc).__name__ == "KilledWorker" else \
+        f"{type(exc).__name__}{': ' + why if why else ''}"
+    for name in batch_names:
+        run.errors.append(f"{name}: not graded ({what}); a rerun grades it again, and "
+                          f"--batch 1 keeps a file that kills a worker from taking others "
+                          f"with it")
+        bar.update(1)
 
 
 class _Writer:
