@@ -203,42 +203,23 @@ class SubmissionTimeout(BaseException):
 
 @contextlib.contextmanager
 def watchdog(seconds):
-    """Stop the block with :class:`SubmissionTimeout` after ``seconds``, on any thread.
+    """Stop the block with :class:`SubmissionTimeout` after ``seconds`` on a worker thread.
 
-    The judging of one answer has its own time limits (:mod:`derive.budget`), but they use
-    SIGALRM and are armed only on a process's main thread, and a Dask worker runs tasks on
-    a thread of its own. This is the backstop there: a timer raises the exception into the
-    grading thread (``PyThreadState_SetAsyncExc``; delivered between bytecodes, as a
-    signal handler's is). On the main thread it does nothing: the finer limits work.
+    The judging of one answer has its own, finer time limits (:mod:`derive.budget`, armed
+    on any thread); this is the backstop for a whole submission, raised as a
+    BaseException so that no fallback on the way catches it. On the main thread (a run
+    with ``--workers 0``) it does nothing: the per-answer limits are all there is there,
+    as in ``derivekit check``.
     """
-    import ctypes
     import threading
+
+    from derive.budget import thread_deadline
 
     if seconds is None or threading.current_thread() is threading.main_thread():
         yield
         return
-    tid = ctypes.c_ulong(threading.get_ident())
-    lock = threading.Lock()
-    state = {"armed": True, "fired": False}
-
-    def fire():
-        with lock:
-            if state["armed"]:
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(tid,
-                                                           ctypes.py_object(SubmissionTimeout))
-                state["fired"] = True
-
-    timer = threading.Timer(seconds, fire)
-    timer.daemon = True
-    timer.start()
-    try:
+    with thread_deadline(seconds, SubmissionTimeout):
         yield
-    finally:
-        with lock:
-            state["armed"] = False
-            timer.cancel()
-            if state["fired"]:  # not delivered yet: take it back
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(tid, None)
 
 
 def _timed_out(exam, name, data, roster):
