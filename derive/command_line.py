@@ -1,7 +1,8 @@
 """The ``derivekit`` command line (also ``python -m derive``).
 
-This is the one module that wires derive/, reports/ and kernels/ together (no other
-module of derive imports either; tests/test_imports.py checks it). Start-up is kept
+This module (with derive.command_exam, its exam and grade commands) is the one place
+that wires derive/, reports/ and kernels/ together (no other module of derive imports
+either; tests/test_imports.py checks it). Start-up is kept
 short: building the parser imports argparse and derive.errors only, and each command
 imports what it needs inside its handler, so ``derivekit --help`` loads no SymPy and
 ``derivekit grad`` no numba, matplotlib or scikit-learn (tests/test_cli_edges.py checks
@@ -16,6 +17,7 @@ import os
 import sys
 import sysconfig
 
+from derive.command_exam import add_exam_commands
 from derive.errors import DeriveError, InputError
 
 FORMATS = ("text", "md", "tex", "html", "json")
@@ -148,36 +150,7 @@ def _parser():
     c.add_argument("answers", help="ANSWERS.yaml, or a folder of them (one per student)")
     _output_options(c)
 
-    c = command("exam", "per-student exam papers and answer keys from an exam file",
-                cmd_exam)
-    c.add_argument("exam", help="EXAM.yaml: problems, points, prompts, blanks, parameters")
-    c.add_argument("--roster", help="CSV with an 'id' column: one variant per student "
-                                    "(without it: one paper and one key)")
-    c.add_argument("-o", "--out", required=True, help="folder to write into")
-    c.add_argument("--no-pdf", action="store_true",
-                   help="write .tex even if pdflatex exists")
-
-    c = command("grade", "mark every submission against the student's own exam variant",
-                cmd_grade)
-    c.add_argument("exam", help="EXAM.yaml the papers were made from")
-    c.add_argument("submissions", help="folder of submissions (.yaml/.yml/.csv, one per "
-                                       "student)")
-    c.add_argument("-o", "--out", required=True, help="marks folder to write into")
-    c.add_argument("--roster", help="CSV with an 'id' column: other ids score 0, named")
-    c.add_argument("--scheduler", metavar="tcp://HOST:PORT",
-                   help="grade on this running Dask scheduler (default: a local cluster)")
-    c.add_argument("--workers", type=int, metavar="N",
-                   help="worker processes of the local cluster (default: one per core; "
-                        "0: in this process, without Dask)")
-    c.add_argument("--force", action="store_true",
-                   help="grade again the files already graded (a rerun skips them)")
-    c.add_argument("--batch", type=int, metavar="N",
-                   help="submissions per Dask task (default: up to 50)")
-    c.add_argument("--no-pdf", action="store_true",
-                   help="feedback.md only, no feedback.pdf per student")
-    c.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    c.add_argument("--format", "-f", choices=("text", "json"),
-                   help="print the summary as text or JSON")
+    add_exam_commands(command)
 
     # listed for --help; their arguments go to kernels' own parsers (see _dispatch)
     sub.add_parser("train", help="train a model: CONFIG.yaml or flags (train --help)")
@@ -318,56 +291,6 @@ def cmd_check(args):
     if out:
         print(json.dumps(out, indent=2, ensure_ascii=False) if isinstance(out, dict) else out)
     return code
-
-
-def cmd_exam(args):
-    import shutil
-
-    import reports  # noqa: F401  (registers the renderer the papers are written with)
-
-    from derive.exam import load_exam, make_variants, read_roster, write_exam
-
-    exam = load_exam(args.exam)
-    ids = read_roster(args.roster) if args.roster else [""]
-    variants = make_variants(exam, ids)  # all drawn and solved before a file is written
-    fmt = "pdf" if shutil.which("pdflatex") and not args.no_pdf else "tex"
-    written = write_exam(exam, variants, args.out, fmt)
-    if fmt == "tex" and not args.no_pdf:
-        print("(no PDF: pdflatex is not installed; the .tex files compile with it)")
-    students = f"{len(ids)} students" if args.roster else "one variant"
-    print(f"wrote {len(written)} files for {students} to {os.path.abspath(args.out)}")
-    return 0
-
-
-def cmd_grade(args):
-    from derive.exam.run import grade_class
-
-    formats = ("md",) if args.no_pdf else ("md", "pdf")
-    if "pdf" in formats:
-        import reports  # noqa: F401  (registers the renderer feedback.pdf is written with)
-    run = grade_class(args.exam, args.submissions, args.out, scheduler=args.scheduler,
-                      workers=args.workers, force=args.force, batch=args.batch,
-                      formats=formats, progress=not args.quiet and args.format != "json",
-                      roster=args.roster)
-    for line in run.errors:
-        _fail("grade", f"error: {line}")
-    if args.format == "json":
-        print(json.dumps({"graded": run.graded, "skipped": run.skipped,
-                          "submissions": run.submissions, "errors": run.errors,
-                          "scores": run.scores, "seconds": round(run.seconds, 3),
-                          "workers": run.workers}, indent=2, ensure_ascii=False))
-    else:
-        where = "in this process" if run.workers == 0 else \
-            f"on {run.workers} Dask worker{'s' if run.workers != 1 else ''}"
-        skipped = f"; {run.skipped} skipped, already graded (--force grades them again)" \
-            if run.skipped else ""
-        if run.graded or not run.skipped:
-            print(f"graded {run.graded} of {run.submissions} submissions {where} in "
-                  f"{run.seconds:.1f} s{skipped}; scores: {run.scores}")
-        else:
-            print(f"nothing to grade: all {run.skipped} submissions are graded already "
-                  f"(--force grades them again); scores: {run.scores}")
-    return EXIT_BAD_INPUT if run.errors else 0
 
 
 def cmd_train(args):

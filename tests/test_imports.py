@@ -12,7 +12,7 @@ import textwrap
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WIRING = {"derive.command_line", "derive.__main__"}  # the command line: imports them per command
+WIRING = {"derive.command_line", "derive.command_exam", "derive.__main__"}  # the command line: imports them per command
 OTHERS = ("reports", "kernels")
 
 
