@@ -19,6 +19,13 @@ def add_exam_commands(command):
     c.add_argument("-o", "--out", required=True, help="folder to write into")
     c.add_argument("--no-pdf", action="store_true",
                    help="write .tex even if pdflatex exists")
+    c.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                   help="make the papers on this running Dask scheduler (default: a local "
+                        "cluster)")
+    c.add_argument("--workers", type=int, metavar="N",
+                   help="worker processes of the local cluster (default: one per core; "
+                        "0: in this process, without Dask)")
+    c.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
     c = command("grade", "mark every submission against the student's own exam variant",
                 cmd_grade)
@@ -48,16 +55,15 @@ def cmd_exam(args):
 
     import reports  # noqa: F401  (registers the renderer the papers are written with)
 
-    from derive.exam import load_exam, make_variants, read_roster, write_exam
+    from derive.exam.run import make_papers
 
-    exam = load_exam(args.exam)
-    ids = read_roster(args.roster) if args.roster else [""]
-    variants = make_variants(exam, ids)  # all drawn and solved before a file is written
     fmt = "pdf" if shutil.which("pdflatex") and not args.no_pdf else "tex"
-    written = write_exam(exam, variants, args.out, fmt)
+    written = make_papers(args.exam, args.roster, args.out, fmt, scheduler=args.scheduler,
+                          workers=args.workers, progress=not args.quiet)
     if fmt == "tex" and not args.no_pdf:
         print("(no PDF: pdflatex is not installed; the .tex files compile with it)")
-    students = f"{len(ids)} students" if args.roster else "one variant"
+    papers = sum(1 for p in written if os.path.basename(os.path.dirname(p)) == "papers")
+    students = f"{papers} students" if args.roster else "one variant"
     print(f"wrote {len(written)} files for {students} to {os.path.abspath(args.out)}")
     return 0
 

@@ -30,11 +30,14 @@ def run(capsys, *argv):
 
 @pytest.fixture(scope="module")
 def class_runs(tmp_path_factory):
-    """The example exam for its roster, written twice (.tex: no pdflatex needed)."""
+    """The example exam for its roster, written twice (.tex: no pdflatex needed): in this
+    process, then on a local Dask cluster of two worker processes (a rerun must give the
+    same bytes, wherever the variants were solved and rendered)."""
     outs = []
-    for name in ("first", "second"):
+    for name, workers in (("first", "0"), ("second", "2")):
         out = tmp_path_factory.mktemp(name)
-        assert main(["exam", EXAM, "--roster", ROSTER, "-o", str(out), "--no-pdf"]) == 0
+        assert main(["exam", EXAM, "--roster", ROSTER, "-o", str(out), "--no-pdf",
+                     "--workers", workers, "--quiet"]) == 0
         outs.append(out)
     return outs
 
@@ -59,8 +62,9 @@ def test_thirty_distinct_papers_and_keys(class_runs):
     assert len(papers) == len(keys) == 30
 
 
-def test_a_rerun_writes_the_same_files(class_runs):
+def test_a_rerun_on_dask_writes_the_same_files(class_runs):
     first, second = class_runs
+    assert sorted(os.listdir(first / "papers")) == sorted(os.listdir(second / "papers"))
     assert (first / "variants.json").read_bytes() == (second / "variants.json").read_bytes()
     for folder in ("papers", "keys"):
         for name in os.listdir(first / folder):
@@ -339,3 +343,17 @@ def test_smooth_resamples_away_from_a_kink(tmp_path):
     exam = load_exam(exam_path)
     drawn = {exam.variant(f"s{i}").problems[0].params["x"] for i in range(12)}
     assert drawn == {-1, 1}  # x = 0 puts relu at its kink: never given out
+
+
+def test_a_draw_that_fails_on_a_dask_worker_writes_nothing(tmp_path, earlier, capsys):
+    """Variants are drawn on the workers; one that cannot be drawn is the same one line as
+    in this process, naming the student, and the output folder is left as it was."""
+    exam = _exam(tmp_path, """  - params: {w: {randint: [0, 0]}, u: {choice: [1]}}
+    constraints: {nonzero: [w]}
+    fill: [gradient w]
+""" + RNN)
+    roster = tmp_path / "two.csv"
+    roster.write_text("id\nA1\nB2\n")
+    err = _fails(capsys, earlier, exam, "--roster", str(roster), "--workers", "2", "--quiet")
+    assert "exam.yaml: problems[0].constraints: no parameter values satisfy the constraint " \
+           "nonzero: [w] after 200 tries (student " in err  # A1 or B2: whichever came first

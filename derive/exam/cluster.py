@@ -195,6 +195,20 @@ def grade_batch(exam_text, exam_name, folder, roster, batch, formats):
     return out
 
 
+def paper_batch(exam_text, exam_name, folder, ids, fmt):
+    """Draw, solve and render the papers and keys of the students ``ids``: a list of
+    :func:`derive.exam.output.rendered` results, or ``("error", message)`` when a draw
+    fails (the message names the student; the client then writes nothing)."""
+    from derive.errors import DeriveError
+    from derive.exam.output import make_variants, rendered
+
+    exam = load_exam_text(exam_text, exam_name, folder)
+    try:
+        return [rendered(v, fmt) for v in make_variants(exam, ids)]
+    except DeriveError as exc:
+        return ("error", str(exc))
+
+
 # -- a time limit on a worker thread ---------------------------------------------------------
 class SubmissionTimeout(BaseException):
     """Raised into a worker thread whose submission ran past :data:`SUBMISSION_SECONDS`

@@ -277,15 +277,15 @@ def graded_students(out_dir):
 
 
 def read_records(out_dir):
-    """Every stored record, by student id (sorted); an unreadable one is skipped."""
-    out = []
+    """Every stored record, by student id (sorted), one at a time (a class of thousands
+    is never held in memory at once); an unreadable one is skipped."""
     for s in sorted(graded_students(out_dir)):
         try:
             with open(os.path.join(out_dir, STUDENTS, s, RECORD), encoding="utf-8") as fh:
-                out.append(json.load(fh))
+                record = json.load(fh)
         except (OSError, ValueError):
             continue
-    return out
+        yield record
 
 
 def _cell(text):
@@ -296,7 +296,7 @@ def _cell(text):
 
 def write_scores(out_dir, exam):
     """``scores.csv`` (and ``lms.csv``) rebuilt from every record.json; the scores path."""
-    records = read_records(out_dir)
+    records = read_records(out_dir)  # streamed: rows are small, records are not
     numbers_ = [p.number for p in exam.problems]
     total = float(sum(p.points for p in exam.problems))
     header = ["student", "file", "score", "max_score"] + [f"p{n}" for n in numbers_] + \

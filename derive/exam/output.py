@@ -37,30 +37,55 @@ def write_exam(exam, variants, out, fmt="pdf", on_file=None):
     ``papers/<id>.<fmt>``, ``keys/<id>.<fmt>``, ``master_key.<fmt>``, ``variants.json``.
     Returns the paths written, in order.
     """
+    return write_rendered(exam, [rendered(v, fmt) for v in variants], out, fmt, on_file)
+
+
+def rendered(variant, fmt):
+    """One variant's documents, rendered: ``(student id, paper bytes, key bytes, its
+    variants.json entry, its master-key pages)`` -- what a Dask worker sends back (a
+    class's papers are made on many machines, written by one)."""
+    return (variant.student_id, render_bytes(papers.paper(variant), fmt),
+            render_bytes(papers.key(variant), fmt), papers.variant_entry(variant),
+            papers.master_key_pages(variant))
+
+
+def render_bytes(docs, fmt):
+    """``docs`` written as ``fmt`` by the reports writer, as bytes."""
     from derive.derivation import renderer
 
-    write = renderer("write")
-    single = len(variants) == 1 and not variants[0].student_id
+    with tempfile.TemporaryDirectory(prefix="derivekit-exam-") as tmp:
+        path = os.path.join(tmp, f"doc.{fmt}")
+        renderer("write")(docs, path, fmt)
+        with open(path, "rb") as fh:
+            return fh.read()
+
+
+def write_rendered(exam, results, out, fmt, on_file=None):
+    """Write :func:`rendered` results (in roster order) as :func:`write_exam` does."""
+    from derive.derivation import renderer
+
+    single = len(results) == 1 and not results[0][0]
     written = []
 
-    def put(docs, path):
-        _folder(os.path.dirname(path) or ".")
-        write(docs, path, fmt)
+    def done(path):
         written.append(path)
         if on_file:
             on_file(path)
 
-    for v in variants:
-        paper_path = os.path.join(out, f"paper.{fmt}") if single else \
-            os.path.join(out, "papers", f"{v.student_id}.{fmt}")
-        key_path = os.path.join(out, f"key.{fmt}") if single else \
-            os.path.join(out, "keys", f"{v.student_id}.{fmt}")
-        put(papers.paper(v), paper_path)
-        put(papers.key(v), key_path)
+    for sid, paper_bytes, key_bytes, _, _ in results:
+        for kind, data in (("paper", paper_bytes), ("key", key_bytes)):
+            path = os.path.join(out, f"{kind}.{fmt}") if single else \
+                os.path.join(out, f"{kind}s", f"{sid}.{fmt}")
+            write_bytes(data, path)
+            done(path)
     if not single:
-        put(papers.master_key(variants, exam.title), os.path.join(out, f"master_key.{fmt}"))
+        path = os.path.join(out, f"master_key.{fmt}")
+        _folder(out)
+        renderer("write")(papers.master_key_of([r[4] for r in results], exam.title), path,
+                          fmt)
+        done(path)
     path = os.path.join(out, "variants.json")
-    write_json(papers.variants_json(exam, variants), path)
+    write_json(papers.variants_document(exam, [r[3] for r in results]), path)
     written.append(path)
     return written
 
@@ -75,13 +100,18 @@ def _folder(folder):
 
 def write_json(data, path):
     """Write ``data`` as indented JSON, atomically (a temporary file renamed over ``path``)."""
+    return write_bytes((json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"),
+                       path)
+
+
+def write_bytes(data, path):
+    """Write ``data`` to ``path`` atomically (a temporary file renamed over it)."""
     folder = os.path.dirname(os.path.abspath(path))
     _folder(folder)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".variants.", suffix=".part")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".exam.", suffix=".part")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, ensure_ascii=False)
-            fh.write("\n")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
         mask = os.umask(0)
         os.umask(mask)
         os.chmod(tmp, 0o666 & ~mask)

@@ -53,26 +53,34 @@ def key(variant):
     return pages
 
 
-def master_key(variants, exam_title):
-    """One document: every student's answers, a section per student and problem."""
-    from derive.derivation import Derivation, Section
+def master_key_pages(variant):
+    """A variant's part of the master key (the answers of its problems, as sections)."""
+    from derive.derivation import Section
 
-    pages = []
-    for v in variants:
-        sections = [Section(f"Problem {p.number}: {p.title}", steps=_answer_steps(p))
-                    for p in v.problems]
-        pages.append(Derivation(title=f"Student {v.student_id}" if v.student_id else
-                                "The exam", kind="exam_key", sections=sections,
-                                meta={"document_title": f"{exam_title}: master key"}))
-    return pages
+    return (variant.student_id, [Section(f"Problem {p.number}: {p.title}",
+                                         steps=_answer_steps(p)) for p in variant.problems])
 
 
-def variants_json(exam, variants):
-    """Every variant's parameters and answers as plain JSON-able data."""
-    return {"title": exam.title, "seed": exam.seed,
-            "variants": [{"student_id": v.student_id, "points": v.points,
-                          "problems": [_problem_data(p) for p in v.problems]}
-                         for v in variants]}
+def master_key_of(parts, exam_title):
+    """The master key: every student's answers, a section per student and problem (from
+    :func:`master_key_pages` of every variant, in order)."""
+    from derive.derivation import Derivation
+
+    return [Derivation(title=f"Student {sid}" if sid else "The exam", kind="exam_key",
+                       sections=sections,
+                       meta={"document_title": f"{exam_title}: master key"})
+            for sid, sections in parts]
+
+
+def variants_document(exam, entries):
+    """variants.json from :func:`variant_entry` of every variant, in order."""
+    return {"title": exam.title, "seed": exam.seed, "variants": list(entries)}
+
+
+def variant_entry(v):
+    """One variant's parameters and answers (its entry of variants.json)."""
+    return {"student_id": v.student_id, "points": v.points,
+            "problems": [_problem_data(p) for p in v.problems]}
 
 
 def _problem_data(p):

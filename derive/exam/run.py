@@ -135,13 +135,7 @@ def grade_class(exam_path, submissions, out_dir, *, scheduler=None, workers=None
     from derive.exam.roster import read_roster
 
     started = time.perf_counter()
-    if scheduler and workers is not None:
-        raise InputError("give --scheduler (an existing cluster) or --workers (a local "
-                         "one), not both", where="--workers")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
-                                or workers < 0):
-        raise InputError("expected an integer >= 0 (0: grade in this process)",
-                         where="--workers")
+    check_workers(scheduler, workers)
     unknown = [f for f in formats if f not in ("md", "pdf")]
     if unknown:
         raise InputError(f"unknown feedback format {unknown[0]!r} (md, pdf)",
@@ -178,6 +172,85 @@ def grade_class(exam_path, submissions, out_dir, *, scheduler=None, workers=None
     run.scores = _scores(out_dir, exam)
     run.seconds = time.perf_counter() - started
     return run
+
+
+def check_workers(scheduler, workers):
+    """``--scheduler`` and ``--workers`` checked (one or neither; workers an int >= 0)."""
+    if scheduler and workers is not None:
+        raise InputError("give --scheduler (an existing cluster) or --workers (a local "
+                         "one), not both", where="--workers")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
+                                or workers < 0):
+        raise InputError("expected an integer >= 0 (0: in this process)", where="--workers")
+
+
+def make_papers(exam_path, roster, out, fmt="pdf", *, scheduler=None, workers=None,
+                batch=None, progress=True, timeout=None):
+    """``derivekit exam``: every student's paper and key, the master key and variants.json
+    in ``out``; the paths written.
+
+    The variants are drawn, solved and rendered on Dask as grading is (a LocalCluster
+    sized to the machine by default, ``scheduler`` for a running one, ``workers=0`` or a
+    single variant in this process), a batch of students per task; the client writes
+    every file once all are made, so a draw that fails (it names the student) leaves
+    ``out`` as it was.
+    """
+    from derive.exam import cluster
+    from derive.exam.examfile import load_exam
+    from derive.exam.output import make_variants, rendered, write_rendered
+    from derive.exam.roster import read_roster
+
+    check_workers(scheduler, workers)
+    exam_text = _exam_text(exam_path)
+    exam = load_exam(exam_path)
+    ids = read_roster(roster) if roster else [""]
+    if (workers == 0 or len(ids) == 1 and workers is None) and not scheduler:
+        results = [rendered(v, fmt) for v in make_variants(exam, ids)]
+        return write_rendered(exam, results, out, fmt)
+    args = (exam_text, os.path.basename(exam_path),
+            os.path.dirname(os.path.abspath(exam_path)))
+    t = timeout if timeout is not None else cluster.CONNECT_TIMEOUT
+    with cluster.connect(scheduler, workers, timeout=t) as client:
+        results = _papers_on_dask(client, args, ids, fmt, batch, progress)
+    return write_rendered(exam, results, out, fmt)
+
+
+def _papers_on_dask(client, args, ids, fmt, batch, progress):
+    """Rendered variants of ``ids`` (in roster order), a bounded number of batches in
+    flight; the first failed draw stops the run with its message."""
+    from distributed import as_completed
+
+    from derive.exam.cluster import paper_batch, worker_threads
+
+    threads = worker_threads(client)
+    size = batch_size(len(ids), threads, batch)
+    parts = iter(range(0, len(ids), size))
+    futures, starts, done = as_completed(loop=client.loop), {}, {}
+
+    def submit():
+        start = next(parts, None)
+        if start is not None:
+            f = client.submit(paper_batch, *args, ids[start:start + size], fmt, pure=False)
+            starts[f.key] = start
+            futures.add(f)
+
+    for _ in range(max(2, IN_FLIGHT_PER_THREAD * threads)):
+        submit()
+    try:
+        with _bar(len(ids), progress, "variants") as bar:
+            for future in futures:
+                got = future.result()
+                future.release()
+                if isinstance(got, tuple) and got[:1] == ("error",):
+                    raise InputError(got[1])
+                done[starts.pop(future.key)] = got
+                bar.update(len(got))
+                submit()
+    except BaseException:
+        for f in list(getattr(futures, "futures", ())):
+            f.cancel()
+        raise
+    return [r for start in sorted(done) for r in done[start]]
 
 
 def _on_dask(client, args, todo, formats, batch, limit, writer, run, progress):
@@ -326,11 +399,11 @@ class _NoBar:
         return False
 
 
-def _bar(total, progress):
-    """A tqdm bar of students graded on stderr (none when not a terminal or not asked)."""
+def _bar(total, progress, what="grading"):
+    """A tqdm bar of students done on stderr (none when not a terminal or not asked)."""
     if not progress or not sys.stderr.isatty():
         return _NoBar()
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="student", desc="grading", file=sys.stderr,
+    return tqdm(total=total, unit="student", desc=what, file=sys.stderr,
                 dynamic_ncols=True)
