@@ -132,6 +132,7 @@ def child(mode, exam_path, subs, out):
         "mode": mode, "graded": run.graded, "seconds": run.seconds, "batch": run.batch,
         "first_result_s": (first[0] - (end - run.seconds)) if first else None,
         "client_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "client_cpu_s": sum(resource.getrusage(resource.RUSAGE_SELF)[:2]),
         "worker_mb": max(workers_mb) if workers_mb else None,
         "errors": len(run.errors)}))
 
@@ -204,6 +205,16 @@ def table(results, n, small, variants, load, seconds_make, per_task):
         lines += ["", f"Speed-up from 1 to 2 workers: {speedup:.2f}x (goal >= 1.7x). "
                       f"2 workers: {_per_min(by['2'], n):,.0f} submissions/minute "
                       "(goal >= 2,000)."]
+    if "1" in by and "2" in by and by["1"]["first_result_s"] and by["2"]["first_result_s"]:
+        steady = {k: (n - by[k]["batch"]) / (by[k]["seconds"] - by[k]["first_result_s"])
+                  for k in ("1", "2")}
+        lines.append(f"After the first result (cluster start, imports and the first "
+                     f"variants excluded): 1 worker {60 * steady['1']:,.0f}/min, 2 workers "
+                     f"{60 * steady['2']:,.0f}/min, speed-up {steady['2'] / steady['1']:.2f}x. "
+                     f"CPU time of the client process (the scheduler, reading submissions, "
+                     f"writing every file): {by['1'].get('client_cpu_s', 0):.0f} s with 1 "
+                     f"worker, {by['2'].get('client_cpu_s', 0):.0f} s with 2, on a machine of "
+                     f"{os.cpu_count()} cores.")
     if "2" in by and "2-small" in by:
         a, b = by["2-small"], by["2"]
         lines.append(f"Memory, 2 workers, {small:,} vs {n:,} submissions: client "

@@ -400,7 +400,7 @@ def test_reruns_skip_graded_students_and_ids_are_checked(marks, graded, tmp_path
 @pytest.mark.skipif(not shutil.which("pdflatex"), reason="pdflatex is not installed")
 def test_feedback_pdf_escapes_student_text(graded, cohort, tmp_path):
     files = student_files(graded[_who(cohort, "hostile")], formats=("md", "pdf"))
-    assert set(files) == {"results.json", "feedback.md", "feedback.pdf"}
+    assert set(files) == {"results.json", "feedback.md", "feedback.pdf", "record.json"}
     assert files["feedback.pdf"].startswith(b"%PDF")
     pdf = tmp_path / "feedback.pdf"
     pdf.write_bytes(files["feedback.pdf"])

@@ -215,17 +215,22 @@ def _pdf_or_tex(record, title):
 
 def student_files(result, formats=("md", "pdf")):
     """``{relative name: bytes}`` for one student: results.json, feedback.md and
-    feedback.pdf (each only when its format is asked; pdf falls back to feedback.tex)."""
+    feedback.pdf (each only when its format is asked; pdf falls back to feedback.tex), and
+    record.json (which :func:`write_student` writes last). Made where the grading ran (a
+    Dask worker), so the one process writing a class only writes bytes."""
     record = _record(result)
     title = record.get("exam", "")
-    files = {"results.json": (json.dumps(gradescope(record), indent=2, ensure_ascii=False)
-                              + "\n").encode("utf-8")}
+    files = {"results.json": _json_bytes(gradescope(record)), RECORD: _json_bytes(record)}
     if "md" in formats:
         files["feedback.md"] = feedback_markdown(record, title).encode("utf-8")
     if "pdf" in formats:
         name, data = _pdf_or_tex(record, title)
         files[name] = data
     return files
+
+
+def _json_bytes(data):
+    return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 # -- the output folder -----------------------------------------------------------------------
@@ -237,16 +242,18 @@ def student_folder(out_dir, student):
     return os.path.join(out_dir, STUDENTS, student)
 
 
-def replace_atomically(path, data):
-    """Write ``data`` to ``path`` through a temporary file renamed over it."""
+def replace_atomically(path, data, folder_made=False, mask=None):
+    """Write ``data`` to ``path`` through a temporary file renamed over it (``folder_made``:
+    the caller made the folder; ``mask``: the umask, when the caller read it already)."""
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
+    if not folder_made:
+        os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".part-", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-        mask = os.umask(0)
-        os.umask(mask)
+        if mask is None:
+            mask = _umask()
         os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, path)
     except BaseException:
@@ -257,14 +264,25 @@ def replace_atomically(path, data):
 
 
 def write_student(out_dir, result_dict, files):
-    """Write ``files`` to ``out_dir/students/<student>/``, then ``record.json`` last."""
+    """Write ``files`` to ``out_dir/students/<student>/``, then ``record.json`` last (the
+    bytes in ``files`` under that name, else ``result_dict`` as JSON)."""
     folder = student_folder(out_dir, result_dict["student"])
-    for name, data in files.items():
-        if not re.fullmatch(r"[A-Za-z0-9_-]+\.[a-z]+", name) or name == RECORD:
+    names = [n for n in files if n != RECORD]
+    for name in names:
+        if not re.fullmatch(r"[A-Za-z0-9_-]+\.[a-z]+", name):
             raise InputError(f"refusing the file name {name!r:.60}", where=folder)
-        replace_atomically(os.path.join(folder, name), data)
-    record = json.dumps(result_dict, indent=2, ensure_ascii=False) + "\n"
-    replace_atomically(os.path.join(folder, RECORD), record.encode("utf-8"))
+    os.makedirs(folder, exist_ok=True)
+    mask = _umask()
+    for name in names:
+        replace_atomically(os.path.join(folder, name), files[name], True, mask)
+    record = files.get(RECORD) or _json_bytes(result_dict)
+    replace_atomically(os.path.join(folder, RECORD), record, True, mask)
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def graded_students(out_dir):
