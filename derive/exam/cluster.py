@@ -253,6 +253,28 @@ def _timed_out(exam, name, data, roster):
 
 
 # -- variants cached by the parameters drawn -------------------------------------------------
+def first_draw(problem, seed, student_id):
+    """The first draw of a student's generator that meets the problem's constraints on
+    parameters (cheap: nothing is solved), or None: what a problem variant is keyed on."""
+    from derive.exam import sampling
+    from derive.exam.examfile import MAX_TRIES
+
+    rng = sampling.generator(seed, student_id, problem.number)
+    for _ in range(MAX_TRIES):
+        values = sampling.draw(problem.params, rng)
+        if not sampling.parameters_fail(problem.constraints, values):
+            return values
+    return None
+
+
+def variant_key(exam, student_id):
+    """Equal for two students whose variants are solved from the same draws (the client
+    sends them to one worker, so each variant is solved once in the cluster)."""
+    return tuple(json.dumps(first_draw(p, exam.seed, student_id), sort_keys=True,
+                            default=str) for p in exam.problems)
+
+
+
 def _exam_class():
     from derive.exam.examfile import Exam
 
@@ -278,16 +300,7 @@ class CachedExam(_exam_class()):
         self.misses = 0
 
     def _problem_variant(self, problem, student_id):
-        from derive.exam import sampling
-        from derive.exam.examfile import MAX_TRIES
-
-        rng = sampling.generator(self.seed, student_id, problem.number)
-        first = None
-        for _ in range(MAX_TRIES):
-            values = sampling.draw(problem.params, rng)
-            if not sampling.parameters_fail(problem.constraints, values):
-                first = values
-                break
+        first = first_draw(problem, self.seed, student_id)
         if first is None:  # the exam's own method names the constraint
             return super()._problem_variant(problem, student_id)
         key = (problem.number, json.dumps(first, sort_keys=True, default=str))

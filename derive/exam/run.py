@@ -163,7 +163,7 @@ def grade_class(exam_path, submissions, out_dir, *, scheduler=None, workers=None
         else:
             t = timeout if timeout is not None else cluster.CONNECT_TIMEOUT
             with cluster.connect(scheduler, workers, timeout=t) as client:
-                _on_dask(client, args, todo, formats, batch, MAX_BYTES, writer, run,
+                _on_dask(client, args, exam, todo, formats, batch, MAX_BYTES, writer, run,
                          progress)
     except BaseException:
         if writer.any:  # what was graded before the failure is in scores.csv too
@@ -253,16 +253,24 @@ def _papers_on_dask(client, args, ids, fmt, batch, progress):
     return [r for start in sorted(done) for r in done[start]]
 
 
-def _on_dask(client, args, todo, formats, batch, limit, writer, run, progress):
-    """Keep a bounded number of batches in flight; write each as it completes."""
+def _on_dask(client, args, exam, todo, formats, batch, limit, writer, run, progress):
+    """Keep a bounded number of batches in flight; write each as it completes.
+
+    The students are split into one lane per worker, all students of a variant in one
+    lane (the lanes about equal), and a lane's batches are asked of its worker (another
+    may take them when it is gone): each worker then solves its own variants, where
+    unrestricted batches had every worker solve nearly every variant."""
     from distributed import as_completed
 
     from derive.exam.cluster import grade_batch, worker_threads
 
     threads = worker_threads(client)
-    run.workers = len(client.scheduler_info().get("workers", {}))
+    addresses = sorted(client.scheduler_info().get("workers", {}))
+    run.workers = len(addresses)
     run.batch = batch_size(len(todo), threads, batch)
-    parts = _batches(todo, run.batch, limit)
+    lanes = _lanes(exam, todo, max(1, len(addresses)))
+    parts = _interleaved([(addresses[k] if len(addresses) > 1 else None,
+                           _batches(lane, run.batch, limit)) for k, lane in enumerate(lanes)])
     in_flight = max(2, IN_FLIGHT_PER_THREAD * threads)
     # each task carries the exam's text (a few kB): data scattered once would be lost with
     # the worker holding it, and a task that carries what it needs can run anywhere
@@ -270,9 +278,11 @@ def _on_dask(client, args, todo, formats, batch, limit, writer, run, progress):
     names = {}
     try:
         def submit():
-            part = next(parts, None)
+            where, part = next(parts, (None, None))
             if part is not None:
-                f = client.submit(grade_batch, *args, part, formats, pure=False, retries=0)
+                pin = {"workers": [where], "allow_other_workers": True} if where else {}
+                f = client.submit(grade_batch, *args, part, formats, pure=False, retries=0,
+                                  **pin)
                 names[f.key] = [name for name, _ in part]
                 futures.add(f)
             return part is not None
@@ -295,6 +305,38 @@ def _on_dask(client, args, todo, formats, batch, limit, writer, run, progress):
         for f in list(getattr(futures, "futures", ())):
             f.cancel()
         raise
+
+
+def _lanes(exam, files, n):
+    """``files`` in ``n`` lists of about equal length, each variant's students in one (the
+    student id a file is graded as is its stem, unless it names another: then only the
+    worker that solves its variant differs)."""
+    from collections import defaultdict
+
+    from derive.exam.cluster import variant_key
+
+    if n == 1:
+        return [list(files)]
+    groups = defaultdict(list)
+    for f in files:
+        groups[variant_key(exam, os.path.splitext(os.path.basename(f))[0])].append(f)
+    lanes = [[] for _ in range(n)]
+    for key in sorted(groups, key=lambda k: (-len(groups[k]), k)):
+        min(lanes, key=len).extend(groups[key])
+    return [sorted(lane) for lane in lanes]
+
+
+def _interleaved(lanes):
+    """``(worker, batch)`` taking each lane's next batch in turn."""
+    lanes = list(lanes)
+    while lanes:
+        for item in list(lanes):
+            where, batches = item
+            part = next(batches, None)
+            if part is None:
+                lanes.remove(item)
+            else:
+                yield where, part
 
 
 def _lost(batch_names, exc, run, bar):
