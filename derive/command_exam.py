@@ -19,12 +19,7 @@ def add_exam_commands(command):
     c.add_argument("-o", "--out", required=True, help="folder to write into")
     c.add_argument("--no-pdf", action="store_true",
                    help="write .tex even if pdflatex exists")
-    c.add_argument("--scheduler", metavar="tcp://HOST:PORT",
-                   help="make the papers on this running Dask scheduler (default: a local "
-                        "cluster)")
-    c.add_argument("--workers", type=int, metavar="N",
-                   help="worker processes of the local cluster (default: one per core; "
-                        "0: in this process, without Dask)")
+    _cluster_options(c, "make the papers")
     c.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
     c = command("grade", "mark every submission against the student's own exam variant",
@@ -34,11 +29,7 @@ def add_exam_commands(command):
                                        "student)")
     c.add_argument("-o", "--out", required=True, help="marks folder to write into")
     c.add_argument("--roster", help="CSV with an 'id' column: other ids score 0, named")
-    c.add_argument("--scheduler", metavar="tcp://HOST:PORT",
-                   help="grade on this running Dask scheduler (default: a local cluster)")
-    c.add_argument("--workers", type=int, metavar="N",
-                   help="worker processes of the local cluster (default: one per core; "
-                        "0: in this process, without Dask)")
+    _cluster_options(c, "grade")
     c.add_argument("--force", action="store_true",
                    help="grade again the files already graded (a rerun skips them)")
     c.add_argument("--batch", type=int, metavar="N",
@@ -48,6 +39,14 @@ def add_exam_commands(command):
     c.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     c.add_argument("--format", "-f", choices=("text", "json"),
                    help="print the summary as text or JSON")
+
+
+def _cluster_options(c, what):
+    c.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                   help=f"{what} on this running Dask scheduler (default: a local cluster)")
+    c.add_argument("--workers", type=int, metavar="N",
+                   help="worker processes of the local cluster (default: one per core; "
+                        "0: in this process, without Dask)")
 
 
 def cmd_exam(args):
