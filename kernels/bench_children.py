@@ -1,7 +1,7 @@
 """``derivekit bench``'s processes: one runner on one workload in a child, and the parent's
 loop that starts the children (see :mod:`kernels.bench` for what is measured and why).
 
-A child, ``python -m kernels.bench_children W1 peer_numpy --epochs 20 --threads 1``, prints
+A child, ``python -m kernels.bench_children WORKLOAD RUNNER --epochs 20 --threads 1``, prints
 one JSON line (:func:`run_one`); :func:`run_child` starts one with the runner's
 environment (:func:`child_env`), pinned to the cores :func:`pinned_cores` names, and
 :func:`run_processes` runs rounds of them in rotating orders.

@@ -144,5 +144,5 @@ def test_no_kernel_file_is_long_or_names_a_benchmark_code():
     for path in sorted(KERNELS.glob("*.py")):
         text = path.read_text()
         assert len(text.splitlines()) < 500, path.name
-        if path.name != "bench.py":  # its workload ids are data
+        if not path.name.startswith("bench"):  # the bench modules: workload ids are data
             assert not re.search(r"\bW\d\b|\bW\d's|issue #?\d", text), path.name
