@@ -143,7 +143,7 @@ class MLP:
 
 
 # -- W4: conv3x3 (pad 1) -> ReLU -> maxpool 2 -> flatten -> linear ------------------------
-# Written for speed on one core (issue 19). Each minibatch is copied into a zero-bordered
+# Written for speed on one core. Each minibatch is copied into a zero-bordered
 # buffer holding one flat padded image per sample and channel, xp[r, c, t] with
 # t = i * (W + 2) + j over the padded grid; the border is zeroed once per epoch call and
 # never written again. The 3x3 convolution of one (sample, filter) is then a single
